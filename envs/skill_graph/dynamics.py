@@ -1,0 +1,257 @@
+"""SkillGraph-v0 student model: knowledge tracing over a prerequisite graph, vectorised.
+
+Notation for student ``i`` (profile fields in ``envs.skill_graph.profile``):
+``M_k ∈ {0, 1}`` mastery of skill ``k``; ``pre(k)`` the prerequisites of ``k``.
+
+Action ``a`` decodes to skill ``k = a // (C + 1)`` and mode ``m = a % (C + 1)`` with
+``C = n_content``: ``m < C`` teaches ``k`` with content type ``m``, ``m = C`` quizzes ``k``.
+
+* Teach:  ``P(M_k: 0 → 1) = learn_k · content_affinity_m · g_k`` with
+  ``g_k = 1`` if every skill in ``pre(k)`` is mastered, else ``prereq_penalty``.
+* Quiz:   ``P(correct) = 1 − slip`` if ``M_k = 1`` else ``guess`` (mastery before forgetting).
+* Forget: every mastered skill ``l ≠ k`` (not practised in this step) is lost with
+  probability ``forget``, independently.
+* Start:  ``M_k ~ Bernoulli(prior_k)`` independently.
+
+All draws for a step come from the student's own counter-based stream
+(``envs.rng``): column 0 decides learning, column 1 the quiz answer, columns
+``2 … 2 + K − 1`` forgetting of each skill.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.core import RESET_SALT, StudentDynamics, check_choice, check_float, check_int
+from envs.skill_graph.profile import SkillGraphDistribution, SkillGraphProfile
+
+REWARD_MODES = ("gain", "posttest", "quiz")
+GRAPHS = ("default", "chain", "none", "random")
+
+
+def default_levels(n_skills: int) -> list[list[int]]:
+    """Levels of the default graph: widths alternate 1, 2, 1, 2, … (0 | 1 2 | 3 | 4 5 | 6 | 7)."""
+    levels, k, width = [], 0, 1
+    while k < n_skills:
+        levels.append(list(range(k, min(k + width, n_skills))))
+        k += width
+        width = 3 - width
+    return levels
+
+
+def build_prerequisites(
+    n_skills: int, prerequisites: str | Sequence[Sequence[int]], graph_seed: int | None
+) -> np.ndarray:
+    """Boolean matrix ``P[k, l]``: skill ``l`` is a prerequisite of skill ``k``.
+
+    ``prerequisites`` is ``"default"`` (each skill requires every skill of the previous
+    level, levels of width 1, 2, 1, 2 …), ``"chain"`` (``k − 1 → k``), ``"none"``,
+    ``"random"`` (each earlier skill is a prerequisite with probability 0.3, from
+    ``graph_seed``) or an explicit list of ``(prerequisite, skill)`` pairs.
+    """
+    p = np.zeros((n_skills, n_skills), dtype=bool)
+    if isinstance(prerequisites, str):
+        check_choice("prerequisites", prerequisites, GRAPHS)
+        if prerequisites == "default":
+            levels = default_levels(n_skills)
+            for prev, cur in itertools.pairwise(levels):
+                for k in cur:
+                    p[k, prev] = True
+        elif prerequisites == "chain":
+            for k in range(1, n_skills):
+                p[k, k - 1] = True
+        elif prerequisites == "random":
+            if graph_seed is None:
+                raise ValueError("prerequisites='random' needs graph_seed (an integer)")
+            rng = np.random.default_rng(check_int("graph_seed", graph_seed, 0))
+            p = np.tril(rng.random((n_skills, n_skills)) < 0.3, k=-1)
+        return p
+    try:
+        pairs = [tuple(e) for e in prerequisites]
+    except TypeError as e:
+        raise ValueError(f"prerequisites must be a graph name {GRAPHS} or a list of pairs") from e
+    for e in pairs:
+        if len(e) != 2 or not all(isinstance(x, (int, np.integer)) for x in e):
+            raise ValueError(f"prerequisite edge {e!r} must be a pair of skill indices")
+        a, b = int(e[0]), int(e[1])
+        if not (0 <= a < n_skills and 0 <= b < n_skills):
+            raise ValueError(f"prerequisite edge {e!r} names a skill outside 0..{n_skills - 1}")
+        if a == b:
+            raise ValueError(f"prerequisite edge {e!r} is a self-loop")
+        p[b, a] = True
+    _check_acyclic(p)
+    return p
+
+
+def _check_acyclic(p: np.ndarray) -> None:
+    remaining = np.ones(len(p), dtype=bool)
+    while remaining.any():
+        free = remaining & ~(p[:, remaining].any(axis=1))
+        if not free.any():
+            cycle = np.flatnonzero(remaining).tolist()
+            raise ValueError(f"the prerequisite graph has a cycle among skills {cycle}")
+        remaining &= ~free
+
+
+def topological_order(p: np.ndarray) -> list[int]:
+    """Skills in an order where every prerequisite comes first (ties by index)."""
+    order: list[int] = []
+    done = np.zeros(len(p), dtype=bool)
+    while not done.all():
+        for k in range(len(p)):
+            if not done[k] and not (p[k] & ~done).any():
+                order.append(k)
+                done[k] = True
+                break
+    return order
+
+
+class SkillGraphDynamics(StudentDynamics):
+    """Vectorised SkillGraph-v0 students; see the module docstring for the equations."""
+
+    profile_cls = SkillGraphProfile
+    distribution_cls = SkillGraphDistribution
+    metric_names = ("posttest", "learning_gain", "steps_to_mastery", "all_mastered", "n_quizzes")
+
+    def __init__(
+        self,
+        num_students: int,
+        n_skills: int = 8,
+        n_content: int = 3,
+        horizon: int = 50,
+        prerequisites: str | Sequence[Sequence[int]] = "default",
+        graph_seed: int | None = None,
+        prereq_penalty: float = 0.1,
+        reward_mode: str = "gain",
+        time_cost: float = 0.0,
+    ) -> None:
+        super().__init__(num_students)
+        self.n_skills = k = check_int("n_skills", n_skills, 1, 64)
+        self.n_content = c = check_int("n_content", n_content, 1, 16)
+        self.horizon = check_int("horizon", horizon, 1, 100_000)
+        self.prereq = build_prerequisites(k, prerequisites, graph_seed)
+        self.prereq_penalty = check_float("prereq_penalty", prereq_penalty, 0.0, 1.0)
+        self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
+        self.time_cost = check_float("time_cost", time_cost, 0.0, 1e6)
+        self.action_nvec = (k, c + 1)
+        self.single_action_space = gym.spaces.Discrete(k * (c + 1))
+        self.obs_dim = 5 * k + 1
+        self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.obs_dim,), np.float32)
+        n = self.n
+        self.mastered = np.zeros((n, k), dtype=bool)
+        self.n_teach = np.zeros((n, k), dtype=np.int64)
+        self.n_quiz = np.zeros((n, k), dtype=np.int64)
+        self.last_quiz_t = np.full((n, k), -1, dtype=np.int64)
+        self.last_correct = np.zeros((n, k), dtype=bool)
+        self.start_count = np.zeros(n, dtype=np.int64)
+        self.mastery_step = np.full(n, -1, dtype=np.int64)
+        self._rows = np.arange(n)
+
+    def dims(self) -> dict[str, int]:
+        return {"n_skills": self.n_skills, "n_content": self.n_content}
+
+    def distribution(self) -> SkillGraphDistribution:
+        return SkillGraphDistribution(self.n_skills, self.n_content)
+
+    def config(self) -> dict[str, Any]:
+        """What a heuristic tutor may know about the course (not about the student)."""
+        return {
+            "n_skills": self.n_skills,
+            "n_content": self.n_content,
+            "horizon": self.horizon,
+            "prerequisites": self.prereq.copy(),
+        }
+
+    # ------------------------------------------------------------------ model
+    def _reset_students(self, idx: np.ndarray) -> None:
+        u = self.streams.uniform(self.n_skills, idx, salt=RESET_SALT)
+        self.mastered[idx] = u < self.p["prior"][idx]
+        self.n_teach[idx] = 0
+        self.n_quiz[idx] = 0
+        self.last_quiz_t[idx] = -1
+        self.last_correct[idx] = False
+        self.start_count[idx] = self.mastered[idx].sum(axis=1)
+        all_m = self.mastered[idx].all(axis=1)
+        self.mastery_step[idx] = np.where(all_m, 0, -1)
+
+    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        c1 = self.n_content + 1
+        skill, mode = np.divmod(actions, c1)
+        rows = self._rows
+        teach = mode < self.n_content
+        quiz = ~teach
+        u = self.streams.uniform(2 + self.n_skills)
+        m = self.mastered
+        before = m.sum(axis=1)
+        was_mastered = m[rows, skill]
+
+        # teaching: learn · affinity · prerequisite gate
+        missing_pre = (self.prereq[skill] & ~m).any(axis=1)
+        gate = np.where(missing_pre, self.prereq_penalty, 1.0)
+        affinity = self.p["content_affinity"][rows, np.minimum(mode, self.n_content - 1)]
+        p_learn = self.p["learn"][rows, skill] * affinity * gate
+        learned = teach & ~was_mastered & (u[:, 0] < p_learn)
+
+        # quiz answers depend on mastery before this step's forgetting
+        p_correct = np.where(was_mastered, 1.0 - self.p["slip"], self.p["guess"])
+        correct = quiz & (u[:, 1] < p_correct)
+
+        # forgetting of every mastered skill not practised now
+        forget = m & (u[:, 2:] < self.p["forget"][:, None])
+        forget[rows, skill] = False
+        m &= ~forget
+        m[rows, skill] |= learned
+
+        t = self.t
+        self.n_teach[rows, skill] += teach
+        self.n_quiz[rows, skill] += quiz
+        self.last_quiz_t[rows, skill] = np.where(quiz, t, self.last_quiz_t[rows, skill])
+        self.last_correct[rows, skill] = np.where(quiz, correct, self.last_correct[rows, skill])
+
+        after = m.sum(axis=1)
+        newly_all = (after == self.n_skills) & (self.mastery_step < 0)
+        self.mastery_step[newly_all] = t[newly_all] + 1
+        terminated = t + 1 >= self.horizon
+
+        if self.reward_mode == "gain":
+            reward = (after - before).astype(np.float64)
+        elif self.reward_mode == "posttest":
+            reward = np.where(terminated, after / self.n_skills, 0.0)
+        else:
+            reward = correct.astype(np.float64)
+        if self.time_cost:
+            reward = reward - self.time_cost
+        return reward, terminated
+
+    def observe(self) -> np.ndarray:
+        h = float(self.horizon)
+        k = self.n_skills
+        obs = np.empty((self.n, self.obs_dim), dtype=np.float32)
+        obs[:, 0:k] = np.minimum(self.n_teach / h, 1.0)
+        obs[:, k : 2 * k] = np.minimum(self.n_quiz / h, 1.0)
+        quizzed = self.last_quiz_t >= 0
+        obs[:, 2 * k : 3 * k] = quizzed
+        obs[:, 3 * k : 4 * k] = self.last_correct
+        since = np.where(quizzed, (self.t[:, None] - self.last_quiz_t) / h, 1.0)
+        obs[:, 4 * k : 5 * k] = np.clip(since, 0.0, 1.0)
+        obs[:, 5 * k] = np.minimum(self.t / h, 1.0)
+        return obs
+
+    def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        count = self.mastered[idx].sum(axis=1)
+        return {
+            "posttest": count / self.n_skills,
+            "learning_gain": (count - self.start_count[idx]) / self.n_skills,
+            "steps_to_mastery": self.mastery_step[idx].astype(np.float64),
+            "all_mastered": (self.mastery_step[idx] >= 0).astype(np.float64),
+            "n_quizzes": self.n_quiz[idx].sum(axis=1).astype(np.float64),
+        }
+
+    def describe(self, i: int) -> str:
+        m = "".join("#" if x else "." for x in self.mastered[i])
+        return f"t={int(self.t[i])}/{self.horizon} mastery [{m}] quizzes={int(self.n_quiz[i].sum())}"

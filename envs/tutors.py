@@ -1,0 +1,143 @@
+"""Heuristic tutors: the classic, non-learning baselines.
+
+A tutor sees only observations, like a real teacher. The interface works on a
+single env (observation of shape ``(obs_dim,)``, returns an ``int``) and on a
+vector env (observations ``(n, obs_dim)``, returns an ``int64`` array)::
+
+    tutor = make_tutor("mastery_threshold", env)
+    obs, _ = env.reset(seed=0)
+    tutor.reset()
+    while True:
+        obs, r, term, trunc, info = env.step(tutor.act(obs))
+        if term or trunc:
+            break
+
+Tutors with memory keep it per student; they notice a new episode when the
+observation's normalised time is back to 0 (the last observation feature of every
+env here), so they work with vector-env autoreset without extra calls.
+Family-specific tutors live in ``envs/<family>/tutors.py`` and register in
+:data:`TUTORS` under their env id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+def _dynamics(env: Any) -> Any:
+    inner = env.unwrapped
+    if not hasattr(inner, "dynamics"):
+        raise ValueError(f"{env!r} is not a meta-tutor env")
+    return inner.dynamics
+
+
+class Tutor:
+    """Base class. Subclasses implement :meth:`_act` on a batch of observations."""
+
+    name = "tutor"
+
+    def __init__(self, env: gym.Env | gym.vector.VectorEnv, seed: int | None = 0) -> None:
+        self.dynamics = _dynamics(env)
+        self.n_actions = int(self.dynamics.single_action_space.n)
+        self.rng = np.random.default_rng(seed)
+        self._n: int | None = None
+
+    def reset(self) -> None:
+        """Forget everything about the students (memory is re-created lazily)."""
+        self._n = None
+
+    def act(self, obs: np.ndarray) -> int | np.ndarray:
+        o = np.asarray(obs, dtype=np.float64)
+        single = o.ndim == 1
+        batch = o[None] if single else o
+        if batch.ndim != 2:
+            raise ValueError(f"observations must have shape (obs_dim,) or (n, obs_dim), got {o.shape}")
+        if self._n != len(batch):
+            self._n = len(batch)
+            self._init_memory(len(batch))
+        new_episode = batch[:, -1] <= 0.0
+        if new_episode.any():
+            self._start_episode(np.flatnonzero(new_episode))
+        actions = self._act(batch).astype(np.int64)
+        return int(actions[0]) if single else actions
+
+    def _init_memory(self, n: int) -> None:
+        """Allocate per-student memory for ``n`` students."""
+
+    def _start_episode(self, idx: np.ndarray) -> None:
+        """Clear the memory of students ``idx`` at the start of an episode."""
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RandomTutor(Tutor):
+    """Uniformly random actions (the floor every tutor must beat)."""
+
+    name = "random"
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.integers(0, self.n_actions, size=len(obs))
+
+
+class RoundRobinTutor(Tutor):
+    """Cycles through the actions in order, ``0, 1, 2, …`` (per student)."""
+
+    name = "round_robin"
+
+    def _init_memory(self, n: int) -> None:
+        self.next = np.zeros(n, dtype=np.int64)
+
+    def _start_episode(self, idx: np.ndarray) -> None:
+        self.next[idx] = 0
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        a = self.next.copy()
+        self.next = (self.next + 1) % self.n_actions
+        return a
+
+
+TutorFactory = Callable[..., Tutor]
+
+#: tutors usable on every env
+GENERIC_TUTORS: dict[str, TutorFactory] = {"random": RandomTutor, "round_robin": RoundRobinTutor}
+#: family-specific tutors by env id; families add theirs in ``envs/<family>/tutors.py``
+TUTORS: dict[str, dict[str, TutorFactory]] = {}
+
+
+def register_tutor(env_id: str, name: str, factory: TutorFactory) -> None:
+    TUTORS.setdefault(env_id, {})[name] = factory
+
+
+def tutor_names(env_id: str) -> list[str]:
+    """Names of every tutor available for ``env_id``."""
+    _load_family_tutors(env_id)
+    return [*GENERIC_TUTORS, *TUTORS.get(env_id, {})]
+
+
+def make_tutor(name: str, env: Any, seed: int | None = 0, **kwargs: Any) -> Tutor:
+    """Build tutor ``name`` for ``env`` (single or vector)."""
+    import envs
+
+    env_id = envs.env_id_of(_dynamics(env))
+    _load_family_tutors(env_id)
+    options = {**GENERIC_TUTORS, **TUTORS.get(env_id, {})}
+    if name not in options:
+        raise ValueError(f"unknown tutor {name!r} for {env_id}; available: {sorted(options)}")
+    return options[name](env, seed=seed, **kwargs)
+
+
+def _load_family_tutors(env_id: str) -> None:
+    import importlib
+    import importlib.util
+
+    import envs
+
+    fam = envs.family(env_id)
+    module = fam.package + ".tutors"
+    if importlib.util.find_spec(module) is not None:
+        importlib.import_module(module)
