@@ -1,0 +1,1 @@
+"""MAML over PPO for tutoring policies that adapt to a new student."""

@@ -1,0 +1,56 @@
+"""The ``meta-tutor`` command line.
+
+Each subcommand lives in its own module under ``meta_rl.commands`` and defines
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. This file
+only dispatches, so adding a command never touches the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+#: subcommand name -> module; a module that is not present is simply not offered
+COMMANDS: dict[str, str] = {
+    "demo": "meta_rl.commands.demo",
+    "train": "meta_rl.commands.train",
+    "evaluate": "meta_rl.commands.evaluate",
+    "export": "meta_rl.commands.export",
+    "profiles": "meta_rl.commands.profiles",
+    "calibrate": "meta_rl.commands.calibrate",
+    "simulate-log": "meta_rl.commands.simulate_log",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meta-tutor",
+        description="Meta-reinforcement learning for tutoring: student simulators and MAML-PPO.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        # user errors: one clear line, no traceback
+        print(f"meta-tutor {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

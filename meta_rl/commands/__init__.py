@@ -1,0 +1,1 @@
+"""One module per ``meta-tutor`` subcommand (see ``meta_rl.cli``)."""
