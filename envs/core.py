@@ -110,12 +110,24 @@ class StudentDynamics(ABC):
         prof.check_dims(**self.dims())
         return prof
 
+    def _coerce_all(self, profiles: Sequence[ProfileLike]) -> list[StudentProfile]:
+        # tasks usually repeat (one entry per episode): validate each distinct object once,
+        # and keep identity so stack_profiles can stack each distinct profile once too
+        seen: dict[int, StudentProfile] = {}
+        out = []
+        for p in profiles:
+            if id(p) not in seen:
+                seen[id(p)] = self.coerce_profile(p)
+            out.append(seen[id(p)])
+        return out
+
     def set_profiles(self, idx: np.ndarray, profiles: Sequence[ProfileLike]) -> None:
         """Assign ``profiles[k]`` to student ``idx[k]``."""
         idx = np.asarray(idx, dtype=np.int64)
         if len(profiles) != len(idx):
             raise ValueError(f"got {len(profiles)} profiles for {len(idx)} students")
-        arrays = stack_profiles([self.coerce_profile(p) for p in profiles])
+        # tasks are usually repeated (one per episode): validate each distinct object once
+        arrays = stack_profiles(self._coerce_all(profiles))
         if not self.p:
             self.p = {k: np.zeros((self.n, *v.shape[1:]), dtype=np.float64) for k, v in arrays.items()}
         for k, v in arrays.items():
@@ -306,6 +318,7 @@ class StudentVectorEnv(VectorEnv):
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self._all = np.arange(self.num_envs)
         self._tasks: list[StudentProfile] | None = None
+        self._tasks_applied = False
         self._pending = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: reset on next step
         self._seeded = False
 
@@ -315,16 +328,23 @@ class StudentVectorEnv(VectorEnv):
 
     def set_tasks(self, profiles: Sequence[ProfileLike] | None) -> None:
         """Fix one profile per sub-env for all following episodes (``None``: sample)."""
+        self._tasks_applied = False
         if profiles is None:
             self._tasks = None
             return
         if len(profiles) != self.num_envs:
             raise ValueError(f"set_tasks needs {self.num_envs} profiles, got {len(profiles)}")
-        self._tasks = [self.dynamics.coerce_profile(p) for p in profiles]
+        self._tasks = self.dynamics._coerce_all(profiles)
+
+    def get_tasks(self) -> list[StudentProfile] | None:
+        return None if self._tasks is None else list(self._tasks)
 
     def _assign_profiles(self, idx: np.ndarray) -> None:
         if self._tasks is not None:
-            self.dynamics.set_profiles(idx, [self._tasks[i] for i in idx])
+            # fixed tasks stay in the dynamics' arrays across episodes: assign them once
+            if not self._tasks_applied:
+                self.dynamics.set_profiles(self._all, self._tasks)
+                self._tasks_applied = True
         else:
             sampled = self.dynamics.distribution().sample(len(idx), "train", rng=self.np_random)
             self.dynamics.set_profiles(idx, sampled)

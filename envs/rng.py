@@ -24,10 +24,9 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _S30 = np.uint64(30)
 _S27 = np.uint64(27)
 _S31 = np.uint64(31)
-_S11 = np.uint64(11)
 _EPISODE_MUL = np.uint64(0xD1B54A32D192ED03)
 _STEP_MUL = np.uint64(0x8CB92BA72F3D8DD7)
-_TWO_M53 = 1.0 / float(1 << 53)
+_TWO_M32 = 1.0 / float(1 << 32)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -86,8 +85,10 @@ class StudentStreams:
         keys, ep, st = (self.keys, self.episode, self.step)
         if idx is not None:
             keys, ep, st = keys[idx], ep[idx], st[idx]
+        n_words = (n_draws + 1) // 2
         with np.errstate(over="ignore"):
             base = mix64(keys ^ mix64(ep * _EPISODE_MUL + st * _STEP_MUL + np.uint64(salt)))
-            ctr = base[:, None] + np.arange(n_draws, dtype=np.uint64)[None, :] * _GOLDEN
-        bits = mix64(ctr) >> _S11
-        return bits.astype(np.float64) * _TWO_M53
+            ctr = base[:, None] + np.arange(n_words, dtype=np.uint64)[None, :] * _GOLDEN
+        # each 64-bit hash gives two 32-bit uniforms: half the hashing, 2^-32 resolution
+        words = mix64(ctr).view(np.uint32).reshape(len(keys), 2 * n_words)[:, :n_draws]
+        return words * _TWO_M32

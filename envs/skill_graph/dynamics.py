@@ -143,14 +143,16 @@ class SkillGraphDynamics(StudentDynamics):
         self.obs_dim = 5 * k + 1
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.obs_dim,), np.float32)
         n = self.n
-        self.mastered = np.zeros((n, k), dtype=bool)
-        self.n_teach = np.zeros((n, k), dtype=np.int64)
-        self.n_quiz = np.zeros((n, k), dtype=np.int64)
-        self.last_quiz_t = np.full((n, k), -1, dtype=np.int64)
-        self.last_correct = np.zeros((n, k), dtype=bool)
+        # skill-major (K, n): reductions over skills become K vector adds instead of slow row reductions
+        self.mastered_km = np.zeros((k, n), dtype=bool)
+        self._prereq_f = self.prereq.astype(np.float32)
+        # the observation is kept up to date in place: cheaper than rebuilding it every step
+        self.obs = np.zeros((n, self.obs_dim), dtype=np.float32)
+        self.n_quizzes = np.zeros(n, dtype=np.int64)
         self.start_count = np.zeros(n, dtype=np.int64)
         self.mastery_step = np.full(n, -1, dtype=np.int64)
         self._rows = np.arange(n)
+        self._inv_h = np.float32(1.0 / self.horizon)
 
     def dims(self) -> dict[str, int]:
         return {"n_skills": self.n_skills, "n_content": self.n_content}
@@ -170,31 +172,34 @@ class SkillGraphDynamics(StudentDynamics):
     # ------------------------------------------------------------------ model
     def _reset_students(self, idx: np.ndarray) -> None:
         u = self.streams.uniform(self.n_skills, idx, salt=RESET_SALT)
-        self.mastered[idx] = u < self.p["prior"][idx]
-        self.n_teach[idx] = 0
-        self.n_quiz[idx] = 0
-        self.last_quiz_t[idx] = -1
-        self.last_correct[idx] = False
-        self.start_count[idx] = self.mastered[idx].sum(axis=1)
-        all_m = self.mastered[idx].all(axis=1)
+        self.mastered_km[:, idx] = (u < self.p["prior"][idx]).T
+        k = self.n_skills
+        self.obs[idx] = 0.0
+        self.obs[idx, 4 * k : 5 * k] = 1.0  # "never quizzed" reads as the maximal time since
+        self.n_quizzes[idx] = 0
+        self.start_count[idx] = self.mastered_km[:, idx].sum(axis=0)
+        all_m = self.mastered_km[:, idx].all(axis=0)
         self.mastery_step[idx] = np.where(all_m, 0, -1)
 
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        c1 = self.n_content + 1
-        skill, mode = np.divmod(actions, c1)
+        # Flat indices instead of 2-D fancy indexing: same result, about 4x cheaper in NumPy.
+        k, c, n = self.n_skills, self.n_content, self.n
+        skill, mode = np.divmod(actions, c + 1)
         rows = self._rows
-        teach = mode < self.n_content
+        teach = mode < c
         quiz = ~teach
-        u = self.streams.uniform(2 + self.n_skills)
-        m = self.mastered
-        before = m.sum(axis=1)
-        was_mastered = m[rows, skill]
+        u = self.streams.uniform(2 + k)
+        m = self.mastered_km
+        m_flat = m.reshape(-1)
+        km_idx = skill * n + rows
+        before = m.sum(axis=0)
+        was_mastered = m_flat[km_idx]
 
-        # teaching: learn · affinity · prerequisite gate
-        missing_pre = (self.prereq[skill] & ~m).any(axis=1)
-        gate = np.where(missing_pre, self.prereq_penalty, 1.0)
-        affinity = self.p["content_affinity"][rows, np.minimum(mode, self.n_content - 1)]
-        p_learn = self.p["learn"][rows, skill] * affinity * gate
+        # teaching: learn · affinity · prerequisite gate (missing prerequisites counted by a tiny matmul)
+        n_missing = (self._prereq_f @ (~m).astype(np.float32)).reshape(-1)[km_idx]
+        gate = np.where(n_missing > 0, self.prereq_penalty, 1.0)
+        affinity = self.p["content_affinity"].reshape(-1)[rows * c + np.minimum(mode, c - 1)]
+        p_learn = self.p["learn"].reshape(-1)[rows * k + skill] * affinity * gate
         learned = teach & ~was_mastered & (u[:, 0] < p_learn)
 
         # quiz answers depend on mastery before this step's forgetting
@@ -202,56 +207,60 @@ class SkillGraphDynamics(StudentDynamics):
         correct = quiz & (u[:, 1] < p_correct)
 
         # forgetting of every mastered skill not practised now
-        forget = m & (u[:, 2:] < self.p["forget"][:, None])
-        forget[rows, skill] = False
+        forget = m & (u[:, 2:].T < self.p["forget"])
+        forget.reshape(-1)[km_idx] = False
         m &= ~forget
-        m[rows, skill] |= learned
+        m_flat[km_idx] |= learned
 
+        # observation features, updated in place
+        obs, inv_h, d = self.obs, self._inv_h, self.obs_dim
+        o_flat = obs.reshape(-1)
+        o_idx = rows * d + skill
+        o_flat[o_idx] += teach * inv_h
+        o_flat[o_idx + k] += quiz * inv_h
+        q_idx = o_idx[quiz]
+        o_flat[q_idx + 2 * k] = 1.0
+        o_flat[q_idx + 3 * k] = correct[quiz]
+        o_flat[q_idx + 4 * k] = 0.0
+        since = obs[:, 4 * k : 5 * k]
+        np.minimum(since + obs[:, 2 * k : 3 * k] * inv_h, 1.0, out=since)
         t = self.t
-        self.n_teach[rows, skill] += teach
-        self.n_quiz[rows, skill] += quiz
-        self.last_quiz_t[rows, skill] = np.where(quiz, t, self.last_quiz_t[rows, skill])
-        self.last_correct[rows, skill] = np.where(quiz, correct, self.last_correct[rows, skill])
+        obs[:, 5 * k] = np.minimum((t + 1) * inv_h, 1.0)
+        self.n_quizzes += quiz
 
-        after = m.sum(axis=1)
-        newly_all = (after == self.n_skills) & (self.mastery_step < 0)
+        after = m.sum(axis=0)
+        newly_all = (after == k) & (self.mastery_step < 0)
         self.mastery_step[newly_all] = t[newly_all] + 1
         terminated = t + 1 >= self.horizon
 
         if self.reward_mode == "gain":
             reward = (after - before).astype(np.float64)
         elif self.reward_mode == "posttest":
-            reward = np.where(terminated, after / self.n_skills, 0.0)
+            reward = np.where(terminated, after / k, 0.0)
         else:
             reward = correct.astype(np.float64)
         if self.time_cost:
             reward = reward - self.time_cost
         return reward, terminated
 
+    @property
+    def mastered(self) -> np.ndarray:
+        """Hidden mastery, ``(n, n_skills)`` bool (a copy; for tests, tutors never see it)."""
+        return self.mastered_km.T.copy()
+
     def observe(self) -> np.ndarray:
-        h = float(self.horizon)
-        k = self.n_skills
-        obs = np.empty((self.n, self.obs_dim), dtype=np.float32)
-        obs[:, 0:k] = np.minimum(self.n_teach / h, 1.0)
-        obs[:, k : 2 * k] = np.minimum(self.n_quiz / h, 1.0)
-        quizzed = self.last_quiz_t >= 0
-        obs[:, 2 * k : 3 * k] = quizzed
-        obs[:, 3 * k : 4 * k] = self.last_correct
-        since = np.where(quizzed, (self.t[:, None] - self.last_quiz_t) / h, 1.0)
-        obs[:, 4 * k : 5 * k] = np.clip(since, 0.0, 1.0)
-        obs[:, 5 * k] = np.minimum(self.t / h, 1.0)
-        return obs
+        return self.obs.copy()
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        count = self.mastered[idx].sum(axis=1)
+        count = self.mastered_km[:, idx].sum(axis=0)
         return {
             "posttest": count / self.n_skills,
             "learning_gain": (count - self.start_count[idx]) / self.n_skills,
             "steps_to_mastery": self.mastery_step[idx].astype(np.float64),
             "all_mastered": (self.mastery_step[idx] >= 0).astype(np.float64),
-            "n_quizzes": self.n_quiz[idx].sum(axis=1).astype(np.float64),
+            "n_quizzes": self.n_quizzes[idx].astype(np.float64),
         }
 
     def describe(self, i: int) -> str:
-        m = "".join("#" if x else "." for x in self.mastered[i])
-        return f"t={int(self.t[i])}/{self.horizon} mastery [{m}] quizzes={int(self.n_quiz[i].sum())}"
+        m = "".join("#" if x else "." for x in self.mastered_km[:, i])
+        return f"t={int(self.t[i])}/{self.horizon} mastery [{m}] quizzes={int(self.n_quizzes[i])}"
