@@ -1,0 +1,238 @@
+"""SpacedRepetition-v0 student model: flash-card reviews with forgetting, vectorised.
+
+Notation for student ``i`` and item ``j`` (profile fields in ``envs.spaced_repetition.profile``):
+``τ_t`` the clock time (days) of step ``t``; ``L_j`` the time of the last presentation of
+``j``; ``d_j = exp(item_difficulty_j)``; ``S_j`` the memory strength of the chosen model
+(``envs.spaced_repetition.memory_models``).
+
+* Clock: ``τ_0 = 0`` and ``τ_{t+1} = τ_t + gap_t`` with ``gap_t = exam_delay`` after the
+  last step, ``session_gap`` after every ``session_length``-th step and ``step_gap``
+  otherwise. ``τ_T`` (``T = horizon``) is the time of the final exam.
+* Recall: ``p_j(τ) = 0`` if ``j`` was never presented, else
+  ``p_j(τ) = curve(decay · d_j · (τ − L_j) / S_j)`` (``p = 1`` at zero elapsed time).
+* Step ``t`` presents item ``a``: the student answers correctly with probability
+  ``p_a(τ_t)``; then the answer is shown. A first presentation sets ``S_a = S0``; a later
+  one updates ``S_a`` by the model's review rule with the outcome. ``L_a = τ_t``.
+* Reward (``"recall"``): ``m(τ_{t+1}) − m(τ_t)`` with ``m`` the mean of ``p_j`` over items,
+  so the return is ``m(τ_T)``, the expected exam score.
+* Exam: at ``τ_T`` each item is recalled independently with probability ``p_j(τ_T)``.
+
+All draws of a step come from the student's own counter-based stream (``envs.rng``):
+column 0 decides the answer, columns ``1 … n_items`` the exam (used on the last step).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from envs.core import StudentDynamics, check_choice, check_float, check_int
+from envs.spaced_repetition.memory_models import MEMORY_MODELS, STATE_FIELDS, MemoryModel, make_model
+from envs.spaced_repetition.profile import SpacedRepetitionDistribution, SpacedRepetitionProfile
+
+REWARD_MODES = ("recall", "exam", "correct")
+MINUTE = 1.0 / 1440.0
+#: elapsed-time observation: log scale from one minute to 100 days (then clipped at 1)
+ELAPSED_UNIT = MINUTE
+ELAPSED_MAX = 100.0
+_ELAPSED_NORM = math.log1p(ELAPSED_MAX / ELAPSED_UNIT)
+
+
+def step_times(
+    horizon: int, step_gap: float, session_length: int, session_gap: float, exam_delay: float
+) -> np.ndarray:
+    """Clock times ``τ_0 … τ_T`` (days) of the steps; ``τ_T`` is the exam."""
+    t = np.arange(horizon)
+    gaps = np.where((t + 1) % session_length == 0, session_gap, step_gap)
+    gaps[-1] = exam_delay
+    return np.concatenate([[0.0], np.cumsum(gaps)])
+
+
+def encode_elapsed(days: np.ndarray) -> np.ndarray:
+    """Observation feature of an elapsed time: ``log(1 + Δ/1 min) / log(1 + 100 d/1 min)``, clipped."""
+    x = np.maximum(days, 0.0) * (1.0 / ELAPSED_UNIT)
+    np.log1p(x, out=x)
+    x *= 1.0 / _ELAPSED_NORM
+    return np.minimum(x, 1.0, out=x)
+
+
+def decode_elapsed(feature: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_elapsed` (exact below 100 days)."""
+    return np.expm1(np.asarray(feature, dtype=np.float64) * _ELAPSED_NORM) * ELAPSED_UNIT
+
+
+class SpacedRepetitionDynamics(StudentDynamics):
+    """Vectorised SpacedRepetition-v0 students; see the module docstring for the equations."""
+
+    profile_cls = SpacedRepetitionProfile
+    distribution_cls = SpacedRepetitionDistribution
+    metric_names = (
+        "exam_recall",
+        "final_mean_recall_prob",
+        "mean_recall",
+        "items_never_reviewed",
+        "accuracy",
+    )
+
+    def __init__(
+        self,
+        num_students: int,
+        n_items: int = 20,
+        horizon: int = 100,
+        memory_model: str = "exponential",
+        step_gap: float = MINUTE,
+        session_length: int = 10,
+        session_gap: float = 1.0,
+        exam_delay: float = 1.0,
+        reward_mode: str = "recall",
+    ) -> None:
+        super().__init__(num_students)
+        self.n_items = k = check_int("n_items", n_items, 1, 1000)
+        self.horizon = check_int("horizon", horizon, 1, 100_000)
+        self.memory_model = check_choice("memory_model", memory_model, MEMORY_MODELS)
+        self.model: MemoryModel = make_model(self.memory_model)
+        self.step_gap = check_float("step_gap", step_gap, 0.0, 365.0)
+        self.session_length = check_int("session_length", session_length, 1, 100_000)
+        self.session_gap = check_float("session_gap", session_gap, 0.0, 3650.0)
+        self.exam_delay = check_float("exam_delay", exam_delay, 0.0, 3650.0)
+        self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
+        self.times = step_times(
+            self.horizon, self.step_gap, self.session_length, self.session_gap, self.exam_delay
+        )
+        self.action_nvec = (k,)
+        self.single_action_space = gym.spaces.Discrete(k)
+        self.obs_dim = 4 * k + 1
+        self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.obs_dim,), np.float32)
+        n = self.n
+        self.state = self.model.initial_state((n, k))
+        self.seen = np.zeros((n, k), dtype=bool)
+        self.last_time = np.zeros((n, k))
+        self.n_reviews = np.zeros((n, k), dtype=np.int64)
+        self.last_correct = np.zeros((n, k), dtype=bool)
+        self.mean_p = np.zeros(n)  # m(τ_t): mean recall now (cached from the previous step)
+        self.sum_mean_p = np.zeros(n)
+        self.n_correct = np.zeros(n, dtype=np.int64)
+        self.exam = np.zeros(n)
+        self._speed = np.ones((n, k))  # decay × exp(ℓ_j), set with the profiles
+        self._first = self.model.learn((n,))
+        self._rows = np.arange(n)
+        # log(1 + reviews) / log(1 + horizon) as a lookup table (a count never exceeds the horizon)
+        self._review_feature = np.log1p(np.arange(self.horizon + 1)) / math.log1p(self.horizon)
+
+    def dims(self) -> dict[str, int]:
+        return {"n_items": self.n_items}
+
+    def distribution(self) -> SpacedRepetitionDistribution:
+        return SpacedRepetitionDistribution(self.n_items)
+
+    def config(self) -> dict[str, Any]:
+        """What a heuristic tutor may know about the course (not about the student)."""
+        return {
+            "n_items": self.n_items,
+            "horizon": self.horizon,
+            "memory_model": self.memory_model,
+            "step_gap": self.step_gap,
+            "session_length": self.session_length,
+            "session_gap": self.session_gap,
+            "exam_delay": self.exam_delay,
+            "times": self.times.copy(),
+        }
+
+    # ------------------------------------------------------------------ model
+    def recall_matrix(self, now: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """``p_j(now)`` of every item of students ``rows`` (all by default), shape ``(len, n_items)``."""
+        sl = slice(None) if rows is None else rows
+        elapsed = (now[:, None] - self.last_time[sl]) * self._speed[sl]
+        p = self.model.recall(self.state["S"][sl], elapsed)
+        return np.where(self.seen[sl], p, 0.0)
+
+    def _profiles_changed(self, idx: np.ndarray) -> None:
+        # effective forgetting speed of each item: decay × exp(ℓ_j)
+        self._speed[idx] = self.p["decay"][idx, None] * np.exp(self.p["item_difficulty"][idx])
+
+    def _reset_students(self, idx: np.ndarray) -> None:
+        fresh = self.model.initial_state((len(idx), self.n_items))
+        for f in STATE_FIELDS:
+            self.state[f][idx] = fresh[f]
+        self.seen[idx] = False
+        self.last_time[idx] = 0.0
+        self.n_reviews[idx] = 0
+        self.last_correct[idx] = False
+        self.mean_p[idx] = 0.0
+        self.sum_mean_p[idx] = 0.0
+        self.n_correct[idx] = 0
+        self.exam[idx] = 0.0
+
+    def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows, a = self._rows, actions
+        # a NEXT_STEP vector env also steps finished students (t = horizon) before resetting them
+        t = np.minimum(self.t, self.horizon - 1)
+        u = self.streams.uniform(1 + self.n_items)
+        now = self.times[t]
+        was_seen = self.seen[rows, a]
+        real_elapsed = now - self.last_time[rows, a]
+        item_state = {f: v[rows, a] for f, v in self.state.items()}
+        p = np.where(was_seen, self.model.recall(item_state["S"], real_elapsed * self._speed[rows, a]), 0.0)
+        correct = u[:, 0] < p
+
+        reviewed = self.model.review(
+            item_state, p, correct, real_elapsed, self.p["gain"], self.p["fail_effect"]
+        )
+        for f in STATE_FIELDS:
+            self.state[f][rows, a] = np.where(was_seen, reviewed[f], self._first[f])
+        self.seen[rows, a] = True
+        self.last_time[rows, a] = now
+        self.n_reviews[rows, a] += 1
+        self.last_correct[rows, a] = correct
+        self.n_correct += correct
+
+        p_next = self.recall_matrix(self.times[t + 1])
+        m_next = p_next.mean(axis=1)
+        terminated = t + 1 >= self.horizon
+        if self.reward_mode == "recall":
+            reward = m_next - self.mean_p
+        elif self.reward_mode == "exam":
+            reward = np.zeros(self.n)
+        else:
+            reward = correct.astype(np.float64)
+        self.mean_p = m_next
+        self.sum_mean_p += m_next
+        if terminated.any():
+            exam = (u[:, 1:] < p_next).mean(axis=1)
+            self.exam = np.where(terminated, exam, self.exam)
+            if self.reward_mode == "exam":
+                reward = np.where(terminated, exam, 0.0)
+        return reward, terminated
+
+    def observe(self) -> np.ndarray:
+        k = self.n_items
+        obs = np.empty((self.n, self.obs_dim), dtype=np.float32)
+        now = self.times[np.minimum(self.t, self.horizon)]
+        obs[:, 0:k] = np.where(self.seen, encode_elapsed(now[:, None] - self.last_time), 1.0)
+        obs[:, k : 2 * k] = self._review_feature[np.minimum(self.n_reviews, self.horizon)]
+        obs[:, 2 * k : 3 * k] = self.seen & self.last_correct
+        obs[:, 3 * k : 4 * k] = self.seen & ~self.last_correct
+        obs[:, 4 * k] = np.minimum(self.t / self.horizon, 1.0)
+        return obs
+
+    def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        steps = np.maximum(self.t[idx], 1)
+        return {
+            "exam_recall": self.exam[idx].copy(),
+            "final_mean_recall_prob": self.mean_p[idx].copy(),
+            "mean_recall": self.sum_mean_p[idx] / steps,
+            "items_never_reviewed": (~self.seen[idx]).sum(axis=1).astype(np.float64),
+            "accuracy": self.n_correct[idx] / steps,
+        }
+
+    def describe(self, i: int) -> str:
+        p = self.recall_matrix(self.times[[min(int(self.t[i]), self.horizon)]], np.asarray([i]))[0]
+        bars = "".join(" .:-=+*#%@"[min(int(x * 10), 9)] if s else "_" for x, s in zip(p, self.seen[i]))
+        now = self.times[min(int(self.t[i]), self.horizon)]
+        return (
+            f"t={int(self.t[i])}/{self.horizon} day {now:.2f} recall [{bars}] "
+            f"mean={p.mean():.2f} reviews={int(self.n_reviews[i].sum())}"
+        )
