@@ -1,0 +1,203 @@
+"""MAML's inner adaptation and the MAML-PPO meta-objective, batched over tasks.
+
+Inner update (for every task ``i`` at once, ``k = 0 … K − 1``; data ``D_i^k`` sampled
+with ``θ_i^k``, ``θ_i^0 = θ``)::
+
+    θ_i^{k+1} = θ_i^k − α ⊙ ∇_θ L_inner(θ_i^k; D_i^k)
+
+``α`` is a scalar (MAML) or a learned tensor per parameter (Meta-SGD, Li et al. 2017).
+Inner objectives, with ``π_old`` the (stored, constant) probability under which
+``D^k`` was sampled and ``A`` its advantages:
+
+* ``vpg``: ``L = −E[log π_θ(a|s) · A] − c_H · E[H(π_θ(·|s))]`` (MAML-TRPO, garage);
+* ``lvc``: ``L = −E[π_θ(a|s) / π_old(a|s) · A] − c_H · E[H]`` – ProMP's low-variance
+  curvature objective. At ``θ = θ_old`` its gradient equals the VPG gradient, but its
+  Hessian accounts for the pre-update sampling distribution, giving a better-behaved
+  meta-gradient (Rothfuss et al. 2019).
+
+Meta-objective (MAML-PPO; data ``D^K`` sampled with the adapted ``θ'_i = θ_i^K``)::
+
+    J(θ) = (1/T) Σ_i L_clip(θ'_i(θ); D_i^K) − c_H E[H(π_θ'_i)] + β KL(π_θ_sample ‖ π_θ)
+
+where ``θ'_i(θ)`` is *recomputed from the stored inner data in every outer epoch*, so
+the gradient flows through the adaptation: ``dθ'/dθ = Π_k (I − α ∇²L_inner)``
+(second order), or ``I`` with ``first_order=True`` (FOMAML: the inner gradients are
+treated as constants). ``β`` penalises moving the pre-update policy away from the one
+that sampled ``D^0`` (ProMP's trust region).
+
+Batching: ``θ`` is expanded to ``T`` copies before the first inner step, and the
+gradient of ``Σ_i L_inner,i`` with respect to the expanded tensor gives every task's
+own gradient in one backward pass (second order included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from meta_rl.policy import (
+    Params,
+    PolicySpec,
+    entropy,
+    expand_params,
+    is_batched,
+    kl_divergence,
+    log_prob,
+    mlp,
+)
+from meta_rl.ppo import approx_kl, clip_fraction, clipped_surrogate, masked_mean
+
+INNER_OBJECTIVES = ("lvc", "vpg")
+
+
+@dataclass(frozen=True)
+class InnerUpdate:
+    """Settings of the inner (adaptation) update, stored with every trained policy."""
+
+    lr: float = 0.5
+    objective: str = "lvc"
+    ent_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.objective not in INNER_OBJECTIVES:
+            raise ValueError(
+                f"inner objective must be one of {list(INNER_OBJECTIVES)}, got {self.objective!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StepData(NamedTuple):
+    """Rollouts of ``T`` tasks × ``E`` episodes × ``H`` steps used by a loss."""
+
+    obs: Tensor  # (T, E, H, d)
+    actions: Tensor  # (T, E, H) int64
+    adv: Tensor  # (T, E, H)
+    mask: Tensor  # (T, E, H) bool: valid (non-padding) steps
+    logp_old: Tensor  # (T, E, H): log-probability under the sampling policy
+    logits_old: Tensor | None = None  # (T, E, H, n_logits) of the sampling policy
+
+
+def policy_logits(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
+    """Logits for ``obs`` of shape ``(T, E, H, d)``; params batched over ``T`` or shared."""
+    t, e, h, d = obs.shape
+    return mlp(spec, params, obs.reshape(t, e * h, d)).reshape(t, e, h, -1)
+
+
+def inner_losses(
+    spec: PolicySpec, params: Mapping[str, Tensor], data: StepData, objective: str, ent_coef: float
+) -> Tensor:
+    """Per-task inner losses, shape ``(T,)`` (each a masked mean over the task's steps)."""
+    logits = policy_logits(spec, params, data.obs)
+    logp = log_prob(spec, logits, data.actions)
+    if objective == "vpg":
+        surr = logp * data.adv
+    elif objective == "lvc":
+        surr = torch.exp(logp - data.logp_old) * data.adv
+    else:
+        raise ValueError(f"inner objective must be one of {list(INNER_OBJECTIVES)}, got {objective!r}")
+    obj = surr + ent_coef * entropy(spec, logits) if ent_coef else surr
+    m = data.mask.to(obj.dtype)
+    return -(obj * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1.0)
+
+
+LearningRate = float | Mapping[str, Tensor]
+
+
+def inner_step(
+    spec: PolicySpec,
+    params: Mapping[str, Tensor],
+    data: StepData,
+    lr: LearningRate,
+    inner: InnerUpdate,
+    create_graph: bool,
+) -> Params:
+    """One batched inner step ``θ_i ← θ_i − α ⊙ ∇L_inner,i(θ_i)`` for all tasks.
+
+    ``params`` must be batched over tasks. With ``create_graph=False`` the gradient is
+    a constant (first order); if ``params`` are not part of a graph at all (test-time
+    adaptation), they are treated as fresh leaves and the result is detached.
+    """
+    if not is_batched(params):
+        raise ValueError("inner_step needs parameters batched over tasks (see expand_params)")
+    rates = list(lr.values()) if not isinstance(lr, float) else []
+    # nothing to differentiate through (test-time adaptation): return plain tensors
+    detached = not any(v.requires_grad for v in [*params.values(), *rates])
+    # the inner gradient needs leaves for parameters that are outside any graph
+    params = {k: v if v.requires_grad else v.detach().requires_grad_(True) for k, v in params.items()}
+    # enable_grad: test-time adaptation may run inside torch.no_grad()
+    with torch.enable_grad():
+        loss = inner_losses(spec, params, data, inner.objective, inner.ent_coef).sum()
+        grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph and not detached)
+        new: Params = {}
+        for (k, p), g in zip(params.items(), grads):
+            rate = lr if isinstance(lr, float) else lr[k]
+            new[k] = p - rate * g
+    if detached:
+        new = {k: v.detach() for k, v in new.items()}
+    return new
+
+
+def adapt_params(
+    spec: PolicySpec,
+    theta: Mapping[str, Tensor],
+    datas: Sequence[StepData],
+    lr: LearningRate,
+    inner: InnerUpdate,
+    first_order: bool = False,
+) -> Params:
+    """``θ'_i`` after ``len(datas)`` inner steps (``datas[k]`` used at step ``k``), batched."""
+    if not datas:
+        return dict(theta)
+    n_tasks = datas[0].obs.shape[0]
+    params = expand_params(theta, n_tasks) if not is_batched(theta) else dict(theta)
+    for d in datas:
+        params = inner_step(spec, params, d, lr, inner, create_graph=not first_order)
+    return params
+
+
+@dataclass(frozen=True)
+class OuterSettings:
+    """Coefficients of the MAML-PPO meta-objective."""
+
+    clip_eps: float = 0.2
+    ent_coef: float = 0.0
+    kl_coef: float = 0.0
+    first_order: bool = False
+
+
+def meta_loss(
+    spec: PolicySpec,
+    theta: Mapping[str, Tensor],
+    lr: LearningRate,
+    inner: InnerUpdate,
+    inner_datas: Sequence[StepData],
+    outer_data: StepData,
+    outer: OuterSettings,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The MAML-PPO objective ``J(θ)`` (module docstring) and its parts for logging."""
+    adapted = adapt_params(spec, theta, inner_datas, lr, inner, outer.first_order)
+    logits = policy_logits(spec, adapted, outer_data.obs)
+    logp = log_prob(spec, logits, outer_data.actions)
+    mask = outer_data.mask
+    surr = clipped_surrogate(logp, outer_data.logp_old, outer_data.adv, outer.clip_eps, mask)
+    ent = masked_mean(entropy(spec, logits), mask)
+    loss = surr - outer.ent_coef * ent
+    stats = {
+        "surrogate": surr.detach(),
+        "entropy": ent.detach(),
+        "approx_kl": approx_kl(logp, outer_data.logp_old, mask).detach(),
+        "clip_fraction": clip_fraction(logp, outer_data.logp_old, outer.clip_eps, mask).detach(),
+    }
+    d0 = inner_datas[0] if inner_datas else outer_data
+    if outer.kl_coef and d0.logits_old is not None:
+        pre_logits = policy_logits(spec, theta, d0.obs)
+        kl_pre = masked_mean(kl_divergence(spec, d0.logits_old.to(pre_logits.dtype), pre_logits), d0.mask)
+        loss = loss + outer.kl_coef * kl_pre
+        stats["kl_pre"] = kl_pre.detach()
+    return loss, stats
