@@ -26,16 +26,18 @@ _S27 = np.uint64(27)
 _S31 = np.uint64(31)
 _EPISODE_MUL = np.uint64(0xD1B54A32D192ED03)
 _STEP_MUL = np.uint64(0x8CB92BA72F3D8DD7)
+_SALT_MUL_INT = 0xA0761D6478BD642F
+_MASK64 = (1 << 64) - 1
 _TWO_M32 = 1.0 / float(1 << 32)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser applied element-wise to a ``uint64`` array."""
-    with np.errstate(over="ignore"):
-        z = x + _GOLDEN
-        z = (z ^ (z >> _S30)) * _M1
-        z = (z ^ (z >> _S27)) * _M2
-        return z ^ (z >> _S31)
+    # unsigned array arithmetic wraps modulo 2**64 silently, as the mixer requires
+    z = x + _GOLDEN
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
 
 
 def seed_to_key(seed: int | np.ndarray) -> np.ndarray:
@@ -54,41 +56,54 @@ class StudentStreams:
     Each student has a key (set by :meth:`seed`), an episode counter (advanced by
     :meth:`new_episode`) and a step counter (advanced by :meth:`advance`).
     :meth:`uniform` returns the draws for the current step.
+
+    The draws of step ``t`` are SplitMix64 outputs of the counters
+    ``k_e + t·S + salt·Q + j·G`` (``j`` = 0, 1, …), where ``k_e = mix(key ⊕ e·E)``
+    is the student's key for episode ``e``. Each 64-bit output yields two 32-bit
+    uniforms (half the hashing; a resolution of 2⁻³² is ample for probabilities).
     """
 
     def __init__(self, n: int) -> None:
         self.keys = np.zeros(n, dtype=np.uint64)
         self.episode = np.zeros(n, dtype=np.uint64)
         self.step = np.zeros(n, dtype=np.uint64)
+        self.episode_keys = mix64(self.keys)
 
     def seed(self, idx: np.ndarray, seeds: np.ndarray) -> None:
         self.keys[idx] = seed_to_key(seeds)
         self.episode[idx] = 0
         self.step[idx] = 0
+        self._rekey(idx)
 
     def new_episode(self, idx: np.ndarray) -> None:
-        with np.errstate(over="ignore"):
-            self.episode[idx] += np.uint64(1)
+        self.episode[idx] += np.uint64(1)
         self.step[idx] = 0
+        self._rekey(idx)
+
+    def _rekey(self, idx: np.ndarray) -> None:
+        self.episode_keys[idx] = mix64(self.keys[idx] ^ (self.episode[idx] * _EPISODE_MUL))
 
     def advance(self) -> None:
-        with np.errstate(over="ignore"):
-            self.step += np.uint64(1)
+        self.step += np.uint64(1)
 
-    def uniform(self, n_draws: int, idx: np.ndarray | None = None, salt: int = 0) -> np.ndarray:
-        """Uniforms in [0, 1) of shape ``(len(idx), n_draws)`` for the current step.
+    def uniform_t(self, n_draws: int, idx: np.ndarray | None = None, salt: int = 0) -> np.ndarray:
+        """Uniforms in [0, 1) of shape ``(n_draws, len(idx))`` for the current step.
 
+        Draw-major layout: row ``j`` is a contiguous vector over students, which is
+        what vectorised models want. ``uniform_t(...)[j, i] == uniform(...)[i, j]``.
         Calling it twice in the same step with the same ``salt`` returns the same
         numbers, so a model asks once for all its draws and slices; a different
-        ``salt`` (e.g. 1 for the draws of a reset) gives an independent set.
+        ``salt`` (e.g. ``RESET_SALT`` for the draws of a reset) gives an independent set.
         """
-        keys, ep, st = (self.keys, self.episode, self.step)
-        if idx is not None:
-            keys, ep, st = keys[idx], ep[idx], st[idx]
+        ek, st = (self.episode_keys, self.step) if idx is None else (self.episode_keys[idx], self.step[idx])
         n_words = (n_draws + 1) // 2
-        with np.errstate(over="ignore"):
-            base = mix64(keys ^ mix64(ep * _EPISODE_MUL + st * _STEP_MUL + np.uint64(salt)))
-            ctr = base[:, None] + np.arange(n_words, dtype=np.uint64)[None, :] * _GOLDEN
-        # each 64-bit hash gives two 32-bit uniforms: half the hashing, 2^-32 resolution
-        words = mix64(ctr).view(np.uint32).reshape(len(keys), 2 * n_words)[:, :n_draws]
-        return words * _TWO_M32
+        base = ek + st * _STEP_MUL + np.uint64((salt * _SALT_MUL_INT) & _MASK64)
+        ctr = base[None, :] + (np.arange(n_words, dtype=np.uint64) * _GOLDEN)[:, None]
+        halves = mix64(ctr).view(np.uint32).reshape(n_words, len(base), 2)
+        # (word, half, student) -> rows 2w and 2w+1 are the low and high halves of word w
+        out = np.multiply(halves.transpose(0, 2, 1), _TWO_M32, dtype=np.float64)
+        return out.reshape(2 * n_words, len(base))[:n_draws]
+
+    def uniform(self, n_draws: int, idx: np.ndarray | None = None, salt: int = 0) -> np.ndarray:
+        """The same numbers as :meth:`uniform_t`, shaped ``(len(idx), n_draws)`` (a view)."""
+        return self.uniform_t(n_draws, idx, salt).T

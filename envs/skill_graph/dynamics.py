@@ -146,8 +146,10 @@ class SkillGraphDynamics(StudentDynamics):
         # skill-major (K, n): reductions over skills become K vector adds instead of slow row reductions
         self.mastered_km = np.zeros((k, n), dtype=bool)
         self._prereq_f = self.prereq.astype(np.float32)
-        # the observation is kept up to date in place: cheaper than rebuilding it every step
-        self.obs = np.zeros((n, self.obs_dim), dtype=np.float32)
+        # the first 4K observation features (teach and quiz counts / horizon, ever quizzed, last
+        # answer) kept up to date in place; time since the last quiz is derived in observe()
+        self.feat = np.zeros((n, 4 * k), dtype=np.float32)
+        self.last_quiz_t = np.full((n, k), -1, dtype=np.int64)
         self.n_quizzes = np.zeros(n, dtype=np.int64)
         self.start_count = np.zeros(n, dtype=np.int64)
         self.mastery_step = np.full(n, -1, dtype=np.int64)
@@ -173,9 +175,8 @@ class SkillGraphDynamics(StudentDynamics):
     def _reset_students(self, idx: np.ndarray) -> None:
         u = self.streams.uniform(self.n_skills, idx, salt=RESET_SALT)
         self.mastered_km[:, idx] = (u < self.p["prior"][idx]).T
-        k = self.n_skills
-        self.obs[idx] = 0.0
-        self.obs[idx, 4 * k : 5 * k] = 1.0  # "never quizzed" reads as the maximal time since
+        self.feat[idx] = 0.0
+        self.last_quiz_t[idx] = -1
         self.n_quizzes[idx] = 0
         self.start_count[idx] = self.mastered_km[:, idx].sum(axis=0)
         all_m = self.mastered_km[:, idx].all(axis=0)
@@ -188,7 +189,7 @@ class SkillGraphDynamics(StudentDynamics):
         rows = self._rows
         teach = mode < c
         quiz = ~teach
-        u = self.streams.uniform(2 + k)
+        u = self.streams.uniform_t(2 + k)
         m = self.mastered_km
         m_flat = m.reshape(-1)
         km_idx = skill * n + rows
@@ -200,32 +201,28 @@ class SkillGraphDynamics(StudentDynamics):
         gate = np.where(n_missing > 0, self.prereq_penalty, 1.0)
         affinity = self.p["content_affinity"].reshape(-1)[rows * c + np.minimum(mode, c - 1)]
         p_learn = self.p["learn"].reshape(-1)[rows * k + skill] * affinity * gate
-        learned = teach & ~was_mastered & (u[:, 0] < p_learn)
+        learned = teach & ~was_mastered & (u[0] < p_learn)
 
         # quiz answers depend on mastery before this step's forgetting
         p_correct = np.where(was_mastered, 1.0 - self.p["slip"], self.p["guess"])
-        correct = quiz & (u[:, 1] < p_correct)
+        correct = quiz & (u[1] < p_correct)
 
         # forgetting of every mastered skill not practised now
-        forget = m & (u[:, 2:].T < self.p["forget"])
+        forget = m & (u[2:] < self.p["forget"])
         forget.reshape(-1)[km_idx] = False
         m &= ~forget
         m_flat[km_idx] |= learned
 
         # observation features, updated in place
-        obs, inv_h, d = self.obs, self._inv_h, self.obs_dim
-        o_flat = obs.reshape(-1)
-        o_idx = rows * d + skill
-        o_flat[o_idx] += teach * inv_h
-        o_flat[o_idx + k] += quiz * inv_h
-        q_idx = o_idx[quiz]
-        o_flat[q_idx + 2 * k] = 1.0
-        o_flat[q_idx + 3 * k] = correct[quiz]
-        o_flat[q_idx + 4 * k] = 0.0
-        since = obs[:, 4 * k : 5 * k]
-        np.minimum(since + obs[:, 2 * k : 3 * k] * inv_h, 1.0, out=since)
+        f, inv_h = self.feat.reshape(-1), self._inv_h
+        f_idx = rows * (4 * k) + skill
+        f[f_idx] += teach * inv_h
+        f[f_idx + k] += quiz * inv_h
+        q_idx = f_idx[quiz]
+        f[q_idx + 2 * k] = 1.0
+        f[q_idx + 3 * k] = correct[quiz]
+        self.last_quiz_t.reshape(-1)[(rows * k + skill)[quiz]] = self.t[quiz]
         t = self.t
-        obs[:, 5 * k] = np.minimum((t + 1) * inv_h, 1.0)
         self.n_quizzes += quiz
 
         after = m.sum(axis=0)
@@ -249,7 +246,13 @@ class SkillGraphDynamics(StudentDynamics):
         return self.mastered_km.T.copy()
 
     def observe(self) -> np.ndarray:
-        return self.obs.copy()
+        n, k, h = self.n, self.n_skills, float(self.horizon)
+        obs = np.empty((n, self.obs_dim), dtype=np.float32)
+        obs[:, : 4 * k] = self.feat
+        since = (self.t[:, None] - self.last_quiz_t) / h
+        obs[:, 4 * k : 5 * k] = np.where(self.last_quiz_t >= 0, np.minimum(since, 1.0), 1.0)
+        obs[:, 5 * k] = np.minimum(self.t / h, 1.0)
+        return obs
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         count = self.mastered_km[:, idx].sum(axis=0)
