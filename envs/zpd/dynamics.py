@@ -220,7 +220,7 @@ class ZPDDynamics(StudentDynamics):
             + self.p["recovery"] * (1.0 - e_old) * (correct & ~easy)
         )
         e_new = np.clip(e_old + delta, 0.0, 1.0)
-        z = ndtri(u[:, 1] + 2.0**-54)  # shift keeps the argument in (0, 1): no infinite z
+        z = ndtri(np.clip(u[:, 1], 2.0**-53, 1.0 - 2.0**-53))  # clip: u = 0 would give z = −∞
         rt = RT_BASE * np.exp(RT_DIFFICULTY * (1.0 - p) - RT_DISENGAGED * (1.0 - e_old) + RT_NOISE * z)
 
         # frozen students (episode over) keep their state; only live ones are updated
