@@ -1,0 +1,132 @@
+"""Heuristic tutors for SkillGraph-v0: mastery learning in prerequisite order.
+
+:class:`MasteryThresholdTutor` is the classic mastery-learning loop of intelligent
+tutoring systems: take the skills in prerequisite (topological) order; teach the
+current skill, then quiz it; after ``k_correct`` correct answers in a row move on,
+after a wrong answer teach it again. Once every skill has been passed it keeps
+quizzing skills in order and re-teaches any skill answered wrongly (forgetting).
+
+The content type of each teaching action is chosen either round-robin or by observed
+success: a teaching action with content ``j`` followed by a correct quiz of that
+skill counts as a success of ``j``, and the tutor picks the content with the highest
+posterior mean ``(successes + 1) / (attempts + 2)`` (ties broken at random). Only
+observations are used; the tutor knows the course (skills, content types, graph),
+never the student.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from envs.skill_graph.dynamics import topological_order
+from envs.tutors import Tutor, register_tutor
+
+ENV_ID = "MetaTutor/SkillGraph-v0"
+
+
+class MasteryThresholdTutor(Tutor):
+    """Mastery learning: teach, quiz, advance after ``k_correct`` correct answers in a row."""
+
+    name = "mastery_threshold"
+
+    def __init__(self, env: Any, seed: int | None = 0, k_correct: int = 2, content: str = "success") -> None:
+        super().__init__(env, seed)
+        if content not in ("success", "round_robin"):
+            raise ValueError(f"content must be 'success' or 'round_robin', got {content!r}")
+        if not isinstance(k_correct, int) or k_correct < 1:
+            raise ValueError(f"k_correct must be a positive integer, got {k_correct!r}")
+        cfg = self.dynamics.config()
+        self.k, self.c = cfg["n_skills"], cfg["n_content"]
+        self.order = np.asarray(topological_order(cfg["prerequisites"]), dtype=np.int64)
+        self.k_correct = k_correct
+        self.content_rule = content
+
+    def _init_memory(self, n: int) -> None:
+        self.pos = np.zeros(n, dtype=np.int64)  # index into self.order; >= K means reviewing
+        self.review = np.zeros(n, dtype=np.int64)
+        self.streak = np.zeros(n, dtype=np.int64)
+        self.needs_teach = np.ones(n, dtype=bool)  # new skill to learn, or a wrong answer
+        self.last_skill = np.full(n, -1, dtype=np.int64)
+        self.last_quiz = np.zeros(n, dtype=bool)
+        self.credit = np.full(n, -1, dtype=np.int64)  # content of the last teaching, awaiting a quiz
+        self.attempts = np.zeros((n, self.c))
+        self.successes = np.zeros((n, self.c))
+        self.rr = np.zeros(n, dtype=np.int64)
+
+    def _start_episode(self, idx: np.ndarray) -> None:
+        for arr, value in (
+            (self.pos, 0),
+            (self.review, 0),
+            (self.streak, 0),
+            (self.needs_teach, True),
+            (self.last_skill, -1),
+            (self.last_quiz, False),
+            (self.credit, -1),
+            (self.attempts, 0.0),
+            (self.successes, 0.0),
+            (self.rr, 0),
+        ):
+            arr[idx] = value
+
+    def _target(self) -> np.ndarray:
+        reviewing = self.pos >= self.k
+        return np.where(
+            reviewing, self.order[self.review % self.k], self.order[np.minimum(self.pos, self.k - 1)]
+        )
+
+    def _observe_answers(self, obs: np.ndarray) -> None:
+        rows = np.flatnonzero(self.last_quiz)
+        if len(rows) == 0:
+            return
+        skill = self.last_skill[rows]
+        correct = obs[rows, 3 * self.k + skill] > 0.5
+        credited = rows[correct & (self.credit[rows] >= 0)]
+        self.successes[credited, self.credit[credited]] += 1
+        self.credit[rows] = -1
+        self.streak[rows] = np.where(correct, self.streak[rows] + 1, 0)
+        self.needs_teach[rows[~correct]] = True
+        reviewing = self.pos[rows] >= self.k
+        # learning phase: advance after k_correct in a row; review phase: move on after one
+        need = np.where(reviewing, 1, self.k_correct)
+        done = rows[self.streak[rows] >= need]
+        self.streak[done] = 0
+        was_learning = self.pos[done] < self.k
+        self.pos[done[was_learning]] += 1
+        self.review[done[~was_learning]] += 1
+        # a new skill to learn is taught first; a skill under review is quizzed first
+        self.needs_teach[done] = self.pos[done] < self.k
+
+    def _choose_content(self, rows: np.ndarray) -> np.ndarray:
+        if self.content_rule == "round_robin":
+            content = self.rr[rows] % self.c
+            self.rr[rows] += 1
+            return content
+        score = (self.successes[rows] + 1.0) / (self.attempts[rows] + 2.0)
+        score = score + 1e-9 * self.rng.random(score.shape)  # random tie-break
+        return np.argmax(score, axis=1)
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        self._observe_answers(obs)
+        target = self._target()
+        teach = self.needs_teach.copy()
+        action = target * (self.c + 1) + self.c  # quiz by default
+        rows = np.flatnonzero(teach)
+        if len(rows):
+            content = self._choose_content(rows)
+            action[rows] = target[rows] * (self.c + 1) + content
+            self.attempts[rows, content] += 1
+            self.credit[rows] = content
+            self.needs_teach[rows] = False
+        self.last_skill = target
+        self.last_quiz = ~teach
+        return action
+
+
+register_tutor(ENV_ID, "mastery_threshold", MasteryThresholdTutor)
+register_tutor(
+    ENV_ID,
+    "mastery_threshold_rr",
+    lambda env, seed=0, **kw: MasteryThresholdTutor(env, seed=seed, content="round_robin", **kw),
+)
