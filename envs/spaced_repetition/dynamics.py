@@ -53,10 +53,8 @@ def step_times(
 
 def encode_elapsed(days: np.ndarray) -> np.ndarray:
     """Observation feature of an elapsed time: ``log(1 + Δ/1 min) / log(1 + 100 d/1 min)``, clipped."""
-    x = np.maximum(days, 0.0) * (1.0 / ELAPSED_UNIT)
-    np.log1p(x, out=x)
-    x *= 1.0 / _ELAPSED_NORM
-    return np.minimum(x, 1.0, out=x)
+    x = np.log1p(np.maximum(days, 0.0) * (1.0 / ELAPSED_UNIT))
+    return np.minimum(x * (1.0 / _ELAPSED_NORM), 1.0)
 
 
 def decode_elapsed(feature: np.ndarray) -> np.ndarray:

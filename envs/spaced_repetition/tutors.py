@@ -1,0 +1,284 @@
+"""Heuristic tutors of SpacedRepetition-v0: Leitner, SM-2, recall threshold and FSRS.
+
+All four see only observations plus the course layout from ``dynamics.config()`` (number
+of cards, step times), like a flash-card app. They find the card just shown from the
+observation – the card whose count of presentations went up – and its answer from the
+last-answer flags, so they stay right when a vector env ignores the action of a finished
+sub-env. Each keeps per-student memory and works on single and vector envs through
+:class:`envs.tutors.Tutor`.
+
+Scheduling rule shared by the interval-based tutors (Leitner, SM-2, FSRS): present a due
+card if there is one (the most urgent first), otherwise introduce the next new card,
+otherwise review ahead the card closest to being due. A card is *due* when the time since
+it was last shown reaches its interval (with 1 % slack for rounding).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+
+from envs.core import check_float, check_int
+from envs.spaced_repetition.dynamics import decode_elapsed
+from envs.spaced_repetition.memory_models import STATE_FIELDS, make_model
+from envs.tutors import Tutor, register_tutor
+
+ENV_ID = "MetaTutor/SpacedRepetition-v0"
+_DUE_SLACK = 0.99
+
+
+class _SRTutor(Tutor):
+    """Decodes the SpacedRepetition-v0 observation (layout in ``SpacedRepetitionEnv``)."""
+
+    def __init__(self, env: Any, seed: int | None = 0) -> None:
+        super().__init__(env, seed=seed)
+        cfg = self.dynamics.config()
+        self.k = int(cfg["n_items"])
+        self.horizon = int(cfg["horizon"])
+        self.times = np.asarray(cfg["times"], dtype=np.float64)
+        #: the interval unit of the day-based algorithms: the gap between sessions
+        self.day = float(cfg["session_gap"]) if cfg["session_gap"] > 0 else 1.0
+
+    def _init_memory(self, n: int) -> None:
+        self.prev_counts = np.zeros((n, self.k))
+        self._init_cards(n)
+
+    def _start_episode(self, idx: np.ndarray) -> None:
+        self.prev_counts[idx] = 0.0
+        self._clear_cards(idx)
+
+    def _init_cards(self, n: int) -> None:
+        """Allocate the per-card memory of ``n`` students."""
+
+    def _clear_cards(self, idx: np.ndarray) -> None:
+        """Forget the cards of students ``idx``."""
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        k = self.k
+        counts = obs[:, k : 2 * k]
+        step = np.rint(obs[:, -1] * self.horizon).astype(np.int64)
+        rise = counts - self.prev_counts
+        rows = np.flatnonzero((rise > 0).any(axis=1) & (step > 0))
+        if len(rows):
+            item = rise[rows].argmax(axis=1)
+            correct = obs[rows, 2 * k + item] > 0.5
+            first = self.prev_counts[rows, item] <= 0.0
+            when = self.times[step[rows] - 1]
+            self._update(rows, item, correct, first, when)
+        self.prev_counts = counts.copy()
+        seen = obs[:, 3 * k : 4 * k] + obs[:, 2 * k : 3 * k] > 0.5
+        elapsed = np.where(seen, decode_elapsed(obs[:, :k]), np.inf)
+        now = self.times[np.minimum(step, self.horizon)]
+        return self._choose(seen, elapsed, now)
+
+    def _update(
+        self, rows: np.ndarray, item: np.ndarray, correct: np.ndarray, first: np.ndarray, when: np.ndarray
+    ) -> None:
+        """Record that card ``item[j]`` of student ``rows[j]`` was shown at ``when[j]``."""
+        raise NotImplementedError
+
+    def _choose(self, seen: np.ndarray, elapsed: np.ndarray, now: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def _schedule(seen: np.ndarray, urgency: np.ndarray, due: np.ndarray) -> np.ndarray:
+        """Most urgent due card, else the first new card, else the most urgent card."""
+        new = ~seen
+        has_due = (due & seen).any(axis=1)
+        due_pick = np.where(due & seen, urgency, -np.inf).argmax(axis=1)
+        ahead = np.where(seen, urgency, -np.inf).argmax(axis=1)
+        return np.where(has_due, due_pick, np.where(new.any(axis=1), new.argmax(axis=1), ahead))
+
+
+class LeitnerTutor(_SRTutor):
+    """Leitner boxes (Leitner 1972) with day-based intervals.
+
+    A new or failed card goes to box 0, a correct answer moves it up one box (at most
+    ``n_boxes − 1``). A card in box ``b`` is due ``2^b`` days (session gaps) after it was
+    last shown. Among due cards the lowest box goes first, then the most overdue.
+    """
+
+    name = "leitner"
+
+    def __init__(self, env: Any, seed: int | None = 0, n_boxes: int = 5) -> None:
+        super().__init__(env, seed=seed)
+        self.n_boxes = check_int("n_boxes", n_boxes, 1, 30)
+
+    def _init_cards(self, n: int) -> None:
+        self.box = np.zeros((n, self.k), dtype=np.int64)
+
+    def _clear_cards(self, idx: np.ndarray) -> None:
+        self.box[idx] = 0
+
+    def _update(
+        self, rows: np.ndarray, item: np.ndarray, correct: np.ndarray, first: np.ndarray, when: np.ndarray
+    ) -> None:
+        up = np.minimum(self.box[rows, item] + 1, self.n_boxes - 1)
+        self.box[rows, item] = np.where(correct & ~first, up, 0)
+
+    def _choose(self, seen: np.ndarray, elapsed: np.ndarray, now: np.ndarray) -> np.ndarray:
+        interval = self.day * 2.0**self.box
+        ratio = elapsed / interval
+        urgency = np.minimum(ratio, 1e6) - 1e7 * self.box  # lower box first, then most overdue
+        return self._schedule(seen, np.where(ratio >= _DUE_SLACK, urgency, ratio), ratio >= _DUE_SLACK)
+
+
+class SM2Tutor(_SRTutor):
+    """SuperMemo-2 (Woźniak 1990) with intervals in days (session gaps).
+
+    Answers are graded ``q = 4`` if correct and ``q = 1`` if wrong. A correct answer sets
+    the interval to 1, then 6, then the previous interval × the E-factor ``EF``; a wrong
+    one restarts at 1. ``EF ← max(1.3, EF + 0.1 − (5 − q)(0.08 + 0.02 (5 − q)))`` after
+    every review (start 2.5). A first presentation starts the card at interval 1.
+    Among due cards the most overdue (elapsed / interval) goes first.
+    """
+
+    name = "sm2"
+
+    def _init_cards(self, n: int) -> None:
+        self.reps = np.zeros((n, self.k), dtype=np.int64)
+        self.ef = np.full((n, self.k), 2.5)
+        self.interval = np.ones((n, self.k))
+
+    def _clear_cards(self, idx: np.ndarray) -> None:
+        self.reps[idx] = 0
+        self.ef[idx] = 2.5
+        self.interval[idx] = 1.0
+
+    def _update(
+        self, rows: np.ndarray, item: np.ndarray, correct: np.ndarray, first: np.ndarray, when: np.ndarray
+    ) -> None:
+        reps, ef, ivl = self.reps[rows, item], self.ef[rows, item], self.interval[rows, item]
+        q = np.where(correct, 4.0, 1.0)
+        grown = np.where(reps == 0, 1.0, np.where(reps == 1, 6.0, np.rint(ivl * ef)))
+        new_ivl = np.where(correct, grown, 1.0)
+        new_reps = np.where(correct, reps + 1, 0)
+        new_ef = np.maximum(1.3, ef + 0.1 - (5.0 - q) * (0.08 + 0.02 * (5.0 - q)))
+        self.interval[rows, item] = np.where(first, 1.0, new_ivl)
+        self.reps[rows, item] = np.where(first, 0, new_reps)
+        self.ef[rows, item] = np.where(first, 2.5, new_ef)
+
+    def _choose(self, seen: np.ndarray, elapsed: np.ndarray, now: np.ndarray) -> np.ndarray:
+        ratio = elapsed / (self.interval * self.day)
+        return self._schedule(seen, ratio, ratio >= _DUE_SLACK)
+
+
+class ThresholdTutor(_SRTutor):
+    """Review the card with the lowest estimated recall once it falls below ``threshold``.
+
+    The estimate is the env's own memory model (``config()["memory_model"]``) run on the
+    observed history with the population-median student (``decay = gain = fail_effect = 1``,
+    every card of median difficulty) and the estimated recall in place of the true one.
+    If the weakest seen card is estimated below ``threshold`` it is reviewed, otherwise
+    the next new card is introduced, or – when all are introduced – the weakest reviewed.
+    The default threshold 0.5 was the best of {0.2, …, 0.9} on ``train`` students.
+    """
+
+    name = "threshold"
+
+    def __init__(self, env: Any, seed: int | None = 0, threshold: float = 0.5) -> None:
+        super().__init__(env, seed=seed)
+        self.threshold = check_float("threshold", threshold, 0.0, 1.0)
+        self.model = make_model(self.dynamics.config()["memory_model"])
+
+    def _init_cards(self, n: int) -> None:
+        self.state = self.model.initial_state((n, self.k))
+        self.last = np.zeros((n, self.k))
+
+    def _clear_cards(self, idx: np.ndarray) -> None:
+        fresh = self.model.initial_state((len(idx), self.k))
+        for f in STATE_FIELDS:
+            self.state[f][idx] = fresh[f]
+        self.last[idx] = 0.0
+
+    def _update(
+        self, rows: np.ndarray, item: np.ndarray, correct: np.ndarray, first: np.ndarray, when: np.ndarray
+    ) -> None:
+        old = {f: v[rows, item] for f, v in self.state.items()}
+        real = when - self.last[rows, item]
+        p_hat = self.model.recall(old["S"], real)
+        ones = np.ones(len(rows))
+        reviewed = self.model.review(old, p_hat, correct, real, ones, ones)
+        learned = self.model.learn((len(rows),))
+        for f in STATE_FIELDS:
+            self.state[f][rows, item] = np.where(first, learned[f], reviewed[f])
+        self.last[rows, item] = when
+
+    def estimated_recall(self, seen: np.ndarray, now: np.ndarray) -> np.ndarray:
+        """Estimated recall probability of every card at ``now`` (0 if never shown)."""
+        p = self.model.recall(self.state["S"], now[:, None] - self.last)
+        return np.where(seen, p, 0.0)
+
+    def _choose(self, seen: np.ndarray, elapsed: np.ndarray, now: np.ndarray) -> np.ndarray:
+        p = self.estimated_recall(seen, now)
+        urgency = np.where(seen, -p, -np.inf)
+        return self._schedule(seen, urgency, seen & (p < self.threshold))
+
+
+class FSRSTutor(_SRTutor):
+    """The ``fsrs`` package's own scheduler (FSRS-6, default weights) on real ``Card`` objects.
+
+    Env time ``τ`` (days) becomes the datetime ``2024-01-01 UTC + τ``. A correct answer is
+    rated *Good*, a wrong one (including the first presentation) *Again*. The scheduler is
+    ``fsrs.Scheduler(desired_retention, learning_steps=(), relearning_steps=(),
+    enable_fuzzing=False)``: without Anki's minute-scale (re)learning steps, which would
+    spend the scarce presentations of a session re-showing the same card minutes apart,
+    and without random fuzz, so runs are reproducible. Due cards are shown lowest
+    retrievability first (``Scheduler.get_card_retrievability``); then new cards; then,
+    reviewing ahead, the card of lowest retrievability.
+    """
+
+    name = "fsrs"
+    EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+    def __init__(self, env: Any, seed: int | None = 0, desired_retention: float = 0.9) -> None:
+        super().__init__(env, seed=seed)
+        import fsrs
+
+        self._fsrs = fsrs
+        self.desired_retention = check_float("desired_retention", desired_retention, 0.01, 0.99)
+        self.scheduler = fsrs.Scheduler(
+            desired_retention=self.desired_retention,
+            learning_steps=(),
+            relearning_steps=(),
+            enable_fuzzing=False,
+        )
+
+    def _when(self, days: float) -> datetime:
+        return self.EPOCH + timedelta(days=float(days))
+
+    def _init_cards(self, n: int) -> None:
+        self.cards: list[list[Any]] = [[None] * self.k for _ in range(n)]
+        self.due = np.full((n, self.k), np.inf)  # days, mirrors card.due for vectorised checks
+
+    def _clear_cards(self, idx: np.ndarray) -> None:
+        for i in idx:
+            self.cards[i] = [None] * self.k
+        self.due[idx] = np.inf
+
+    def _update(
+        self, rows: np.ndarray, item: np.ndarray, correct: np.ndarray, first: np.ndarray, when: np.ndarray
+    ) -> None:
+        rating = self._fsrs.Rating
+        for i, j, c, w in zip(rows, item, correct, when):
+            card = self.cards[i][j]
+            if card is None:
+                card = self._fsrs.Card(card_id=int(j) + 1, due=self._when(w))
+            card, _ = self.scheduler.review_card(card, rating.Good if c else rating.Again, self._when(w))
+            self.cards[i][j] = card
+            self.due[i, j] = (card.due - self.EPOCH).total_seconds() / 86400.0
+
+    def _choose(self, seen: np.ndarray, elapsed: np.ndarray, now: np.ndarray) -> np.ndarray:
+        due = seen & (self.due <= now[:, None] + 1e-6)  # 1e-6 days: datetime rounding
+        # the library's retrievability ranks due cards and, when nothing is due or new, all cards
+        ask = np.where((due.any(axis=1) | (~seen).any(axis=1))[:, None], due, seen)
+        urgency = np.zeros(seen.shape)
+        for i, j in zip(*np.nonzero(ask)):
+            urgency[i, j] = 1.0 - self.scheduler.get_card_retrievability(self.cards[i][j], self._when(now[i]))
+        return self._schedule(seen, urgency, due)
+
+
+for _cls in (LeitnerTutor, SM2Tutor, ThresholdTutor, FSRSTutor):
+    register_tutor(ENV_ID, _cls.name, _cls)
