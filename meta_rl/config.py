@@ -1,0 +1,284 @@
+"""Training configurations: one dataclass per algorithm, loaded from YAML with checks.
+
+``algo: maml_ppo`` (:class:`MAMLPPOConfig`) meta-trains an initialisation that adapts
+to a new student; ``algo: ppo`` (:class:`PPOConfig`) trains plain PPO on the pooled
+``train`` population (each episode a fresh student) — the baseline, and with
+``privileged: true`` the oracle. Both share the fields of :class:`TrainConfig`.
+
+Loading rejects unknown keys and ill-typed values with a message listing the valid
+keys; ``--set key=value`` overrides are parsed as YAML scalars (``--set
+env_kwargs.n_skills=4`` sets one env argument).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+
+def _f(default: Any, help: str) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Fields shared by every algorithm (see each field's ``help``)."""
+
+    ALGO: ClassVar[str] = ""
+
+    algo: str = _f("maml_ppo", "algorithm: maml_ppo (meta-learning) or ppo (pooled PPO baseline)")
+    env: str = _f("MetaTutor/SkillGraph-v0", "gymnasium env id")
+    env_kwargs: dict = _f({}, "keyword arguments of the env (e.g. n_skills, horizon)")  # noqa: RUF009 - _f returns a field
+    seed: int = _f(0, "random seed of the run (same seed and config give identical metrics)")
+    n_iterations: int = _f(100, "number of training iterations")
+    # policy
+    hidden_sizes: list = _f([64, 64], "hidden layer sizes of the policy MLP")  # noqa: RUF009
+    activation: str = _f("tanh", "hidden activation: tanh or relu")
+    head: str = _f(
+        "factorised", "action head: factorised (one softmax per factor of the env's action_nvec) or flat"
+    )
+    privileged: bool = _f(False, "append the true, normalised profile to observations (oracle)")
+    # sampling
+    meta_batch_size: int = _f(20, "tasks (train students) per iteration")
+    rollouts_per_task: int = _f(20, "episodes per task before each inner step and after adaptation")
+    episodes_per_iteration: int = _f(
+        0,
+        "pooled PPO episodes per iteration (each a fresh student); 0 = the env steps of one "
+        "MAML iteration: meta_batch_size * rollouts_per_task * (inner_steps + 1)",
+    )
+    # advantages
+    gamma: float = _f(0.99, "discount factor")
+    gae_lambda: float = _f(0.95, "GAE lambda")
+    baseline: str = _f("linear", "baseline: linear (feature baseline per task), time_mean or value_net")
+    normalize_advantages: bool = _f(True, "standardise advantages per task")
+    value_lr: float = _f(1e-3, "Adam learning rate of the value network (baseline=value_net)")
+    # inner update (also the fine-tuning used to adapt a pooled policy at validation)
+    inner_lr: float = _f(0.5, "inner-loop step size alpha (initial value with meta_sgd)")
+    inner_steps: int = _f(1, "inner gradient steps (each on fresh rollouts_per_task episodes)")
+    inner_objective: str = _f("lvc", "inner objective: lvc (ProMP low-variance curvature) or vpg")
+    inner_ent_coef: float = _f(0.0, "entropy bonus in the inner objective")
+    # outer / PPO optimisation
+    outer_epochs: int = _f(5, "PPO epochs per batch (adaptation recomputed in every epoch)")
+    outer_lr: float = _f(3e-4, "Adam learning rate of the outer (PPO) update")
+    n_minibatches: int = _f(1, "minibatches per epoch (over tasks for maml_ppo, over episodes for ppo)")
+    clip_eps: float = _f(0.2, "PPO clipping epsilon")
+    ent_coef: float = _f(0.0, "entropy bonus in the outer objective")
+    max_grad_norm: float = _f(0.5, "clip the outer gradient to this norm (0 disables)")
+    target_kl: float = _f(0.0, "stop the epochs of a batch once approx KL > 1.5 * target_kl (0 disables)")
+    init_from: str = _f("", "checkpoint or run dir whose policy parameters initialise training (warm start)")
+    # validation
+    eval_every: int = _f(10, "validate every this many iterations (and after the last)")
+    val_tasks: int = _f(40, "validation students (val split; fixed for the run)")
+    val_episodes: int = _f(10, "evaluation episodes per validation student and adaptation step")
+    val_adapt_steps: int = _f(1, "adaptation steps at validation (rollouts_per_task episodes each)")
+    val_seed: int = _f(1000, "seed of the validation students and episodes")
+    # system
+    num_threads: int = _f(1, "torch intra-op threads (1 is fastest for these small networks)")
+    tensorboard: bool = _f(True, "write TensorBoard event files")
+
+    def __post_init__(self) -> None:
+        if self.ALGO and self.algo != self.ALGO:
+            raise ValueError(f"{type(self).__name__} needs algo={self.ALGO!r}, got {self.algo!r}")
+        positive = [
+            "n_iterations",
+            "meta_batch_size",
+            "rollouts_per_task",
+            "outer_epochs",
+            "n_minibatches",
+            "eval_every",
+            "val_tasks",
+            "val_episodes",
+            "num_threads",
+        ]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("inner_steps", "val_adapt_steps", "episodes_per_iteration"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        _choice("activation", self.activation, ("tanh", "relu"))
+        _choice("head", self.head, ("factorised", "flat"))
+        _choice("baseline", self.baseline, ("linear", "time_mean", "value_net"))
+        _choice("inner_objective", self.inner_objective, ("lvc", "vpg"))
+        if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be a list of positive integers, got {self.hidden_sizes}")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError("gamma and gae_lambda must lie in [0, 1]")
+        for name in ("outer_lr", "value_lr", "clip_eps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("max_grad_norm", "target_kl", "ent_coef", "inner_ent_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def pooled_episodes(self) -> int:
+        """Episodes of one pooled PPO iteration (see ``episodes_per_iteration``)."""
+        return self.episodes_per_iteration or self.meta_batch_size * self.rollouts_per_task * (
+            self.inner_steps + 1
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class MAMLPPOConfig(TrainConfig):
+    """MAML over PPO (see :mod:`meta_rl.maml` for the objective)."""
+
+    ALGO: ClassVar[str] = "maml_ppo"
+
+    first_order: bool = _f(False, "first-order meta-gradient (FOMAML) instead of full second order")
+    meta_sgd: bool = _f(False, "learn a per-parameter inner step size (Meta-SGD), initialised to inner_lr")
+    kl_coef: float = _f(0.0, "penalty on KL(sampling pre-update policy || current pre-update policy)")
+    pretrain_iterations: int = _f(0, "first run this many pooled PPO iterations (warm start in the same run)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kl_coef < 0 or self.pretrain_iterations < 0:
+            raise ValueError("kl_coef and pretrain_iterations must be >= 0")
+        if self.inner_steps < 1:
+            raise ValueError("maml_ppo needs inner_steps >= 1")
+
+
+@dataclass
+class PPOConfig(TrainConfig):
+    """Pooled PPO on the ``train`` population: no meta-learning (baseline / oracle)."""
+
+    ALGO: ClassVar[str] = "ppo"
+
+    algo: str = _f("ppo", "algorithm: maml_ppo (meta-learning) or ppo (pooled PPO baseline)")
+
+
+ALGORITHMS: dict[str, type[TrainConfig]] = {"maml_ppo": MAMLPPOConfig, "ppo": PPOConfig}
+
+
+def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def field_help(cls: type[TrainConfig]) -> dict[str, str]:
+    """``{key: help}`` of every config key of ``cls``."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def _check_type(cls: type[TrainConfig], key: str, value: Any, typ: Any) -> Any:
+    def bad() -> ValueError:
+        return ValueError(f"config key {key!r} must be of type {typ.__name__}, got {value!r}")
+
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise bad()
+    elif typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+    elif typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        value = float(value)
+    elif typ is str:
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise bad()
+    elif typ is list:
+        if not isinstance(value, list):
+            raise bad()
+    elif typ is dict:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise bad()
+    return value
+
+
+def make_config(data: Mapping[str, Any]) -> TrainConfig:
+    """Build the config of ``data["algo"]`` (default ``maml_ppo``) with full checks."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
+    algo = data.get("algo", "maml_ppo")
+    if algo not in ALGORITHMS:
+        raise ValueError(f"unknown algo {algo!r}; valid: {list(ALGORITHMS)}")
+    cls = ALGORITHMS[algo]
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown} for algo {algo!r}; valid keys: {', '.join(names)}")
+    values = {k: _check_type(cls, k, v, hints[k]) for k, v in data.items()}
+    return cls(**values)
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``["a=1", "env_kwargs.n_skills=4"]`` → nested dict of YAML-parsed values."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        value = yaml.safe_load(raw) if raw != "" else ""
+        if "." in key:
+            top, sub = key.split(".", 1)
+            out.setdefault(top, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = {**out[k], **v}
+        else:
+            out[k] = v
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    **fields: Any,
+) -> TrainConfig:
+    """Read a YAML config (optional), apply keyword ``fields`` then ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise ValueError(f"{p}: not valid YAML ({e})") from e
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{p}: a config must be a mapping of keys to values")
+        data = dict(loaded or {})
+    data = merge(data, fields)
+    data = merge(data, parse_overrides(overrides))
+    try:
+        return make_config(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}" if path is not None else str(e)) from e
+
+
+def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def default_config_path(env_id: str) -> Path | None:
+    """``configs/<family>.yaml`` of the repository for ``env_id`` if it exists."""
+    import envs
+
+    name = envs.family(env_id).package.split(".")[-1]
+    p = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    return p if p.is_file() else None
