@@ -98,11 +98,13 @@ class ZPDESTutor(_ZPDTutor):
     prefers the arm with the highest recent *learning progress* inside a zone of
     proximal development that moves up as the student succeeds.
 
-    * Learning progress of an arm: success rate of its last ``d`` answers minus that of
-      the ``d`` answers before (``window = 2d``); an arm with fewer than ``2d`` answers
-      gets the optimistic value ``lp_init`` so that it is tried.
+    * Learning progress of an arm, after each of its answers: the success rate of the
+      newer half of its last ``2d`` answers minus that of the older half (of its last
+      ``2·⌊m/2⌋`` answers while it has only ``m < 2d``; none before the second answer).
+    * Arm weight: ``w ← beta · w + (1 − beta) · progress`` at each such update, starting
+      from the optimistic ``w0`` so that every arm in the zone gets tried.
     * Choice: with probability ``gamma`` a uniformly random active arm, otherwise an
-      active arm drawn with probability ∝ ``max(progress, 0) + floor``.
+      active arm drawn with probability ∝ ``max(w, 0) + floor``.
     * Zone, per skill a range of active levels ``[lo, hi]`` starting at ``[0, 1]``: when
       the last ``d`` answers at level ``hi`` reach a success rate of ``promote``, level
       ``hi + 1`` opens; when those at ``lo`` reach ``master``, level ``lo`` closes
@@ -118,7 +120,8 @@ class ZPDESTutor(_ZPDTutor):
         seed: int | None = 0,
         d: int = 3,
         gamma: float = 0.2,
-        lp_init: float = 0.5,
+        beta: float = 0.5,
+        w0: float = 0.5,
         floor: float = 0.05,
         promote: float = 0.7,
         master: float = 0.9,
@@ -127,7 +130,8 @@ class ZPDESTutor(_ZPDTutor):
         super().__init__(env, seed=seed)
         self.d = check_int("d", d, 1, 1000)
         self.gamma = check_float("gamma", gamma, 0.0, 1.0)
-        self.lp_init = check_float("lp_init", lp_init, 0.0, 1.0)
+        self.beta = check_float("beta", beta, 0.0, 1.0)
+        self.w0 = check_float("w0", w0, 0.0, 1.0)
         self.floor = check_float("floor", floor, 1e-9, 1.0)  # > 0: every active arm stays possible
         self.promote = check_float("promote", promote, 0.0, 1.0)
         self.master = check_float("master", master, 0.0, 1.0)
@@ -138,19 +142,32 @@ class ZPDESTutor(_ZPDTutor):
         k, lv = self.n_skills, self.n_levels
         self.hist = np.zeros((n, k, lv, 2 * self.d), dtype=np.float64)  # newest last
         self.count = np.zeros((n, k, lv), dtype=np.int64)
+        self.w = np.full((n, k, lv), self.w0)
         self.lo = np.zeros((n, k), dtype=np.int64)
         self.hi = np.full((n, k), min(1, lv - 1), dtype=np.int64)
 
     def _start_episode(self, idx: np.ndarray) -> None:
         self.hist[idx] = 0.0
         self.count[idx] = 0
+        self.w[idx] = self.w0
         self.lo[idx] = 0
         self.hi[idx] = min(1, self.n_levels - 1)
 
     def _recent_rate(self, rows: np.ndarray, skill: np.ndarray, level: np.ndarray) -> np.ndarray:
-        """Success rate of the last ``d`` answers of arm (skill, level); NaN-free, 0 if none."""
+        """Success rate of the last ``d`` answers of arm (skill, level) (0 if none)."""
         n = np.minimum(self.count[rows, skill, level], self.d)
         return self.hist[rows, skill, level, -self.d :].sum(axis=-1) / np.maximum(n, 1)
+
+    def _progress(self, rows: np.ndarray, skill: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """Newer-half minus older-half success rate of the arm's last answers (0 if < 2)."""
+        two_d = 2 * self.d
+        half = np.minimum(self.count[rows, skill, level], two_d) // 2
+        cs = np.zeros((len(rows), two_d + 1))
+        cs[:, 1:] = np.cumsum(self.hist[rows, skill, level], axis=1)
+        r = np.arange(len(rows))
+        newer = cs[:, two_d] - cs[r, two_d - half]
+        older = cs[r, two_d - half] - cs[r, two_d - 2 * half]
+        return (newer - older) / np.maximum(half, 1)
 
     def _update_zone(self, rows: np.ndarray, skill: np.ndarray, level: np.ndarray) -> None:
         enough = self.count[rows, skill, level] >= self.d
@@ -169,15 +186,15 @@ class ZPDESTutor(_ZPDTutor):
             h = self.hist[rows, skill, level]
             self.hist[rows, skill, level] = np.concatenate([h[:, 1:], correct[:, None]], axis=1)
             self.count[rows, skill, level] += 1
+            w = self.w[rows, skill, level]
+            updated = self.beta * w + (1.0 - self.beta) * self._progress(rows, skill, level)
+            self.w[rows, skill, level] = np.where(self.count[rows, skill, level] >= 2, updated, w)
             self._update_zone(rows, skill, level)
 
-        n, k, lv, d = len(obs), self.n_skills, self.n_levels, self.d
-        recent = self.hist[..., d:].mean(axis=-1)
-        older = self.hist[..., :d].mean(axis=-1)
-        progress = np.where(self.count >= 2 * d, recent - older, self.lp_init)
+        n, k, lv = len(obs), self.n_skills, self.n_levels
         levels = np.arange(lv)
         active = (levels >= self.lo[..., None]) & (levels <= self.hi[..., None])
-        weight = np.where(active, np.maximum(progress, 0.0) + self.floor, 0.0).reshape(n, k * lv)
+        weight = np.where(active, np.maximum(self.w, 0.0) + self.floor, 0.0).reshape(n, k * lv)
         explore = self.rng.random(n) < self.gamma
         weight = np.where(explore[:, None], active.reshape(n, k * lv).astype(np.float64), weight)
         cum = np.cumsum(weight, axis=1)
