@@ -7,10 +7,13 @@ last-answer flags, so they stay right when a vector env ignores the action of a 
 sub-env. Each keeps per-student memory and works on single and vector envs through
 :class:`envs.tutors.Tutor`.
 
-Scheduling rule shared by the interval-based tutors (Leitner, SM-2, FSRS): present a due
-card if there is one (the most urgent first), otherwise introduce the next new card,
-otherwise review ahead the card closest to being due. A card is *due* when the time since
-it was last shown reaches its interval (with 1 % slack for rounding).
+Scheduling rule shared by all four: first keep pace with new cards – while fewer than
+``new_per_session × (sessions so far)`` cards have been introduced, introduce the next new
+card (like a flash-card app's daily new-card limit, this guarantees every card is seen;
+the default pace introduces all cards within the first half of the course); then present
+the most urgent due card; otherwise introduce the next new card; otherwise review ahead
+the most urgent card. For the interval-based tutors (Leitner, SM-2, FSRS) a card is *due*
+when the time since it was last shown reaches its interval (with 1 % slack for rounding).
 """
 
 from __future__ import annotations
@@ -32,14 +35,20 @@ _DUE_SLACK = 0.99
 class _SRTutor(Tutor):
     """Decodes the SpacedRepetition-v0 observation (layout in ``SpacedRepetitionEnv``)."""
 
-    def __init__(self, env: Any, seed: int | None = 0) -> None:
+    def __init__(self, env: Any, seed: int | None = 0, new_per_session: int | None = None) -> None:
         super().__init__(env, seed=seed)
         cfg = self.dynamics.config()
         self.k = int(cfg["n_items"])
         self.horizon = int(cfg["horizon"])
         self.times = np.asarray(cfg["times"], dtype=np.float64)
+        self.session_length = int(cfg["session_length"])
         #: the interval unit of the day-based algorithms: the gap between sessions
         self.day = float(cfg["session_gap"]) if cfg["session_gap"] > 0 else 1.0
+        n_sessions = -(-self.horizon // self.session_length)
+        default_pace = -(-self.k // max(1, n_sessions // 2))
+        self.new_per_session = (
+            default_pace if new_per_session is None else check_int("new_per_session", new_per_session, 0)
+        )
 
     def _init_memory(self, n: int) -> None:
         self.prev_counts = np.zeros((n, self.k))
@@ -71,7 +80,11 @@ class _SRTutor(Tutor):
         seen = obs[:, 3 * k : 4 * k] + obs[:, 2 * k : 3 * k] > 0.5
         elapsed = np.where(seen, decode_elapsed(obs[:, :k]), np.inf)
         now = self.times[np.minimum(step, self.horizon)]
-        return self._choose(seen, elapsed, now)
+        choice = self._choose(seen, elapsed, now)
+        # keep pace with new cards: by the end of session s, new_per_session × (s + 1) introduced
+        target = np.minimum(self.new_per_session * (step // self.session_length + 1), self.k)
+        behind = (seen.sum(axis=1) < target) & ~seen.all(axis=1)
+        return np.where(behind, (~seen).argmax(axis=1), choice)
 
     def _update(
         self, rows: np.ndarray, item: np.ndarray, correct: np.ndarray, first: np.ndarray, when: np.ndarray
@@ -102,8 +115,10 @@ class LeitnerTutor(_SRTutor):
 
     name = "leitner"
 
-    def __init__(self, env: Any, seed: int | None = 0, n_boxes: int = 5) -> None:
-        super().__init__(env, seed=seed)
+    def __init__(
+        self, env: Any, seed: int | None = 0, new_per_session: int | None = None, n_boxes: int = 5
+    ) -> None:
+        super().__init__(env, seed=seed, new_per_session=new_per_session)
         self.n_boxes = check_int("n_boxes", n_boxes, 1, 30)
 
     def _init_cards(self, n: int) -> None:
@@ -173,13 +188,16 @@ class ThresholdTutor(_SRTutor):
     every card of median difficulty) and the estimated recall in place of the true one.
     If the weakest seen card is estimated below ``threshold`` it is reviewed, otherwise
     the next new card is introduced, or – when all are introduced – the weakest reviewed.
-    The default threshold 0.5 was the best of {0.2, …, 0.9} on ``train`` students.
+    On 128 ``train`` students of the exponential model the expected exam score is flat
+    (0.78 ± 0.005) for thresholds 0.3 … 0.9 and 0.77 at 0.2; the default is 0.5.
     """
 
     name = "threshold"
 
-    def __init__(self, env: Any, seed: int | None = 0, threshold: float = 0.5) -> None:
-        super().__init__(env, seed=seed)
+    def __init__(
+        self, env: Any, seed: int | None = 0, new_per_session: int | None = None, threshold: float = 0.5
+    ) -> None:
+        super().__init__(env, seed=seed, new_per_session=new_per_session)
         self.threshold = check_float("threshold", threshold, 0.0, 1.0)
         self.model = make_model(self.dynamics.config()["memory_model"])
 
@@ -233,8 +251,14 @@ class FSRSTutor(_SRTutor):
     name = "fsrs"
     EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
-    def __init__(self, env: Any, seed: int | None = 0, desired_retention: float = 0.9) -> None:
-        super().__init__(env, seed=seed)
+    def __init__(
+        self,
+        env: Any,
+        seed: int | None = 0,
+        new_per_session: int | None = None,
+        desired_retention: float = 0.9,
+    ) -> None:
+        super().__init__(env, seed=seed, new_per_session=new_per_session)
         import fsrs
 
         self._fsrs = fsrs
