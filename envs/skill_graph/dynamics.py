@@ -259,7 +259,7 @@ class SkillGraphDynamics(StudentDynamics):
         return {
             "posttest": count / self.n_skills,
             "learning_gain": (count - self.start_count[idx]) / self.n_skills,
-            "steps_to_mastery": self.mastery_step[idx].astype(np.float64),
+            "steps_to_mastery": np.where(self.mastery_step[idx] >= 0, self.mastery_step[idx], np.nan),
             "all_mastered": (self.mastery_step[idx] >= 0).astype(np.float64),
             "n_quizzes": self.n_quizzes[idx].astype(np.float64),
         }

@@ -70,7 +70,7 @@ class SkillGraphEnv(StudentEnv):
     is part of the task and elapsed time is observed, so no bootstrapping beyond it.
     ``info`` at the end carries ``posttest`` (fraction mastered), ``learning_gain``
     (fraction mastered minus fraction at start), ``steps_to_mastery`` (first step at
-    which every skill was mastered, −1 if never), ``all_mastered`` and ``n_quizzes``.
+    which every skill was mastered, NaN if never), ``all_mastered`` and ``n_quizzes``.
 
     ## Arguments
 

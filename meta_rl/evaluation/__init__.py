@@ -1,0 +1,1 @@
+"""Held-out evaluation: adaptation curves of every method, confidence intervals, reports."""

@@ -1,0 +1,27 @@
+"""Heuristic tutors on held-out students (constant across adaptation steps: they do not learn)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from envs.tutors import make_tutor
+from meta_rl.evaluation.episodes import make_task_env, per_task_mean, run_episodes
+
+
+def evaluate_tutor(
+    name: str,
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    profiles: Sequence[Any],
+    episodes: int,
+    seed: int,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Mean return per profile ``(n,)`` and mean metrics per profile, over ``episodes`` episodes."""
+    venv = make_task_env(env_id, env_kwargs, profiles, episodes)
+    tutor = make_tutor(name, venv, seed=seed)
+    returns, metrics = run_episodes(venv, tutor.act, seed=seed, on_reset=tutor.reset)
+    n = len(profiles)
+    return per_task_mean(returns, n), {k: per_task_mean(v, n) for k, v in metrics.items()}
