@@ -56,7 +56,9 @@ class AdaptationResult:
         return self.returns.mean(0)
 
     def mean_metric(self, name: str) -> np.ndarray:
-        return np.nanmean(self.metrics[name], axis=0)
+        """Mean over profiles per step, ignoring NaN (a metric may be undefined, e.g.
+        steps to mastery of a student who never mastered everything)."""
+        return task_means(self.metrics[name].T)
 
 
 def rollout_step_data(

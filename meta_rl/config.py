@@ -183,6 +183,12 @@ def _check_type(cls: type[TrainConfig], key: str, value: Any, typ: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad()
     elif typ is float:
+        if isinstance(value, str):
+            # PyYAML reads "1e-3" (no dot) as a string; accept it as the number it means
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad() from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
         value = float(value)

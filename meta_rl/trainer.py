@@ -334,7 +334,7 @@ class Trainer:
         self.value_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.value_opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     def _value_detached(self) -> dict[str, Tensor] | None:
         return None if self.value is None else {k: v.detach() for k, v in self.value.items()}
