@@ -165,3 +165,48 @@ def test_learned_value_network_trains(tmp_path: Path) -> None:
         errors.append(float(((pred[..., :-1] - returns)[m] ** 2).mean()))
     assert errors[1] < 0.5 * errors[0], errors
     assert float(_rows(tmp_path / "v")[-1]["value_loss"]) < float(_rows(tmp_path / "v")[0]["value_loss"])
+
+
+SMALL_META = [
+    "env_kwargs.n_skills=1",
+    "env_kwargs.n_content=3",
+    "env_kwargs.horizon=6",
+    "env_kwargs.prerequisites=none",
+    "meta_batch_size=10",
+    "rollouts_per_task=16",
+    "hidden_sizes=[32]",
+    "outer_lr=3e-3",
+    "inner_lr=1.0",
+    "n_minibatches=2",
+    "n_iterations=30",
+    "eval_every=1000",
+    "val_tasks=2",
+    "val_episodes=1",
+    "tensorboard=false",
+]
+
+
+def _lower_ci(diff: np.ndarray) -> float:
+    """Lower end of the 95 % confidence interval of a mean of paired differences."""
+    return float(diff.mean() - 1.96 * diff.std(ddof=1) / np.sqrt(len(diff)))
+
+
+def test_short_meta_training_learns_to_adapt_on_held_out_students(tmp_path: Path) -> None:
+    # one skill, three content types: the preferred content (hidden, per student) must be
+    # found by the inner update; ~60 k env steps of meta-training
+    trainer = Trainer(load_config(None, SMALL_META), tmp_path / "meta", progress=False)
+    initial = trainer.policy()
+    trainer.train()
+    held_out = trainer.dist.sample(60, "val", seed=3)
+    # the same seed gives both policies the same students and env randomness (paired)
+    before = adaptation_curve(initial, held_out, steps=1, rollouts_per_step=16, eval_episodes=20, seed=1)
+    after = adaptation_curve(
+        trainer.policy(), held_out, steps=1, rollouts_per_step=16, eval_episodes=20, seed=1
+    )
+    # post-adaptation return improved over the initial policy's post-adaptation return
+    assert _lower_ci(after.returns[:, 1] - before.returns[:, 1]) > 0, (
+        before.mean_returns(),
+        after.mean_returns(),
+    )
+    # and after meta-training, adaptation helps: post-adaptation beats pre-adaptation
+    assert _lower_ci(after.returns[:, 1] - after.returns[:, 0]) > 0, after.mean_returns()
