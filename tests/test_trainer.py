@@ -210,3 +210,34 @@ def test_short_meta_training_learns_to_adapt_on_held_out_students(tmp_path: Path
     )
     # and after meta-training, adaptation helps: post-adaptation beats pre-adaptation
     assert _lower_ci(after.returns[:, 1] - after.returns[:, 0]) > 0, after.mean_returns()
+
+
+def test_cli_train_resume_and_export(tmp_path: Path, capsys) -> None:
+    from meta_rl.cli import main
+
+    out = tmp_path / "run"
+    sets = [x for s in TINY if not s.startswith("n_iterations") for x in ("--set", s)]
+    args = [
+        "train",
+        "--env",
+        "MetaTutor/SkillGraph-v0",
+        "--out",
+        str(out),
+        "--seed",
+        "3",
+        "--no-progress",
+        *sets,
+    ]
+    assert main([*args, "--set", "n_iterations=2"]) == 0
+    assert "done: 2 iterations" in capsys.readouterr().out
+    assert load_config(out / "config.yaml").seed == 3
+    # the run exists: refuse to overwrite it, continue it with --resume
+    assert main([*args, "--set", "n_iterations=2"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--no-progress", "--set", "n_iterations=3"]) == 0
+    assert len(_rows(out)) == 3
+    assert main(["train", "--out", str(tmp_path / "x"), "--set", "inner_learning_rate=1"]) == 2
+    assert "valid keys" in capsys.readouterr().err
+    assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
+    pol = load_policy(tmp_path / "exported")
+    assert pol.env.env_id == "MetaTutor/SkillGraph-v0" and pol.env.env_kwargs["n_skills"] == 2
