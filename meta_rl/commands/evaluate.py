@@ -1,0 +1,70 @@
+"""``meta-tutor evaluate``: adaptation curves of every method on held-out students."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Evaluate a meta-trained tutor against baselines on held-out students (tables, JSON, plots)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        required=True,
+        metavar="RUN",
+        help="run directories or their checkpoint.pt; several runs (training seeds) are pooled",
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--split", default="test", help="held-out split: test or ood (default: test)")
+    src.add_argument(
+        "--profiles", default=None, help="profile file (envs.save_profiles format) instead of a split"
+    )
+    p.add_argument("--n", type=int, default=80, help="number of held-out students (default: 80)")
+    p.add_argument("--profile-seed", type=int, default=0, help="seed of the held-out students (default: 0)")
+    p.add_argument("--adapt-steps", type=int, default=3, help="adaptation steps K (default: 3)")
+    p.add_argument(
+        "--rollouts-per-step",
+        type=int,
+        default=None,
+        help="episodes per adaptation step (default: the run's)",
+    )
+    p.add_argument(
+        "--eval-episodes", type=int, default=10, help="fresh episodes per student and step (default: 10)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (default: 0)")
+    p.add_argument(
+        "--val-profiles",
+        type=int,
+        default=20,
+        help="val-split students used to choose the fine-tuning step size of the baselines (default: 20)",
+    )
+    p.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
+    p.add_argument("--out", required=True, help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from meta_rl.evaluation.runner import EvaluationSettings, run_evaluation
+
+    if args.split not in ("test", "ood", "val") and args.profiles is None:
+        raise ValueError(f"--split must be test or ood (or val), got {args.split!r}")
+    for name in ("n", "adapt_steps", "eval_episodes", "val_profiles"):
+        if getattr(args, name) < (0 if name == "adapt_steps" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    settings = EvaluationSettings(
+        split=args.split,
+        n_profiles=args.n,
+        profile_seed=args.profile_seed,
+        profiles_file=args.profiles,
+        adapt_steps=args.adapt_steps,
+        rollouts_per_step=args.rollouts_per_step,
+        eval_episodes=args.eval_episodes,
+        seed=args.seed,
+        methods=args.methods,
+        val_profiles=args.val_profiles,
+    )
+    paths = run_evaluation(args.checkpoint, settings, args.out)
+    print(paths["summary"].read_text())
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0

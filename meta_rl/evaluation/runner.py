@@ -1,0 +1,336 @@
+"""The evaluation protocol: every method adapts to the same held-out students.
+
+For each held-out profile, starting from each method's initial policy, ``K``
+adaptation steps are run (each: ``rollouts_per_step`` episodes with that student,
+then the method's update) and after each step the policy's mean return is measured
+on ``eval_episodes`` fresh episodes with the same student (step 0 = unadapted).
+
+Methods (``METHODS``):
+
+* ``maml_ppo`` — the meta-learned initialisation with its own inner update;
+* ``pooled_ppo`` — our PPO on the pooled ``train`` population, same env-step budget
+  and network, adapted with the same inner update (step size chosen on ``val``
+  students from ``LR_GRID``);
+* ``scratch_ppo`` — a randomly initialised policy, same update (step size chosen on ``val``);
+* ``sb3_ppo`` — stable-baselines3 PPO on the pooled population with the same budget,
+  fine-tuned per student with SB3 on the same rollouts per step;
+* ``oracle`` — our PPO trained with the true profile appended to its observation
+  (privileged information no real tutor has): an upper bound, not adapted;
+* every heuristic tutor of the env (they do not learn: the same numbers at every step).
+
+Baselines are trained once per meta-training run (same seed) and cached in
+``RUN_DIR/baselines/``. With several runs (training seeds) each student's numbers are
+averaged over the runs before intervals are taken over students; ``per_seed`` keeps
+each run's mean curve.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import envs
+from envs.tutors import tutor_names
+from meta_rl.adaptation import adaptation_curve
+from meta_rl.checkpoint import load_checkpoint, load_policy
+from meta_rl.config import ALGORITHMS, PPOConfig
+from meta_rl.evaluation import heuristics, sb3_baseline
+from meta_rl.evaluation.report import MethodCurve, build_results, write_report
+from meta_rl.policy import init_params
+from meta_rl.trainer import Trainer
+from meta_rl.tutor import TutorPolicy
+
+LEARNED = ("maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle")
+LR_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+SB3_LR_GRID = (1e-4, 3e-4, 1e-3)
+
+#: a profile's learning speed, for the slowest / fastest quartile subgroups
+SPEED: dict[str, Callable[[Mapping[str, Any]], float]] = {
+    "MetaTutor/SkillGraph-v0": lambda p: float(np.mean(p["learn"]) * np.max(p["content_affinity"])),
+    "MetaTutor/SpacedRepetition-v0": lambda p: -float(p["decay"]),
+    "MetaTutor/ZPD-v0": lambda p: float(p["learn_rate"]),
+}
+
+
+@dataclass
+class EvaluationSettings:
+    """What to evaluate and how (``meta-tutor evaluate`` options)."""
+
+    split: str = "test"
+    n_profiles: int = 80
+    profile_seed: int = 0
+    profiles_file: str | None = None
+    adapt_steps: int = 3
+    rollouts_per_step: int | None = None  # default: the meta-training run's rollouts_per_task
+    eval_episodes: int = 10
+    seed: int = 0
+    methods: list[str] | None = None  # default: all learned methods and every heuristic
+    val_profiles: int = 20  # students of the val split used to choose fine-tuning step sizes
+    command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
+    log: Callable[[str], None] = print
+
+
+def available_methods(env_id: str) -> list[str]:
+    return [*LEARNED, *tutor_names(env_id)]
+
+
+def _run_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_file():
+        p = p.parent
+    if not (p / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{path}: no meta-training run here (expected {p / 'checkpoint.pt'})")
+    return p
+
+
+def _load_profiles(s: EvaluationSettings, env_id: str, env_kwargs: Mapping[str, Any]) -> list[dict]:
+    if s.profiles_file:
+        file_env, profs = envs.load_profiles(s.profiles_file)
+        if file_env != env_id:
+            raise ValueError(
+                f"{s.profiles_file}: profiles are for {file_env}, the checkpoint is for {env_id}"
+            )
+        probe = envs.family(env_id).load("dynamics")(1, **dict(env_kwargs))
+        for i, p in enumerate(profs):
+            try:
+                probe.coerce_profile(p)
+            except ValueError as e:
+                raise ValueError(f"{s.profiles_file}: profile {i}: {e}") from e
+        return profs
+    return envs.sample_profiles(env_id, s.n_profiles, split=s.split, seed=s.profile_seed, **dict(env_kwargs))
+
+
+def _train_our_baseline(run: Path, name: str, privileged: bool, log: Callable[[str], None]) -> TutorPolicy:
+    """Pooled PPO (or the privileged oracle) with the meta-training run's budget; cached."""
+    out = run / "baselines" / name
+    if (out / "best.pt").is_file() and (out / "done").is_file():
+        return load_policy(out)
+    state = load_checkpoint(run / "checkpoint.pt")
+    cfg = dict(state["config"])
+    ppo_keys = {f for f in PPOConfig.__dataclass_fields__}
+    maml_cfg = ALGORITHMS[cfg["algo"]](**cfg)
+    base = {k: v for k, v in cfg.items() if k in ppo_keys}
+    base.update(
+        algo="ppo",
+        privileged=privileged,
+        init_from="",
+        # the same env steps per iteration and the same number of iterations as meta-training
+        episodes_per_iteration=maml_cfg.pooled_episodes,
+        tensorboard=False,
+    )
+    resume = (out / "checkpoint.pt").is_file()
+    log(f"training {name} ({base['n_iterations']} iterations, cached in {out}) …")
+    trainer = Trainer(PPOConfig(**base), out, resume=resume, progress=False)
+    trainer.train()
+    (out / "done").write_text("")
+    return load_policy(out)
+
+
+def _train_sb3(run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]):
+    from stable_baselines3 import PPO
+
+    path = run / "baselines" / "sb3_ppo.zip"
+    state = load_checkpoint(run / "checkpoint.pt")
+    budget, seed = int(state["env_steps"]), int(state["config"]["seed"])
+    hidden = tuple(state["config"]["hidden_sizes"])
+    if path.is_file():
+        return PPO.load(path, device="cpu"), budget
+    log(f"training sb3_ppo ({budget} env steps, cached in {path}) …")
+    model = sb3_baseline.train_pooled(env_id, env_kwargs, budget, seed, hidden=hidden)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return model, budget
+
+
+def _choose_lr(policy: TutorPolicy, val: Sequence[dict], s: EvaluationSettings, rollouts: int) -> float:
+    best, best_lr = -math.inf, LR_GRID[0]
+    for lr in LR_GRID:
+        res = adaptation_curve(policy, val, s.adapt_steps, rollouts, s.eval_episodes, seed=s.seed + 1, lr=lr)
+        score = float(res.returns[:, -1].mean())
+        if score > best:
+            best, best_lr = score, lr
+    return best_lr
+
+
+def _scratch(policy: TutorPolicy, seed: int) -> TutorPolicy:
+    gen = torch.Generator().manual_seed(seed)
+    return policy.with_params(init_params(policy.spec, gen))
+
+
+def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[str, Any]:
+    """Run the protocol for every run in ``checkpoints`` and return ``results.json``'s dict."""
+    # these networks are tiny: one thread is fastest, and more threads thrash on a shared 2-core machine
+    torch.set_num_threads(1)
+    runs = [_run_dir(c) for c in checkpoints]
+    if not runs:
+        raise ValueError("need at least one checkpoint or run directory")
+    maml_policies = [load_policy(r) for r in runs]
+    env = maml_policies[0].env
+    for r, p in zip(runs, maml_policies):
+        if p.env.env_id != env.env_id or dict(p.env.env_kwargs) != dict(env.env_kwargs):
+            raise ValueError(
+                f"{r}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
+            )
+    env_id, env_kwargs = env.env_id, dict(env.env_kwargs)
+    methods = s.methods or available_methods(env_id)
+    unknown = sorted(set(methods) - set(available_methods(env_id)))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
+    profiles = _load_profiles(s, env_id, env_kwargs)
+    rollouts = int(s.rollouts_per_step or maml_policies[0].rollouts_per_step)
+    val = envs.sample_profiles(env_id, s.val_profiles, split="val", seed=s.profile_seed + 1, **env_kwargs)
+    n, k = len(profiles), s.adapt_steps
+    per_run: dict[str, list[np.ndarray]] = {}
+    per_run_metrics: dict[str, list[dict[str, np.ndarray]]] = {}
+    info: dict[str, Any] = {"runs": [str(r) for r in runs], "env_steps": {}, "inner_lr": {}, "seconds": {}}
+
+    def add(name: str, returns: np.ndarray, metrics: Mapping[str, np.ndarray]) -> None:
+        per_run.setdefault(name, []).append(np.asarray(returns, dtype=np.float64))
+        per_run_metrics.setdefault(name, []).append(
+            {m: np.asarray(v, dtype=np.float64) for m, v in metrics.items()}
+        )
+
+    for run, maml in zip(runs, maml_policies):
+        seed = int(load_checkpoint(run / "checkpoint.pt")["config"]["seed"])
+        for name in (m for m in methods if m in LEARNED):
+            t0 = time.time()
+            if name == "sb3_ppo":
+                model, budget = _train_sb3(run, env_id, env_kwargs, s.log)
+                lr = _choose_sb3_lr(model, env_id, env_kwargs, val, s, rollouts)
+                ret, met = sb3_baseline.adaptation_curve(
+                    model,
+                    env_id,
+                    env_kwargs,
+                    profiles,
+                    k,
+                    rollouts,
+                    s.eval_episodes,
+                    s.seed,
+                    learning_rate=lr,
+                )
+                info["env_steps"].setdefault(name, []).append(budget)
+                info["inner_lr"].setdefault(name, []).append(lr)
+            else:
+                if name == "maml_ppo":
+                    pol, lr = maml, None
+                elif name == "oracle":
+                    pol, lr = _train_our_baseline(run, "oracle", True, s.log), None
+                elif name == "pooled_ppo":
+                    pol = _train_our_baseline(run, "pooled_ppo", False, s.log)
+                    lr = _choose_lr(pol, val, s, rollouts)
+                else:
+                    pol = _scratch(maml, seed + 12345)
+                    lr = _choose_lr(pol, val, s, rollouts)
+                steps = 0 if name == "oracle" else k
+                res = adaptation_curve(pol, profiles, steps, rollouts, s.eval_episodes, seed=s.seed, lr=lr)
+                ret, met = res.returns, res.metrics
+                if name == "oracle":  # not adapted: the same policy at every step
+                    ret = np.repeat(ret, k + 1, axis=1)
+                    met = {m: np.repeat(v, k + 1, axis=1) for m, v in met.items()}
+                info["inner_lr"].setdefault(name, []).append(lr if lr is not None else _lr_of(pol))
+                if name in ("maml_ppo", "pooled_ppo", "oracle"):
+                    state = load_checkpoint(
+                        run / "checkpoint.pt"
+                        if name == "maml_ppo"
+                        else run / "baselines" / name / "checkpoint.pt"
+                    )
+                    info["env_steps"].setdefault(name, []).append(int(state["env_steps"]))
+            add(name, ret, met)
+            info["seconds"][name] = info["seconds"].get(name, 0.0) + time.time() - t0
+            s.log(f"{run.name}: {name:<14} return by step {np.round(np.asarray(ret).mean(0), 3).tolist()}")
+
+    for name in (m for m in methods if m not in LEARNED):
+        t0 = time.time()
+        ret, met = heuristics.evaluate_tutor(name, env_id, env_kwargs, profiles, s.eval_episodes, s.seed)
+        add(
+            name,
+            np.repeat(ret[:, None], k + 1, axis=1),
+            {m: np.repeat(v[:, None], k + 1, axis=1) for m, v in met.items()},
+        )
+        info["seconds"][name] = time.time() - t0
+        s.log(f"heuristic {name:<22} return {ret.mean():.3f}")
+
+    curves = []
+    for name in methods:
+        kind = "oracle" if name == "oracle" else ("adaptive" if name in LEARNED else "heuristic")
+        returns = np.mean(per_run[name], axis=0)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every run stays NaN
+            metrics = {
+                m: np.nanmean([d[m] for d in per_run_metrics[name]], axis=0) for m in per_run_metrics[name][0]
+            }
+        curves.append(MethodCurve(name, kind, returns, metrics))
+    speed = np.array([SPEED[env_id](p) for p in profiles]) if env_id in SPEED else None
+    subgroups = {}
+    if speed is not None and n >= 8:
+        lo, hi = np.quantile(speed, [0.25, 0.75])
+        subgroups = {"slowest quartile": speed <= lo, "fastest quartile": speed >= hi}
+    results = build_results(
+        curves,
+        env_id=env_id,
+        split="profiles file" if s.profiles_file else s.split,
+        adapt_steps=k,
+        rollouts_per_step=rollouts,
+        eval_episodes=s.eval_episodes,
+        seeds=[int(load_checkpoint(r / "checkpoint.pt")["config"]["seed"]) for r in runs],
+        command=s.command,
+        subgroups=subgroups,
+        seed=s.seed,
+    )
+    results["per_seed"] = {name: [r.mean(axis=0).tolist() for r in per_run[name]] for name in per_run}
+    results["details"] = info
+    results["profiles_file" if s.profiles_file else "profile_seed"] = s.profiles_file or s.profile_seed
+    return results
+
+
+def _lr_of(policy: TutorPolicy) -> float | str:
+    return "meta-sgd" if policy.inner_lrs is not None else float(policy.inner.lr)
+
+
+def _choose_sb3_lr(model, env_id, env_kwargs, val, s: EvaluationSettings, rollouts: int) -> float:
+    val = list(val)[: max(2, len(val) // 2)]  # SB3 fine-tuning loops over students: keep it short
+    best, best_lr = -math.inf, SB3_LR_GRID[0]
+    for lr in SB3_LR_GRID:
+        ret, _ = sb3_baseline.adaptation_curve(
+            model,
+            env_id,
+            env_kwargs,
+            val,
+            s.adapt_steps,
+            rollouts,
+            s.eval_episodes,
+            s.seed + 1,
+            learning_rate=lr,
+        )
+        if ret[:, -1].mean() > best:
+            best, best_lr = float(ret[:, -1].mean()), lr
+    return best_lr
+
+
+def run_evaluation(
+    checkpoints: Sequence[str | Path], s: EvaluationSettings, out_dir: str | Path
+) -> dict[str, Path]:
+    """Evaluate and write ``results.json``, ``summary.md``, ``adaptation_curve.png`` and
+    ``learning_curve.png`` (from the first run's ``metrics.csv``) into ``out_dir``."""
+    results = evaluate(checkpoints, s)
+    paths = write_report(results, out_dir)
+    from meta_rl.evaluation.plots import plot_learning_curve
+
+    first = _run_dir(checkpoints[0])
+    paths["learning_curve"] = Path(out_dir) / "learning_curve.png"
+    plot_learning_curve(
+        [_run_dir(c) / "metrics.csv" for c in checkpoints], paths["learning_curve"], title=str(first)
+    )
+    json.loads(paths["results"].read_text())  # the file we promise is valid JSON
+    return paths
