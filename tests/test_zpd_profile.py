@@ -137,7 +137,7 @@ def test_splits_are_valid_reproducible_and_disjoint() -> None:
 
 
 def test_population_matches_its_docstring() -> None:
-    n = 4000
+    n = 2000
     arr = {k: np.array([getattr(p, k) for p in ZPDDistribution(4).sample(n, "train", seed=0)]) for k in VALID}
     assert stats.kstest(arr["sweet_spot"], stats.uniform(0.5, 0.35).cdf).pvalue > 1e-6
     assert stats.kstest(arr["learn_rate"], stats.uniform(0.1, 0.2).cdf).pvalue > 1e-6
@@ -150,7 +150,7 @@ def test_population_matches_its_docstring() -> None:
 
 
 def test_ood_split_is_fragile_or_challenge_seeking() -> None:
-    n = 4000
+    n = 2000
     ood = ZPDDistribution(4).sample(n, "ood", seed=0)
     fragile = np.array([p.frustration >= 0.12 for p in ood])
     seeking = np.array([p.sweet_spot <= 0.4 for p in ood])

@@ -280,7 +280,9 @@ class ZPDDynamics(StudentDynamics):
             "ability_gain": (self.theta[idx] - self.p["ability0"][idx]).mean(axis=1),
             "posttest": self.posttest(idx),
             "quit": self.quit[idx].astype(np.float64),
-            "quit_step": self.quit_step[idx].astype(np.float64),
+            # NaN if the student never quit, like steps_to_mastery in SkillGraph-v0: averages
+            # over students (nanmean) then give the mean quit step among those who quit
+            "quit_step": np.where(self.quit[idx], self.quit_step[idx], np.nan),
             "final_engagement": self.engagement[idx].copy(),
             "success_rate": self.n_correct[idx] / np.maximum(n_att, 1),
         }

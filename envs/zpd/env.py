@@ -75,7 +75,7 @@ class ZPDEnv(StudentEnv):
     part of the task and elapsed time is observed) or earlier when the student quits.
     ``info`` at the end carries ``ability_gain`` (mean over skills of ``θ − ability0``),
     ``posttest`` (as above), ``quit`` (1 if the student quit), ``quit_step`` (0-based
-    index of the step in which the student quit, −1 if they did not),
+    index of the step in which the student quit, NaN if they did not),
     ``final_engagement`` and ``success_rate`` (fraction of correct answers).
 
     ## Arguments
