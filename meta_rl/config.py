@@ -6,8 +6,10 @@ to a new student; ``algo: ppo`` (:class:`PPOConfig`) trains plain PPO on the poo
 ``privileged: true`` the oracle. Both share the fields of :class:`TrainConfig`.
 
 Loading rejects unknown keys and ill-typed values with a message listing the valid
-keys; ``--set key=value`` overrides are parsed as YAML scalars (``--set
-env_kwargs.n_skills=4`` sets one env argument).
+keys. A file written for one algorithm can be reused for the other with ``--set
+algo=...``: the file's keys that only the other algorithm knows are then dropped
+(keys given on the command line are always checked). ``--set key=value`` overrides
+are parsed as YAML scalars (``--set env_kwargs.n_skills=4`` sets one env argument).
 """
 
 from __future__ import annotations
@@ -269,8 +271,14 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(f"{p}: a config must be a mapping of keys to values")
         data = dict(loaded or {})
-    data = merge(data, fields)
-    data = merge(data, parse_overrides(overrides))
+    given = merge(fields, parse_overrides(overrides))
+    algo = given.get("algo")
+    if algo in ALGORITHMS and algo != data.get("algo", "maml_ppo"):
+        # the file was written for another algorithm (e.g. --set algo=ppo on the MAML
+        # config, for a baseline with the same settings): drop the keys only it knows
+        valid = {f.name for f in dataclasses.fields(ALGORITHMS[algo])}
+        data = {k: v for k, v in data.items() if k in valid}
+    data = merge(data, given)
     try:
         return make_config(data)
     except ValueError as e:

@@ -107,3 +107,15 @@ def test_shipped_skill_graph_config_is_valid() -> None:
     cfg = load_config(path)
     assert cfg.env == "MetaTutor/SkillGraph-v0"
     assert set(REQUIRED) <= set(raw)  # the tuned values are spelled out
+
+
+def test_switching_algorithm_reuses_a_file_of_the_other_algorithm() -> None:
+    path = default_config_path("MetaTutor/SkillGraph-v0")
+    maml = load_config(path)
+    pooled = load_config(path, ["algo=ppo", "privileged=true"])
+    assert isinstance(pooled, PPOConfig) and pooled.privileged
+    shared = {k: v for k, v in pooled.to_dict().items() if k not in ("algo", "privileged")}
+    assert shared == {k: v for k, v in maml.to_dict().items() if k in shared}
+    # a MAML-only key typed for the pooled algorithm is still an error
+    with pytest.raises(ValueError, match="first_order"):
+        load_config(path, ["algo=ppo", "first_order=true"])
