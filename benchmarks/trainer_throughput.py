@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -109,7 +110,13 @@ def main() -> int:
         "sb3_ppo": sb3,
         "speedup_maml_vs_sb3": maml["env_steps_per_s"] / sb3["env_steps_per_s"],
         "speedup_ppo_vs_sb3": ppo["env_steps_per_s"] / sb3["env_steps_per_s"],
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+            "cpus": os.cpu_count(),
+            # other processes on the machine slow all three alike; the ratios are what count
+            "load_average_1min_at_end": os.getloadavg()[0],
+        },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
