@@ -241,3 +241,38 @@ def test_cli_train_resume_and_export(tmp_path: Path, capsys) -> None:
     assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0
     pol = load_policy(tmp_path / "exported")
     assert pol.env.env_id == "MetaTutor/SkillGraph-v0" and pol.env.env_kwargs["n_skills"] == 2
+
+
+@pytest.mark.parametrize("algo", ["maml_ppo", "ppo"])
+def test_target_kl_stops_the_epochs_early(tmp_path: Path, algo: str) -> None:
+    free = Trainer(
+        load_config(None, [*TINY, f"algo={algo}", "outer_epochs=6", "outer_lr=0.01"]), tmp_path / "a", False
+    )
+    free.train(1)
+    capped = load_config(None, [*TINY, f"algo={algo}", "outer_epochs=6", "outer_lr=0.01", "target_kl=1e-7"])
+    Trainer(capped, tmp_path / "b", progress=False).train(1)
+    assert float(_rows(tmp_path / "a")[0]["epochs"]) == 6
+    # the first update moves the policy, the next minibatch sees KL > 1.5 * target and stops
+    assert float(_rows(tmp_path / "b")[0]["epochs"]) < 2
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_of_the_cli_process(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sets = [x for s in TINY if not s.startswith("n_iterations") for x in ("--set", s)]
+    base = [sys.executable, "-m", "meta_rl.cli", "train", "--no-progress", *sets, "--set", "n_iterations=8"]
+    subprocess.run([*base, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+    proc = subprocess.Popen([*base, "--out", str(tmp_path / "killed")], stdout=subprocess.DEVNULL)
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not ckpt.exists() or load_checkpoint(ckpt)["iteration"] < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert load_checkpoint(ckpt)["iteration"] < 8
+    subprocess.run([*base, "--out", str(tmp_path / "killed"), "--resume"], check=True, capture_output=True)
+    assert _rows(tmp_path / "killed") == _rows(tmp_path / "full")
