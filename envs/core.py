@@ -127,11 +127,25 @@ class StudentDynamics(ABC):
         if len(profiles) != len(idx):
             raise ValueError(f"got {len(profiles)} profiles for {len(idx)} students")
         # tasks are usually repeated (one per episode): validate each distinct object once
-        arrays = stack_profiles(self._coerce_all(profiles))
+        self.set_profile_arrays(idx, stack_profiles(self._coerce_all(profiles)))
+
+    def set_profile_arrays(self, idx: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
+        """Assign students given as validated arrays (from ``ProfileDistribution.sample_arrays``)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        dims = self.dims()
+        for s in self.profile_cls.FIELDS:
+            want = (len(idx),) if s.dim is None else (len(idx), dims[s.dim])
+            if arrays[s.name].shape != want:
+                raise ValueError(
+                    f"profile field {s.name!r} has shape {arrays[s.name].shape}, expected {want}"
+                )
         if not self.p:
-            self.p = {k: np.zeros((self.n, *v.shape[1:]), dtype=np.float64) for k, v in arrays.items()}
-        for k, v in arrays.items():
-            self.p[k][idx] = v
+            self.p = {
+                s.name: np.zeros((self.n, *arrays[s.name].shape[1:]), dtype=np.float64)
+                for s in self.profile_cls.FIELDS
+            }
+        for s in self.profile_cls.FIELDS:
+            self.p[s.name][idx] = arrays[s.name]
         self.has_profile[idx] = True
         self._profiles_changed(idx)
 
@@ -319,6 +333,7 @@ class StudentVectorEnv(VectorEnv):
         self._all = np.arange(self.num_envs)
         self._tasks: list[StudentProfile] | None = None
         self._tasks_applied = False
+        self._distribution = self.dynamics.distribution()
         self._pending = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: reset on next step
         self._seeded = False
 
@@ -346,8 +361,8 @@ class StudentVectorEnv(VectorEnv):
                 self.dynamics.set_profiles(self._all, self._tasks)
                 self._tasks_applied = True
         else:
-            sampled = self.dynamics.distribution().sample(len(idx), "train", rng=self.np_random)
-            self.dynamics.set_profiles(idx, sampled)
+            arrays = self._distribution.sample_arrays(len(idx), "train", self.np_random)
+            self.dynamics.set_profile_arrays(idx, arrays)
 
     def reset(
         self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None

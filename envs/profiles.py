@@ -219,8 +219,25 @@ class ProfileDistribution(ABC):
             raise ValueError(f"n must be a positive integer, got {n!r}")
         if rng is None:
             rng = self.split_rng(0 if seed is None else seed, split)
-        arrays = self._sample_arrays(rng, int(n), split)
+        arrays = self.sample_arrays(int(n), split, rng)
         return [self._profile_from_arrays(arrays, i) for i in range(int(n))]
+
+    def sample_arrays(self, n: int, split: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``n`` students as arrays (one per field), validated as a whole batch.
+
+        The fast path of envs that draw a fresh student at every reset: no profile
+        objects are built, yet every value is checked against its field's range.
+        """
+        check_split(split)
+        arrays = self._sample_arrays(rng, n, split)
+        for spec in self.profile_cls.FIELDS:
+            a = np.asarray(arrays[spec.name], dtype=np.float64)
+            if a.shape[0] != n or (a.ndim != 1 if spec.dim is None else a.ndim != 2):
+                raise ValueError(f"{type(self).__name__} drew {spec.name!r} with shape {a.shape}")
+            if np.isnan(a).any() or not spec.contains(a).all():
+                raise ValueError(f"{type(self).__name__} drew {spec.name!r} outside {spec.range_text()}")
+            arrays[spec.name] = a
+        return arrays
 
     def _profile_from_arrays(self, arrays: Mapping[str, np.ndarray], i: int) -> StudentProfile:
         kwargs: dict[str, Any] = {}

@@ -52,5 +52,13 @@ def run_episodes(
 
 
 def per_task_mean(values: np.ndarray, n_tasks: int) -> np.ndarray:
-    """Average task-major ``(n_tasks · E,)`` values to ``(n_tasks,)``."""
-    return np.asarray(values, dtype=np.float64).reshape(n_tasks, -1).mean(axis=1)
+    """Average task-major ``(n_tasks · E,)`` values to ``(n_tasks,)``, ignoring NaN.
+
+    A metric can be undefined for some episodes (e.g. steps to mastery when never
+    mastered); a task's mean is NaN only if it is undefined in every episode.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(n_tasks, -1)
+    ok = np.isfinite(v)
+    count = ok.sum(axis=1)
+    total = np.where(ok, v, 0.0).sum(axis=1)
+    return np.divide(total, count, out=np.full(n_tasks, np.nan), where=count > 0)
