@@ -83,6 +83,11 @@ class TrainConfig:
     val_episodes: int = _f(10, "evaluation episodes per validation student and adaptation step")
     val_adapt_steps: int = _f(1, "adaptation steps at validation (rollouts_per_task episodes each)")
     val_seed: int = _f(1000, "seed of the validation students and episodes")
+    select_on: str = _f(
+        "post",
+        "best.pt maximises the validation return after val_adapt_steps steps (post) or before "
+        "adaptation (pre, e.g. for the privileged oracle, which is used without adaptation)",
+    )
     # system
     num_threads: int = _f(1, "torch intra-op threads (1 is fastest for these small networks)")
     tensorboard: bool = _f(True, "write TensorBoard event files")
@@ -111,6 +116,7 @@ class TrainConfig:
         _choice("head", self.head, ("factorised", "flat"))
         _choice("baseline", self.baseline, ("linear", "time_mean", "value_net"))
         _choice("inner_objective", self.inner_objective, ("lvc", "vpg"))
+        _choice("select_on", self.select_on, ("post", "pre"))
         if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be a list of positive integers, got {self.hidden_sizes}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:

@@ -21,7 +21,8 @@ episodes. Same network, same env-step budget per iteration by default.
 
 Every ``eval_every`` iterations the tutor is validated with adaptation on fixed
 students of the ``val`` split (:func:`meta_rl.adaptation.adaptation_curve`); the best
-checkpoint by post-adaptation validation return is kept as ``best.pt``.
+checkpoint by post-adaptation validation return (or pre-adaptation, ``select_on: pre``)
+is kept as ``best.pt``.
 
 Run directory: ``config.yaml`` (resolved), ``checkpoint.pt`` (latest, written every
 iteration), ``best.pt``, ``metrics.csv`` (one row per iteration) and ``tb/``
@@ -357,7 +358,7 @@ class Trainer:
             m = res.mean_metric(name)
             row[f"val_{name}_k0"] = float(m[0])
             row[f"val_{name}_k{cfg.val_adapt_steps}"] = float(m[-1])
-        score = float(curve[-1])
+        score = float(curve[-1] if cfg.select_on == "post" else curve[0])
         if score > self.best_val:
             self.best_val = score
             return True

@@ -276,3 +276,16 @@ def test_resume_after_sigkill_of_the_cli_process(tmp_path: Path) -> None:
     assert load_checkpoint(ckpt)["iteration"] < 8
     subprocess.run([*base, "--out", str(tmp_path / "killed"), "--resume"], check=True, capture_output=True)
     assert _rows(tmp_path / "killed") == _rows(tmp_path / "full")
+
+
+@pytest.mark.parametrize("select_on", ["post", "pre"])
+def test_best_checkpoint_is_the_best_validation_iteration(tmp_path: Path, select_on: str) -> None:
+    cfg = load_config(
+        None, [*TINY, "eval_every=1", "n_iterations=5", "outer_lr=0.01", f"select_on={select_on}"]
+    )
+    Trainer(cfg, tmp_path / "r", progress=False).train()
+    column = "val_return_k1" if select_on == "post" else "val_return_k0"
+    scores = [float(r[column]) for r in _rows(tmp_path / "r")]
+    best = load_checkpoint(tmp_path / "r" / "best.pt")
+    assert best["iteration"] == int(np.argmax(scores)) + 1  # saved after iteration argmax
+    assert best["best_val"] == max(scores)
