@@ -20,7 +20,7 @@ from torch import Tensor
 from envs.profiles import StudentProfile
 from meta_rl.envspec import EnvSpec
 from meta_rl.maml import InnerUpdate, LearningRate
-from meta_rl.policy import PolicySpec, mlp, mode, sample
+from meta_rl.policy import PolicySpec, init_params, log_prob, mlp, mode, sample
 
 POLICY_FORMAT = "meta-tutor-policy"
 POLICY_VERSION = 1
@@ -97,8 +97,6 @@ class TutorPolicy:
 
     def action_probs(self, obs: np.ndarray) -> np.ndarray:
         """Probabilities of every joint action, shape ``(n, n_actions)``."""
-        from meta_rl.policy import log_prob
-
         x = torch.from_numpy(np.ascontiguousarray(self.observation(obs))).reshape(-1, self.spec.obs_dim)
         with torch.no_grad():
             z = mlp(self.spec, self.params, x)
@@ -152,8 +150,6 @@ class TutorPolicy:
 
 
 def _check_shapes(spec: PolicySpec, params: Mapping[str, Tensor]) -> None:
-    from meta_rl.policy import init_params
-
     expected = {k: tuple(v.shape) for k, v in init_params(spec).items()}
     got = {k: tuple(v.shape) for k, v in params.items()}
     if expected != got:
