@@ -22,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config key (repeatable), e.g. --set inner_lr=0.5 --set env_kwargs.n_skills=4",
     )
-    p.add_argument("--out", required=True, help="run directory (must not hold a run unless --resume)")
+    p.add_argument(
+        "--out", default=None, help="run directory (required; must not hold a run, unless --resume)"
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
             for k, h in field_help(cls).items():
                 print(f"  {k}: {h}")
         return 0
+    if args.out is None:
+        raise ValueError("--out RUN_DIR is required")
     config_path = args.config
     if args.resume and config_path is None:
         from pathlib import Path
