@@ -1,0 +1,22 @@
+"""The README's main job (``meta-tutor demo``) runs end to end (smoke-test size) and resumes."""
+
+from __future__ import annotations
+
+import json
+
+from meta_rl.cli import main as cli_main
+
+
+def test_demo_quick_end_to_end_and_rerun(tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert cli_main(["demo", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| maml_ppo |" in printed and "adaptation_curve.png" in printed
+    res = json.loads((out / "eval" / "results.json").read_text())
+    assert res["split"] == "test" and res["adapt_steps"] == 3
+    first = res["methods"]["maml_ppo"]["mean"]
+    # a second run resumes the finished training and reuses the cached baselines: same numbers
+    assert cli_main(["demo", "--quick", "--out", str(out)]) == 0
+    again = json.loads((out / "eval" / "results.json").read_text())
+    assert again["methods"]["maml_ppo"]["mean"] == first
+    assert again["methods"]["pooled_ppo"]["mean"] == res["methods"]["pooled_ppo"]["mean"]
