@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
 
 import envs
 from envs.sb3 import SB3VectorEnv
@@ -55,8 +56,14 @@ def train_pooled(
         device="cpu",
         verbose=0,
     )
+    model.set_logger(_silent_logger())
     model.learn(total_timesteps=int(total_steps))
     return model
+
+
+def _silent_logger() -> Logger:
+    # SB3's default logger creates a fresh SB3-<time> folder in the temp dir for every model
+    return Logger(folder=None, output_formats=[])
 
 
 def _act(model: PPO):
@@ -115,6 +122,7 @@ def adaptation_curve(
             verbose=0,
         )
         ft.policy.load_state_dict(state)
+        ft.set_logger(_silent_logger())
         eval_env = make_task_env(env_id, env_kwargs, [prof], eval_episodes)
         for k in range(1, steps + 1):
             ft.learn(total_timesteps=rollouts_per_step * horizon, reset_num_timesteps=(k == 1))
