@@ -77,6 +77,7 @@ class EvaluationSettings:
     seed: int = 0
     methods: list[str] | None = None  # default: all learned methods and every heuristic
     val_profiles: int = 20  # students of the val split used to choose fine-tuning step sizes
+    workers: int = 2  # processes that train missing baselines in parallel (1: in this process)
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
     log: Callable[[str], None] = print
 
@@ -153,6 +154,40 @@ def _train_sb3(run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Calla
     return model, budget
 
 
+def _train_sb3_job(run: Path, env_id: str, env_kwargs: dict) -> None:
+    torch.set_num_threads(1)
+    _train_sb3(run, env_id, env_kwargs, print)
+
+
+def _train_ours_job(run: Path, name: str) -> None:
+    torch.set_num_threads(1)
+    _train_our_baseline(run, name, name == "oracle", print)
+
+
+def prepare_baselines(
+    runs: Sequence[Path], methods: Sequence[str], env_id: str, env_kwargs: dict, workers: int
+) -> None:
+    """Train every missing baseline of every run, ``workers`` at a time (separate processes)."""
+    jobs: list[tuple[Callable[..., None], tuple]] = []
+    for run in runs:
+        for name in ("pooled_ppo", "oracle"):
+            if name in methods and not (run / "baselines" / name / "done").is_file():
+                jobs.append((_train_ours_job, (run, name)))
+        if "sb3_ppo" in methods and not (run / "baselines" / "sb3_ppo.zip").is_file():
+            jobs.append((_train_sb3_job, (run, env_id, env_kwargs)))
+    if workers <= 1 or len(jobs) <= 1:
+        for fn, a in jobs:
+            fn(*a)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (forking a process that holds torch threads is unsafe)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for f in [pool.submit(fn, *a) for fn, a in jobs]:
+            f.result()
+
+
 def _choose_lr(policy: TutorPolicy, val: Sequence[dict], s: EvaluationSettings, rollouts: int) -> float:
     best, best_lr = -math.inf, LR_GRID[0]
     for lr in LR_GRID:
@@ -190,6 +225,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     profiles = _load_profiles(s, env_id, env_kwargs)
     rollouts = int(s.rollouts_per_step or maml_policies[0].rollouts_per_step)
     val = envs.sample_profiles(env_id, s.val_profiles, split="val", seed=s.profile_seed + 1, **env_kwargs)
+    prepare_baselines(runs, methods, env_id, env_kwargs, s.workers)
     n, k = len(profiles), s.adapt_steps
     per_run: dict[str, list[np.ndarray]] = {}
     per_run_metrics: dict[str, list[dict[str, np.ndarray]]] = {}
