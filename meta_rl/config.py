@@ -296,9 +296,13 @@ def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
 
 
 def default_config_path(env_id: str) -> Path | None:
-    """``configs/<family>.yaml`` of the repository for ``env_id`` if it exists."""
+    """The shipped ``configs/<family>.yaml`` for ``env_id`` if it exists.
+
+    The files live in the package (``meta_rl/configs``, installed as package data);
+    the repository's top-level ``configs`` is a link to them.
+    """
     import envs
 
     name = envs.family(env_id).package.split(".")[-1]
-    p = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    p = Path(__file__).resolve().parent / "configs" / f"{name}.yaml"
     return p if p.is_file() else None
