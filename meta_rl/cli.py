@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -43,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    # the command line as a user would type it, recorded in reports so results can be regenerated
+    args.command_line = "meta-tutor " + " ".join(shlex.quote(a) for a in argv)
     try:
         return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as e:

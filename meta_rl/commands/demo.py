@@ -9,7 +9,6 @@ same ``--out`` resumes an interrupted training and reuses cached baselines.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -61,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
         adapt_steps=3,
         eval_episodes=2 if args.quick else 10,
         val_profiles=2 if args.quick else 20,
-        command="meta-tutor " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        if sys.argv and sys.argv[0].endswith("meta-tutor")
-        else f"meta-tutor demo --out {shlex.quote(str(out))}",
+        command=args.command_line,
     )
     print(f"[2/2] baselines and evaluation on {n} held-out test students -> {eval_dir}")
     paths = run_evaluation([train_dir], settings, eval_dir)

@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         methods=args.methods,
         val_profiles=args.val_profiles,
+        command=args.command_line,
     )
     paths = run_evaluation(args.checkpoint, settings, args.out)
     print(paths["summary"].read_text())

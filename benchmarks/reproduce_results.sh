@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Regenerates benchmarks/results/<env>/<split>/ (results.json, summary.md, plots):
+# meta-trains each env's default config (meta_rl/configs/<env>.yaml) for seeds 0, 1, 2,
+# then runs the held-out evaluation on the test and ood splits, which trains and caches
+# every run's baselines (pooled PPO, oracle, SB3 PPO; same env-step budget), two at a time.
+# Usage: bash benchmarks/reproduce_results.sh [skill_graph|zpd|spaced_repetition ...]  (default: all)
+# Needs the package installed (see README); roughly an hour per env on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SEEDS="${SEEDS:-0 1 2}"
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(skill_graph zpd spaced_repetition)
+
+env_id() {
+  case "$1" in
+    skill_graph) echo MetaTutor/SkillGraph-v0 ;;
+    zpd) echo MetaTutor/ZPD-v0 ;;
+    spaced_repetition) echo MetaTutor/SpacedRepetition-v0 ;;
+    *) echo "unknown env name $1" >&2; return 1 ;;
+  esac
+}
+train() {  # NAME SEED: train, or resume an interrupted run
+  local out="runs/$1/seed$2"
+  mkdir -p "runs/$1"
+  if [ -f "$out/checkpoint.pt" ]; then
+    meta-tutor train --out "$out" --resume --no-progress > "$out.log" 2>&1
+  else
+    meta-tutor train --env "$(env_id "$1")" --seed "$2" --out "$out" --no-progress > "$out.log" 2>&1
+  fi
+  echo "trained $1 seed $2"
+}
+export -f env_id train
+
+for name in "${names[@]}"; do
+  env_id "$name" > /dev/null
+  for s in $SEEDS; do echo "$name $s"; done
+done | xargs -P 2 -L 1 bash -c 'train "$0" "$1"'
+
+for name in "${names[@]}"; do
+  runs=()
+  for s in $SEEDS; do runs+=("runs/$name/seed$s"); done
+  for split in test ood; do
+    meta-tutor evaluate --checkpoint "${runs[@]}" --split "$split" --n 80 --adapt-steps 3 \
+      --out "benchmarks/results/$name/$split"
+  done
+done
