@@ -140,7 +140,7 @@ def test_student_fits_improve_with_data_and_beat_the_pooled_fit(tmp_path):
 
 def test_shrinkage_pulls_sparse_students_to_the_population(tmp_path):
     profs = envs.distribution("MetaTutor/SkillGraph-v0", **NO_PREREQ).sample(60, "train", seed=2)
-    log, seqs = kt_log(tmp_path, profs, 4)
+    _, seqs = kt_log(tmp_path, profs, 4)
     pooled = bkt.fit_pooled(seqs)
     centre = bkt.shared_centre(pooled, seqs, "slip")
     loose = bkt.fit_students(seqs, pooled, {"slip": 0.0})

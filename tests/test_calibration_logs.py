@@ -37,7 +37,10 @@ def test_kt_log_errors_name_file_line_and_problem(tmp_path, body, match):
 
 def test_kt_log_groups_sorts_and_forgets_user_ids(tmp_path):
     # rows out of order, extra columns ignored, tab-separated
-    text = "order_id\tuser_id\tskill_name\tcorrect\textra\n5\tbob\t10\t1\tz\n1\tbob\t2\t0\tz\n3\tann\t2\t1.0\tz\n"
+    text = (
+        "order_id\tuser_id\tskill_name\tcorrect\textra\n"
+        "5\tbob\t10\t1\tz\n1\tbob\t2\t0\tz\n3\tann\t2\t1.0\tz\n"
+    )
     log = read_kt_log(write(tmp_path, text, "log.tsv"))
     assert log.names == ("2", "10")  # numeric names sort as numbers
     np.testing.assert_array_equal(log.student, [0, 0, 1])  # bob first seen first
