@@ -214,36 +214,30 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
                 + " |"
             )
     metric_names = sorted({k for m in results["methods"].values() for k in m["metrics"]})
-    if metric_names:
-        lines += [
-            "",
-            f"## Education metrics after k = {k_max} steps",
-            "",
-            "| method | " + " | ".join(metric_names) + " |",
-            "|---|" + "---|" * len(metric_names),
-        ]
-        for name, m in order:
-            cells = []
-            for mn in metric_names:
-                c = m["metrics"].get(mn)
-                cells.append("–" if c is None else _fmt(c["mean"][-1], c["ci_low"][-1], c["ci_high"][-1]))
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _last_step_table(f"Education metrics after k = {k_max} steps", order, metric_names, "metrics")
     groups = sorted({g for m in results["methods"].values() for g in m["subgroups"]})
-    if groups:
-        lines += [
-            "",
-            f"## Subgroups (return after k = {k_max} steps)",
-            "",
-            "| method | " + " | ".join(groups) + " |",
-            "|---|" + "---|" * len(groups),
-        ]
-        for name, m in order:
-            cells = []
-            for g in groups:
-                s = m["subgroups"].get(g)
-                cells.append("–" if s is None else _fmt(s["mean"][-1], s["ci_low"][-1], s["ci_high"][-1]))
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += _last_step_table(f"Subgroups (return after k = {k_max} steps)", order, groups, "subgroups")
     return "\n".join(lines) + "\n"
+
+
+def _last_step_table(title: str, order: list, columns: list[str], key: str) -> list[str]:
+    """Rows ``method | value [CI] …`` at the last adaptation step, one column per entry of ``m[key]``."""
+    if not columns:
+        return []
+    lines = [
+        "",
+        f"## {title}",
+        "",
+        "| method | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for name, m in order:
+        cells = []
+        for col in columns:
+            c = m[key].get(col)
+            cells.append("–" if c is None else _fmt(c["mean"][-1], c["ci_low"][-1], c["ci_high"][-1]))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_adaptation(results: Mapping[str, Any], path: str | Path) -> None:

@@ -44,20 +44,28 @@ def train_pooled(
     venv = SB3VectorEnv(env_id, n_envs, **dict(env_kwargs))
     venv.seed(seed)
     n_steps = max(horizon, 32)
+    model = _ppo(venv, n_steps, max(64, n_steps * n_envs // 4), n_epochs, learning_rate,
+                 {"net_arch": list(hidden), "activation_fn": torch.nn.Tanh}, seed)  # fmt: skip
+    model.learn(total_timesteps=int(total_steps))
+    return model
+
+
+def _ppo(
+    venv, n_steps: int, batch_size: int, n_epochs: int, lr: float, policy_kwargs: dict, seed: int
+) -> PPO:
     model = PPO(
         "MlpPolicy",
         venv,
         n_steps=n_steps,
-        batch_size=max(64, n_steps * n_envs // 4),
+        batch_size=batch_size,
         n_epochs=n_epochs,
-        learning_rate=learning_rate,
-        policy_kwargs={"net_arch": list(hidden), "activation_fn": torch.nn.Tanh},
+        learning_rate=lr,
+        policy_kwargs=policy_kwargs,
         seed=seed,
         device="cpu",
         verbose=0,
     )
     model.set_logger(_silent_logger())
-    model.learn(total_timesteps=int(total_steps))
     return model
 
 
@@ -109,20 +117,9 @@ def adaptation_curve(
             env_id, rollouts_per_step, profiles=[prof] * rollouts_per_step, **dict(env_kwargs)
         )
         ft_env.seed(seed + 7919 * (i + 1))
-        ft = PPO(
-            "MlpPolicy",
-            ft_env,
-            n_steps=horizon,
-            batch_size=max(1, rollouts_per_step * horizon // 4),
-            n_epochs=n_epochs,
-            learning_rate=learning_rate,
-            policy_kwargs=model.policy_kwargs,
-            seed=seed + i,
-            device="cpu",
-            verbose=0,
-        )
+        batch = max(1, rollouts_per_step * horizon // 4)
+        ft = _ppo(ft_env, horizon, batch, n_epochs, learning_rate, model.policy_kwargs, seed + i)
         ft.policy.load_state_dict(state)
-        ft.set_logger(_silent_logger())
         eval_env = make_task_env(env_id, env_kwargs, [prof], eval_episodes)
         for k in range(1, steps + 1):
             ft.learn(total_timesteps=rollouts_per_step * horizon, reset_num_timesteps=(k == 1))
