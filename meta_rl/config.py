@@ -77,6 +77,10 @@ class TrainConfig:
     max_grad_norm: float = _f(0.5, "clip the outer gradient to this norm (0 disables)")
     target_kl: float = _f(0.0, "stop the epochs of a batch once approx KL > 1.5 * target_kl (0 disables)")
     init_from: str = _f("", "checkpoint or run dir whose policy parameters initialise training (warm start)")
+    population: str = _f(
+        "",
+        "fitted population file (meta-tutor calibrate --out) to train on (empty: the env's own population)",
+    )
     # validation
     eval_every: int = _f(10, "validate every this many iterations (and after the last)")
     val_tasks: int = _f(40, "validation students (val split; fixed for the run)")

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from envs.profiles import ProfileDistribution
 from meta_rl.adaptation import adaptation_curve, rollout_step_data
 from meta_rl.checkpoint import load_checkpoint, load_policy, save_checkpoint
 from meta_rl.config import MAMLPPOConfig, TrainConfig, make_config, save_config
@@ -93,7 +94,7 @@ class Trainer:
             cfg.clip_eps, cfg.ent_coef, getattr(cfg, "kl_coef", 0.0), getattr(cfg, "first_order", False)
         )
         self.sampler = Sampler(self.env, self.spec)
-        self.dist = self.env.distribution()
+        self.dist = self._population()
         self.val_profiles = self.dist.sample(cfg.val_tasks, "val", seed=cfg.val_seed)
 
         self.rng = np.random.default_rng(cfg.seed)
@@ -206,6 +207,14 @@ class Trainer:
         if improved:
             save_checkpoint(self.out / "best.pt", state)
         return row
+
+    def _population(self) -> ProfileDistribution:
+        """The students to train and validate on: the env's population or a calibrated one."""
+        if not self.cfg.population:
+            return self.env.distribution()
+        from envs.calibration import population_distribution
+
+        return population_distribution(self.cfg.population, self.cfg.env, self.cfg.env_kwargs)
 
     def _next_seed(self) -> int:
         return int(self.rng.integers(0, 2**31 - 1)) * 4096

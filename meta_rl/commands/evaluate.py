@@ -20,7 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--profiles", default=None, help="profile file (envs.save_profiles format) instead of a split"
     )
-    p.add_argument("--n", type=int, default=80, help="number of held-out students (default: 80)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=80,
+        help="number of held-out students (default: 80; with --profiles every student of the file is used)",
+    )
     p.add_argument("--profile-seed", type=int, default=0, help="seed of the held-out students (default: 0)")
     p.add_argument("--adapt-steps", type=int, default=3, help="adaptation steps K (default: 3)")
     p.add_argument(

@@ -26,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out", default=None, help="run directory (required; must not hold a run, unless --resume)"
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    p.add_argument(
+        "--population",
+        default=None,
+        help="train on a calibrated population (the --out file of meta-tutor calibrate) instead of the env's",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-keys", action="store_true", help="print every config key with its help and exit")
@@ -57,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         fields["env"] = args.env
     if args.seed is not None:
         fields["seed"] = args.seed
+    if args.population is not None:
+        fields["population"] = args.population
     cfg = load_config(config_path, args.overrides, **fields)
     trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     try:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.profiles import SPLITS
 from meta_rl.evaluation.stats import Interval, mean_ci, paired_difference_ci
 
 KINDS = ("adaptive", "heuristic", "oracle")
@@ -175,7 +176,8 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     k_max = results["adapt_steps"]
     steps = list(range(k_max + 1))
     lines = [
-        f"# {results['env_id']} — {results['split']} split",
+        f"# {results['env_id']} — "
+        + (f"{results['split']} split" if results["split"] in SPLITS else str(results["split"])),
         "",
         f"{results['n_profiles']} held-out students; "
         f"{results['rollouts_per_step']} episodes per adaptation step; "

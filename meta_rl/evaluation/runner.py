@@ -226,7 +226,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
         raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
     profiles = _load_profiles(s, env_id, env_kwargs)
     rollouts = int(s.rollouts_per_step or maml_policies[0].rollouts_per_step)
-    val = envs.sample_profiles(env_id, s.val_profiles, split="val", seed=s.profile_seed + 1, **env_kwargs)
+    val = _val_profiles(runs[0], env_id, env_kwargs, s)
     prepare_baselines(runs, methods, env_id, env_kwargs, s.workers)
     n, k = len(profiles), s.adapt_steps
     per_run: dict[str, list[np.ndarray]] = {}
@@ -317,7 +317,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     results = build_results(
         curves,
         env_id=env_id,
-        split="profiles file" if s.profiles_file else s.split,
+        split=f"students of {s.profiles_file}" if s.profiles_file else s.split,
         adapt_steps=k,
         rollouts_per_step=rollouts,
         eval_episodes=s.eval_episodes,
@@ -330,6 +330,17 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     results["details"] = info
     results["profiles_file" if s.profiles_file else "profile_seed"] = s.profiles_file or s.profile_seed
     return results
+
+
+def _val_profiles(run: Path, env_id: str, env_kwargs: dict, s: EvaluationSettings) -> list[dict]:
+    """Students for choosing fine-tuning step sizes: the val split of the run's population."""
+    population = load_checkpoint(run / "checkpoint.pt")["config"].get("population", "")
+    if population:
+        from envs.calibration import population_distribution
+
+        dist = population_distribution(population, env_id, env_kwargs)
+        return [p.to_dict() for p in dist.sample(s.val_profiles, "val", seed=s.profile_seed + 1)]
+    return envs.sample_profiles(env_id, s.val_profiles, split="val", seed=s.profile_seed + 1, **env_kwargs)
 
 
 def _lr_of(policy: TutorPolicy) -> float | str:
