@@ -36,7 +36,7 @@ from meta_rl.envspec import EnvSpec
 from meta_rl.gae import compute_advantages
 from meta_rl.maml import InnerUpdate, StepData, inner_step
 from meta_rl.policy import PolicySpec, expand_params, mlp
-from meta_rl.sampler import Rollouts, Sampler, task_means
+from meta_rl.sampler import Rollouts, Sampler, spaced_seed, task_means
 from meta_rl.tutor import AdvantageSettings, TutorPolicy
 
 
@@ -108,7 +108,7 @@ def _seeds(seed: int, steps: int) -> np.ndarray:
     # two seeds per step (evaluation, adaptation rollouts), spaced so that the
     # sub-env seeds seed + i of different collections never overlap in practice
     state = np.random.SeedSequence(int(seed)).generate_state(2 * (steps + 1), np.uint32)
-    return state.astype(np.int64) * 4096
+    return spaced_seed(state.astype(np.int64))
 
 
 def adaptation_curve(

@@ -24,6 +24,10 @@ from typing import Any, ClassVar
 
 import yaml
 
+from meta_rl.gae import BASELINES
+from meta_rl.maml import INNER_OBJECTIVES
+from meta_rl.policy import ACTIVATIONS
+
 
 def _f(default: Any, help: str) -> Any:
     if isinstance(default, (list, dict)):
@@ -54,8 +58,11 @@ class TrainConfig:
     rollouts_per_task: int = _f(20, "episodes per task before each inner step and after adaptation")
     episodes_per_iteration: int = _f(
         0,
-        "pooled PPO episodes per iteration (each a fresh student); 0 = the env steps of one "
-        "MAML iteration: meta_batch_size * rollouts_per_task * (inner_steps + 1)",
+        "pooled PPO episodes per iteration (each a fresh student); 0 = the episodes of one MAML "
+        "iteration, meta_batch_size * rollouts_per_task * (inner_steps + 1). The budget is matched "
+        "in episodes, not env steps: the env steps are equal only if episodes have the same length "
+        "under both algorithms, and differ where episodes end early (e.g. ZPD students who quit); "
+        "metrics.csv and the checkpoint record the real env_steps",
     )
     # advantages
     gamma: float = _f(0.99, "discount factor")
@@ -116,10 +123,10 @@ class TrainConfig:
         for name in ("inner_steps", "val_adapt_steps", "episodes_per_iteration"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        _choice("activation", self.activation, ("tanh", "relu"))
+        _choice("activation", self.activation, ACTIVATIONS)
         _choice("head", self.head, ("factorised", "flat"))
-        _choice("baseline", self.baseline, ("linear", "time_mean", "value_net"))
-        _choice("inner_objective", self.inner_objective, ("lvc", "vpg"))
+        _choice("baseline", self.baseline, BASELINES)
+        _choice("inner_objective", self.inner_objective, INNER_OBJECTIVES)
         _choice("select_on", self.select_on, ("post", "pre"))
         if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be a list of positive integers, got {self.hidden_sizes}")
@@ -134,7 +141,10 @@ class TrainConfig:
 
     @property
     def pooled_episodes(self) -> int:
-        """Episodes of one pooled PPO iteration (see ``episodes_per_iteration``)."""
+        """Episodes of one pooled PPO iteration (see ``episodes_per_iteration``).
+
+        This matches one MAML iteration in episodes, not in env steps (see the field help).
+        """
         return self.episodes_per_iteration or self.meta_batch_size * self.rollouts_per_task * (
             self.inner_steps + 1
         )

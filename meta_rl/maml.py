@@ -17,9 +17,19 @@ Inner objectives, with ``π_old`` the (stored, constant) probability under which
 
 Meta-objective (MAML-PPO; data ``D^K`` sampled with the adapted ``θ'_i = θ_i^K``)::
 
-    J(θ) = (1/T) Σ_i L_clip(θ'_i(θ); D_i^K) − c_H E[H(π_θ'_i)] + β KL(π_θ_sample ‖ π_θ)
+    J(θ) = (1/N) Σ_i Σ_{t ∈ D_i^K} ℓ_clip(θ'_i(θ); t) − c_H (1/N) Σ_i Σ_{t ∈ D_i^K} H_t(π_θ'_i)
+           + β KL(π_θ_sample ‖ π_θ)
 
-where ``θ'_i(θ)`` is *recomputed from the stored inner data in every outer epoch*, so
+``ℓ_clip`` is PPO's clipped surrogate of one step and ``N = Σ_i |D_i^K|`` the number of
+valid (unpadded) steps of all ``T`` tasks of the minibatch: one mean pooled over every
+step (:func:`meta_rl.ppo.masked_mean`), not a mean of per-task means. A task therefore
+weighs in proportion to its number of steps; this equals the mean of per-task losses
+``(1/T) Σ_i L_clip,i`` (``L_clip,i`` the mean over task ``i``'s steps) only when every
+task has the same number of valid steps (e.g. episodes always run to the horizon), and
+favours tasks with longer episodes where they differ (e.g. ZPD students who quit
+early). The KL term is likewise a mean over the valid steps of all tasks' ``D^0``.
+
+``θ'_i(θ)`` is *recomputed from the stored inner data in every outer epoch*, so
 the gradient flows through the adaptation: ``dθ'/dθ = Π_k (I − α ∇²L_inner)``
 (second order), or ``I`` with ``first_order=True`` (FOMAML: the inner gradients are
 treated as constants). ``β`` penalises moving the pre-update policy away from the one

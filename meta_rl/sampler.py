@@ -33,6 +33,9 @@ from envs.profiles import StudentProfile
 from meta_rl.envspec import EnvSpec
 from meta_rl.policy import PolicySpec, is_batched, log_prob, mlp, sample
 
+#: spacing of the base seeds of different collections (see :func:`spaced_seed`)
+SEED_STRIDE = 4096
+
 
 @dataclass
 class Rollouts:
@@ -164,17 +167,38 @@ class Sampler:
         )
 
 
-def task_means(values: np.ndarray) -> np.ndarray:
-    """Mean over episodes per task, ignoring NaN (episodes without the value)."""
+def nan_mean(values: np.ndarray, axis: int | None = None) -> Any:
+    """Mean ignoring NaN (episodes without the value, e.g. a metric that is undefined).
+
+    ``axis=None`` gives one float over all entries; ``axis=1`` on ``(T, E)`` gives the
+    per-task means. Where no entry is defined the result is NaN (without a warning).
+    """
+    values = np.asarray(values)
     with np.errstate(invalid="ignore"):
-        counts = np.sum(~np.isnan(values), axis=1)
-        sums = np.nansum(values, axis=1)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        counts = np.sum(~np.isnan(values), axis=axis)
+        sums = np.nansum(values, axis=axis)
+    out = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return float(out) if axis is None else out
+
+
+def task_means(values: np.ndarray) -> np.ndarray:
+    """Mean over episodes per task of a ``(T, E)`` array, ignoring NaN (see :func:`nan_mean`)."""
+    return nan_mean(values, axis=1)
+
+
+def spaced_seed(base: Any) -> Any:
+    """Base seed of a collection: ``base * SEED_STRIDE`` (int or integer array).
+
+    :meth:`Sampler.collect` seeds sub-env ``i`` with ``seed + i``; spacing the base seeds
+    of different collections by :data:`SEED_STRIDE` keeps those ranges from overlapping
+    for up to ``SEED_STRIDE`` sub-envs.
+    """
+    return base * SEED_STRIDE
 
 
 def describe(r: Rollouts) -> dict[str, Any]:
     """Summary numbers of a collection (mean return, steps, metric means)."""
     out: dict[str, Any] = {"return": float(r.returns.mean()), "env_steps": r.env_steps}
     for k, v in r.metrics.items():
-        out[k] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+        out[k] = nan_mean(v)
     return out

@@ -17,7 +17,14 @@ Pooled PPO (``algo: ppo``, and the first ``pretrain_iterations`` of a MAML-PPO r
 warm start): collect one episode from each of ``pooled_episodes`` fresh ``train``
 students, one baseline and advantage normalisation over the whole batch, and PPO's
 clipped surrogate for ``outer_epochs`` epochs of ``n_minibatches`` minibatches of
-episodes. Same network, same env-step budget per iteration by default.
+episodes. Same network. The budget is matched in *episodes*, not env steps: by default
+``pooled_episodes = meta_batch_size · rollouts_per_task · (inner_steps + 1)``, the
+number of episodes one MAML-PPO iteration collects. The env steps per iteration are
+equal only when episodes have the same length under both algorithms (e.g. always run
+to the horizon); where episodes end early (a ZPD student who quits) the two budgets in
+env steps differ and depend on the policy. The real count is recorded: the
+``env_steps`` column of ``metrics.csv`` and ``env_steps`` in every checkpoint hold the
+cumulative env steps of all training rollouts (validation excluded).
 
 Every ``eval_every`` iterations the tutor is validated with adaptation on fixed
 students of the ``val`` split (:func:`meta_rl.adaptation.adaptation_curve`); the best
@@ -25,10 +32,12 @@ checkpoint by post-adaptation validation return (or pre-adaptation, ``select_on:
 is kept as ``best.pt``.
 
 Run directory: ``config.yaml`` (resolved), ``checkpoint.pt`` (latest, written every
-iteration), ``best.pt``, ``metrics.csv`` (one row per iteration) and ``tb/``
-(TensorBoard). Randomness comes from one seeded numpy generator whose state is
-checkpointed, so a resumed run continues exactly as the uninterrupted one, and the
-same seed and config give identical ``metrics.csv`` (apart from the wall-time columns).
+iteration), ``best.pt`` (written before ``checkpoint.pt`` of the same iteration, so a
+kill between the two is repaired by the resumed run), ``metrics.csv`` (one row per
+iteration) and ``tb/`` (TensorBoard). Randomness comes from one seeded numpy generator
+whose state is checkpointed, so a resumed run continues exactly as the uninterrupted
+one, and the same seed and config give identical ``metrics.csv`` (apart from the
+wall-time columns).
 Non-finite losses or parameters stop the run (:class:`TrainingDiverged`) before the
 checkpoint of that iteration is written, so the last good checkpoint stays intact.
 """
@@ -55,7 +64,7 @@ from meta_rl.envspec import EnvSpec
 from meta_rl.maml import InnerUpdate, OuterSettings, StepData, inner_step, meta_loss, policy_logits
 from meta_rl.policy import PolicySpec, init_params, kl_divergence, mlp
 from meta_rl.ppo import masked_mean, value_loss
-from meta_rl.sampler import Rollouts, Sampler
+from meta_rl.sampler import Rollouts, Sampler, nan_mean, spaced_seed
 from meta_rl.tutor import AdvantageSettings, TutorPolicy
 
 #: metrics.csv columns that depend on the machine's speed, not on the computation
@@ -203,9 +212,13 @@ class Trainer:
         self._append_metrics(row)
         self.iteration = it + 1
         state = self._state()
-        save_checkpoint(self.out / "checkpoint.pt", state)
+        # best.pt first: a kill between the two writes leaves checkpoint.pt at the previous
+        # iteration, so the resumed run repeats this iteration (deterministically) and writes
+        # best.pt again. The other order would resume with best_val already at the new score
+        # and never rewrite the stale best.pt unless a later validation beat it.
         if improved:
             save_checkpoint(self.out / "best.pt", state)
+        save_checkpoint(self.out / "checkpoint.pt", state)
         return row
 
     def _population(self) -> ProfileDistribution:
@@ -217,7 +230,7 @@ class Trainer:
         return population_distribution(self.cfg.population, self.cfg.env, self.cfg.env_kwargs)
 
     def _next_seed(self) -> int:
-        return int(self.rng.integers(0, 2**31 - 1)) * 4096
+        return spaced_seed(int(self.rng.integers(0, 2**31 - 1)))
 
     def _detached_lr(self) -> float | dict[str, Tensor]:
         return float(self.inner.lr) if self.lrs is None else {k: v.detach() for k, v in self.lrs.items()}
@@ -380,8 +393,8 @@ class Trainer:
         row["return_pre"] = float(pre.returns.mean())
         row["return_post"] = float(post.returns.mean())
         for name in self.env.metric_names:
-            row[f"{name}_pre"] = _nanmean(pre.metrics[name])
-            row[f"{name}_post"] = _nanmean(post.metrics[name])
+            row[f"{name}_pre"] = nan_mean(pre.metrics[name])
+            row[f"{name}_post"] = nan_mean(post.metrics[name])
         for k in (
             "loss",
             "surrogate",
@@ -534,10 +547,6 @@ MAMLPPO = Trainer
 
 def _select(d: StepData, idx: Tensor, dim: int) -> StepData:
     return StepData(*(None if x is None else x.index_select(dim, idx) for x in d))
-
-
-def _nanmean(x: np.ndarray) -> float:
-    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
 
 
 def _fmt(v: Any) -> str:

@@ -65,8 +65,16 @@ class TutorPolicy:
         return self.inner_lrs if self.inner_lrs is not None else float(self.inner.lr)
 
     def with_params(self, params: Mapping[str, Tensor], profile: StudentProfile | None = None) -> TutorPolicy:
-        """A copy with other parameters (e.g. adapted to ``profile``)."""
-        return replace(self, params={k: v.detach().clone() for k, v in params.items()}, profile=profile)
+        """A copy with other parameters (e.g. adapted to ``profile``).
+
+        The copy gets its own action generator, starting from the current state of this
+        policy's: seeding or acting with one does not affect the other.
+        """
+        gen = torch.Generator()
+        gen.set_state(self._gen.get_state())
+        return replace(
+            self, params={k: v.detach().clone() for k, v in params.items()}, profile=profile, _gen=gen
+        )
 
     def seed(self, seed: int) -> None:
         """Seed the sampling of :meth:`act`."""

@@ -117,3 +117,24 @@ def test_zero_steps_only_evaluates_and_lr_override_is_used() -> None:
     same = adaptation_curve(pol, students, steps=1, rollouts_per_step=2, eval_episodes=0, seed=0, lr=0.0)
     for k in pol.params:
         torch.testing.assert_close(same.params[k][0], pol.params[k])
+
+
+def test_copies_have_their_own_action_generator() -> None:
+    obs = np.zeros((64, _policy().env.obs_dim), dtype=np.float32)
+    ref = _policy()
+    ref.seed(5)
+    expected = [ref.act(obs) for _ in range(3)]
+
+    pol = _policy()
+    pol.seed(5)
+    copy = pol.with_params(pol.params)
+    np.testing.assert_array_equal(copy.act(obs), expected[0])  # starts from the original's state
+    copy.seed(123)  # reseeding the copy does not reseed the original ...
+    np.testing.assert_array_equal(pol.act(obs), expected[0])
+    copy.act(obs)  # ... and acting with it does not advance the original's generator
+    np.testing.assert_array_equal(pol.act(obs), expected[1])
+    # the same for a personalised tutor returned by adapt()
+    mine = adapt(pol, _student(0), steps=1, rollouts=2, seed=0)
+    mine.seed(7)
+    mine.act(obs)
+    np.testing.assert_array_equal(pol.act(obs), expected[2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,8 @@ def test_algorithms_have_their_own_keys() -> None:
         make_config({"algo": "ppo", "first_order": True})
     with pytest.raises(ValueError, match="unknown algo"):
         make_config({"algo": "reinforce"})
-    # same env steps per iteration as one MAML iteration unless set explicitly
+    # same number of episodes per iteration as one MAML iteration unless set explicitly (not the
+    # same env steps where episodes end early)
     assert cfg.pooled_episodes == cfg.meta_batch_size * cfg.rollouts_per_task * (cfg.inner_steps + 1)
 
 
@@ -119,3 +121,19 @@ def test_switching_algorithm_reuses_a_file_of_the_other_algorithm() -> None:
     # a MAML-only key typed for the pooled algorithm is still an error
     with pytest.raises(ValueError, match="first_order"):
         load_config(path, ["algo=ppo", "first_order=true"])
+
+
+def test_choices_are_the_ones_the_modules_accept() -> None:
+    from meta_rl.gae import BASELINES
+    from meta_rl.maml import INNER_OBJECTIVES
+    from meta_rl.policy import ACTIVATIONS
+
+    for key, choices in (
+        ("activation", ACTIVATIONS),
+        ("baseline", BASELINES),
+        ("inner_objective", INNER_OBJECTIVES),
+    ):
+        for c in choices:
+            assert getattr(make_config({key: c}), key) == c
+        with pytest.raises(ValueError, match=re.escape(f"{key} must be one of {list(choices)}")):
+            make_config({key: "nope"})

@@ -174,3 +174,27 @@ def test_sampler_rejects_mismatched_policy() -> None:
     env = EnvSpec("MetaTutor/SkillGraph-v0", KW)
     with pytest.raises(ValueError, match="observation features"):
         Sampler(env, PolicySpec(env.obs_dim + 1, env.action_nvec))
+
+
+def test_nan_mean_ignores_nan_per_task_and_overall() -> None:
+    import warnings
+
+    from meta_rl.sampler import nan_mean, task_means
+
+    x = np.array([[1.0, np.nan, 3.0], [np.nan, np.nan, np.nan], [4.0, 5.0, 6.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" warnings
+        np.testing.assert_array_equal(task_means(x), [2.0, np.nan, 5.0])
+        np.testing.assert_array_equal(nan_mean(x, axis=1), task_means(x))
+        assert nan_mean(x) == float(np.nanmean(x))
+        assert isinstance(nan_mean(x), float)
+        assert np.isnan(nan_mean(np.full((2, 3), np.nan)))
+
+
+def test_collection_seeds_are_spaced_by_one_stride() -> None:
+    from meta_rl.adaptation import _seeds
+    from meta_rl.sampler import SEED_STRIDE, spaced_seed
+
+    assert spaced_seed(3) == 3 * SEED_STRIDE == 3 * 4096
+    state = np.random.SeedSequence(7).generate_state(6, np.uint32).astype(np.int64)
+    np.testing.assert_array_equal(_seeds(7, 2), state * 4096)

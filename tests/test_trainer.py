@@ -289,3 +289,76 @@ def test_best_checkpoint_is_the_best_validation_iteration(tmp_path: Path, select
     best = load_checkpoint(tmp_path / "r" / "best.pt")
     assert best["iteration"] == int(np.argmax(scores)) + 1  # saved after iteration argmax
     assert best["best_val"] == max(scores)
+
+
+def test_kill_between_best_and_checkpoint_writes_keeps_best_pt_current(tmp_path: Path, monkeypatch) -> None:
+    import meta_rl.trainer as trainer_module
+
+    # a run whose best validation is neither the first (no checkpoint.pt to resume from yet)
+    # nor the last iteration, so that later validations do not beat it
+    for seed in (2, 0, 6, 7, 8, 9):
+        cfg = load_config(
+            None,
+            [*TINY, "eval_every=1", "n_iterations=5", "outer_lr=0.03", "val_tasks=6", "val_episodes=4"],
+            seed=seed,
+        )
+        full = tmp_path / f"full{seed}"
+        Trainer(cfg, full, progress=False).train()
+        scores = [float(r["val_return_k1"]) for r in _rows(full)]
+        best_it = int(np.argmax(scores)) + 1  # the last improvement: later validations never beat it
+        if 1 < best_it < cfg.n_iterations:
+            break
+    else:
+        pytest.fail("no seed gives a run whose best validation is in the middle")
+    reference = load_checkpoint(full / "best.pt")
+    assert reference["iteration"] == best_it
+
+    # that iteration writes two files (best.pt and checkpoint.pt): die between them
+    original = trainer_module.save_checkpoint
+    written: list[str] = []
+
+    def dying_save(path, state):
+        if state["iteration"] == best_it:
+            if written:
+                raise KeyboardInterrupt
+            written.append(Path(path).name)
+        original(path, state)
+
+    monkeypatch.setattr(trainer_module, "save_checkpoint", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "killed", progress=False).train()
+    monkeypatch.setattr(trainer_module, "save_checkpoint", original)
+    assert written == ["best.pt"]  # best.pt is written first
+    Trainer(cfg, tmp_path / "killed", resume=True, progress=False).train()
+    assert _rows(tmp_path / "killed") == _rows(full)
+    best = load_checkpoint(tmp_path / "killed" / "best.pt")
+    assert best["iteration"] == best_it and best["best_val"] == max(scores)
+    for k in reference["params"]:
+        assert torch.equal(best["params"][k], reference["params"][k])
+
+
+def test_checkpoint_records_the_real_env_steps_when_students_quit(tmp_path: Path) -> None:
+    # pooled PPO matches MAML's budget in episodes; on ZPD students quit early, so the env
+    # steps (what evaluation reports as the budget) must be counted, not episodes x horizon
+    cfg = load_config(
+        None,
+        [
+            "algo=ppo",
+            "env=MetaTutor/ZPD-v0",
+            "env_kwargs={n_skills: 2, horizon: 10, quit_threshold: 0.9}",
+            "meta_batch_size=4",
+            "rollouts_per_task=3",
+            "hidden_sizes=[16]",
+            "outer_epochs=1",
+            "val_tasks=2",
+            "val_episodes=1",
+            "eval_every=2",
+            "tensorboard=false",
+            "n_iterations=2",
+        ],
+    )
+    Trainer(cfg, tmp_path / "z", progress=False).train()
+    rows = _rows(tmp_path / "z")
+    state = load_checkpoint(tmp_path / "z" / "checkpoint.pt")
+    assert state["env_steps"] == int(rows[-1]["env_steps"])
+    assert 0 < state["env_steps"] < cfg.n_iterations * cfg.pooled_episodes * 10
