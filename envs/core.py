@@ -9,10 +9,14 @@ sub-env ``i`` of the vector env produce the same trajectory for the same seed an
 profile (see :mod:`envs.rng` for why the random numbers allow that).
 
 Tasks: a *task* is a student profile. ``set_task(profile)`` (single) or
-``set_tasks(profiles)`` (vector) fixes the student for all following episodes;
-``reset(options={"profile": p})`` does the same for one reset (vector:
-``options={"profiles": [...]}``). Without a fixed task every reset draws a fresh
-student from the family's ``train`` split.
+``set_tasks(profiles)`` (vector) fixes the student for all following episodes,
+starting with each sub-env's next reset. ``reset(options={"profile": p})`` uses ``p``
+for that one episode of the single env; the vector env's
+``reset(options={"profiles": [...]})`` is ``set_tasks`` followed by a reset, so those
+students stay. Without a fixed task every reset draws a fresh student from the
+family's ``train`` split (or from the population given to ``set_population``); such
+fresh students come from the env's own generator, so only runs with the same fixed
+profiles are comparable between the single and the vector env.
 """
 
 from __future__ import annotations
@@ -332,8 +336,9 @@ class StudentVectorEnv(VectorEnv):
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self._all = np.arange(self.num_envs)
         self._tasks: list[StudentProfile] | None = None
-        self._tasks_applied = False
-        self._distribution = self.dynamics.distribution()
+        # which sub-envs already hold their fixed task: a new task takes effect at that sub-env's reset
+        self._task_applied = np.zeros(self.num_envs, dtype=bool)
+        self._distribution: ProfileDistribution = self.dynamics.distribution()
         self._pending = np.zeros(self.num_envs, dtype=bool)  # NEXT_STEP: reset on next step
         self._seeded = False
 
@@ -342,8 +347,12 @@ class StudentVectorEnv(VectorEnv):
         return self.dynamics.action_nvec
 
     def set_tasks(self, profiles: Sequence[ProfileLike] | None) -> None:
-        """Fix one profile per sub-env for all following episodes (``None``: sample)."""
-        self._tasks_applied = False
+        """Fix one profile per sub-env for all following episodes (``None``: sample).
+
+        A sub-env keeps its current student until its episode ends: the new tasks take
+        effect at each sub-env's next reset (or autoreset).
+        """
+        self._task_applied[:] = False
         if profiles is None:
             self._tasks = None
             return
@@ -354,12 +363,18 @@ class StudentVectorEnv(VectorEnv):
     def get_tasks(self) -> list[StudentProfile] | None:
         return None if self._tasks is None else list(self._tasks)
 
+    def set_population(self, distribution: ProfileDistribution | None) -> None:
+        """Draw fresh students (when no tasks are fixed) from ``distribution``'s ``train``
+        split instead of the env's default population (``None``: back to the default)."""
+        self._distribution = self.dynamics.distribution() if distribution is None else distribution
+
     def _assign_profiles(self, idx: np.ndarray) -> None:
         if self._tasks is not None:
-            # fixed tasks stay in the dynamics' arrays across episodes: assign them once
-            if not self._tasks_applied:
-                self.dynamics.set_profiles(self._all, self._tasks)
-                self._tasks_applied = True
+            # fixed tasks stay in the dynamics' arrays across episodes: assign each once
+            todo = idx[~self._task_applied[idx]]
+            if len(todo):
+                self.dynamics.set_profiles(todo, [self._tasks[i] for i in todo])
+                self._task_applied[todo] = True
         else:
             arrays = self._distribution.sample_arrays(len(idx), "train", self.np_random)
             self.dynamics.set_profile_arrays(idx, arrays)

@@ -198,8 +198,10 @@ class ProfileDistribution(ABC):
     def split_rng(seed: int, split: str) -> np.random.Generator:
         """The random stream of ``split`` for ``seed`` (independent across splits)."""
         check_split(split)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        # below 2**32: SeedSequence([s, k]) equals SeedSequence(s + k * 2**32), so a larger seed
+        # could reproduce another split's stream (or a generator seeded with that integer)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), _SPLIT_STREAM[split]])))
 
     def sample(

@@ -7,7 +7,8 @@ Here every student owns a 64-bit key; the ``j``-th uniform of step ``t`` of
 episode ``e`` is a pure function ``hash(key, e, t, j)``. Draws stay vectorised
 (a handful of NumPy integer ops over the whole batch) and a student's
 trajectory is independent of the batch it runs in: sub-env ``i`` of a vector
-env reset with ``seed=s`` equals a single env reset with ``seed=s + i``.
+env reset with ``seed=s`` equals a single env reset with ``seed=s + i`` when both
+are given the same student profile.
 
 The mixer is SplitMix64's finaliser (Steele, Lea & Flood 2014), which passes
 BigCrush when applied to a counter; we feed it a counter made unique per

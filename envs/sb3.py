@@ -22,6 +22,7 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvStepReturn
 
 import envs
+from envs.profiles import ProfileDistribution
 
 
 class SB3VectorEnv(VecEnv):
@@ -32,6 +33,8 @@ class SB3VectorEnv(VecEnv):
         num_envs: number of students.
         profiles: one profile per sub-env (fixed students), or ``None`` to draw a new
             ``train`` student at every reset.
+        population: where fresh students come from when ``profiles`` is ``None``
+            (default: the env's own population).
         env_kwargs: keyword arguments of the env.
     """
 
@@ -40,6 +43,7 @@ class SB3VectorEnv(VecEnv):
         env_id: str,
         num_envs: int,
         profiles: Sequence[Any] | None = None,
+        population: ProfileDistribution | None = None,
         **env_kwargs: Any,
     ) -> None:
         envs.family(env_id)
@@ -52,19 +56,17 @@ class SB3VectorEnv(VecEnv):
         ).unwrapped
         if profiles is not None:
             self.venv.set_tasks(profiles)
+        self.venv.set_population(population)
         super().__init__(num_envs, self.venv.single_observation_space, self.venv.single_action_space)
         self._actions: np.ndarray | None = None
-        self._next_seed: int | None = None
 
     def set_tasks(self, profiles: Sequence[Any] | None) -> None:
-        """Change the students (takes effect at the next reset)."""
+        """Change the students (each sub-env switches when its current episode ends)."""
         self.venv.set_tasks(profiles)
 
     def reset(self) -> np.ndarray:
         seeds = [s for s in self._seeds if s is not None]
-        seed = seeds[0] if seeds else self._next_seed
-        obs, _ = self.venv.reset(seed=seed)
-        self._next_seed = None
+        obs, _ = self.venv.reset(seed=seeds[0] if seeds else None)
         self._reset_seeds()
         self._reset_options()
         return obs

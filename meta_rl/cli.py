@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -51,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
-        # user errors: one clear line, no traceback
+        # user errors: one clear line, no traceback (META_TUTOR_DEBUG=1 shows it, for bug reports)
+        if os.environ.get("META_TUTOR_DEBUG"):
+            raise
         print(f"meta-tutor {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -63,8 +63,6 @@ def test_evaluate_end_to_end(run_dir, tmp_path, capsys) -> None:
             "n_quizzes",
         }
         assert set(m["subgroups"]) == {"slowest quartile", "fastest quartile"}
-        if m["kind"] == "heuristic":
-            assert len(set(m["mean"])) == 1  # heuristics do not learn
     summary = (out / "summary.md").read_text()
     assert "| maml_ppo |" in summary and "Paired differences" in summary
     assert (out / "adaptation_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -147,3 +145,34 @@ def test_build_results_rejects_mismatched_students() -> None:
             env_id=ENV_ID, split="test", adapt_steps=1, rollouts_per_step=1, eval_episodes=1,
             seeds=[0], command="x",
         )  # fmt: skip
+
+
+def test_sb3_fine_tuning_and_evaluation_use_disjoint_common_seeds(monkeypatch) -> None:
+    """SB3's constructor reseeds its env; the baseline must still use the protocol's seeds:
+    evaluation of student i after step k on seeds[2k] + i*E + j, adaptation on seeds[1] + i*R + j."""
+    from meta_rl.adaptation import _seeds
+    from meta_rl.evaluation import episodes, sb3_baseline
+
+    profs = envs.sample_profiles(ENV_ID, 3, "test", 0, **KW)
+    model = sb3_baseline.train_pooled(ENV_ID, KW, 256, seed=0, n_envs=8)
+    eval_seeds, adapt_seeds = [], []
+    real_run = episodes.run_episodes
+
+    def spy_run(venv, act, seed, on_reset=None):
+        eval_seeds.append(seed)
+        return real_run(venv, act, seed, on_reset)
+
+    real_reset = sb3_baseline.SB3VectorEnv.reset
+
+    def spy_reset(self):
+        adapt_seeds.append(self._seeds[0])
+        return real_reset(self)
+
+    monkeypatch.setattr(sb3_baseline, "run_episodes", spy_run)
+    monkeypatch.setattr(sb3_baseline.SB3VectorEnv, "reset", spy_reset)
+    sb3_baseline.adaptation_curve(
+        model, ENV_ID, KW, profs, steps=2, rollouts_per_step=3, eval_episodes=2, seed=5
+    )
+    s = _seeds(5, 2)
+    assert eval_seeds == [s[0]] + [s[2 * k] + i * 2 for i in range(3) for k in (1, 2)]
+    assert adapt_seeds == [s[1] + i * 3 for i in range(3)]

@@ -124,3 +124,33 @@ def test_student_streams_uniform_and_independent() -> None:
     before = s.uniform(3).copy()
     s.new_episode(np.arange(2000))
     assert not np.array_equal(before, s.uniform(3))
+
+
+def test_set_tasks_takes_effect_at_each_sub_envs_next_reset() -> None:
+    """A sub-env keeps its student until its own episode ends (here: different lengths via horizon)."""
+    venv = make_native(2, horizon=4)
+    a = envs.sample_profiles(ENV_ID, 2, "test", 0)
+    b = envs.sample_profiles(ENV_ID, 2, "test", 1)
+    venv.reset(seed=0, options={"profiles": a})
+    dyn = venv.unwrapped.dynamics
+    venv.step(np.zeros(2, dtype=np.int64))
+    venv.unwrapped.set_tasks(b)
+    venv.step(np.zeros(2, dtype=np.int64))
+    assert [dyn.profile_of(i).to_dict() for i in range(2)] == a  # mid-episode: unchanged
+    for _ in range(3):  # the episodes end at step 4; the next step autoresets with the new tasks
+        venv.step(np.zeros(2, dtype=np.int64))
+    assert [dyn.profile_of(i).to_dict() for i in range(2)] == b
+
+
+def test_set_population_changes_where_fresh_students_come_from() -> None:
+    from envs.skill_graph import SkillGraphDistribution
+
+    class OnlyOod(SkillGraphDistribution):
+        def _sample_arrays(self, rng, n, split):
+            return super()._sample_arrays(rng, n, "ood")
+
+    venv = make_native(64)
+    venv.unwrapped.set_population(OnlyOod())
+    venv.reset(seed=0)
+    forget = venv.unwrapped.dynamics.p["forget"]
+    assert forget.min() >= 0.03  # the ood population's range; the default train range is [0, 0.03]

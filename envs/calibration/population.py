@@ -58,6 +58,13 @@ class PopulationDistribution(ProfileDistribution):
         self.test = stack_profiles(list(test_profiles)) if test_profiles else None
         self.jitter = float(jitter)
 
+    def held_out(self) -> list[StudentProfile]:
+        """Every held-out (test) student once, in file order."""
+        if self.test is None:
+            raise ValueError("this fitted population has no held-out (test) students")
+        n = len(next(iter(self.test.values())))
+        return [self._profile_from_arrays(self.test, i) for i in range(n)]
+
     def _sample_arrays(self, rng: np.random.Generator, n: int, split: str) -> dict[str, np.ndarray]:
         if split == "ood":
             raise ValueError("a fitted population has no ood split (use train, val or test)")

@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="RUN",
-        help="run directories or their checkpoint.pt; several runs (training seeds) are pooled",
+        help="run directories (or a file inside one); each run's best.pt (chosen on val students) is "
+        "evaluated; several runs (training seeds) are pooled",
     )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--split", default="test", help="held-out split: test or ood (default: test)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "Train a tutor (MAML-PPO or pooled PPO) and write checkpoints and metrics to a run directory."
 
@@ -50,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out RUN_DIR is required")
     config_path = args.config
     if args.resume and config_path is None:
-        from pathlib import Path
-
         config_path = Path(args.out) / "config.yaml"
     if config_path is None and args.env is not None:
         config_path = default_config_path(args.env)
@@ -63,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         fields["seed"] = args.seed
     if args.population is not None:
-        fields["population"] = args.population
+        # absolute, so the run (and its evaluation) finds it from any working directory
+        fields["population"] = str(Path(args.population).resolve())
     cfg = load_config(config_path, args.overrides, **fields)
     trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     try:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from envs.tutors import make_tutor
+from meta_rl.adaptation import _seeds as adaptation_seeds
 from meta_rl.evaluation.episodes import make_task_env, per_task_mean, run_episodes
 
 
@@ -22,6 +23,8 @@ def evaluate_tutor(
     """Mean return per profile ``(n,)`` and mean metrics per profile, over ``episodes`` episodes."""
     venv = make_task_env(env_id, env_kwargs, profiles, episodes)
     tutor = make_tutor(name, venv, seed=seed)
-    returns, metrics = run_episodes(venv, tutor.act, seed=seed, on_reset=tutor.reset)
+    # the env seeds of the learned methods' step-0 evaluation (common random numbers)
+    env_seed = int(adaptation_seeds(seed, 0)[0])
+    returns, metrics = run_episodes(venv, tutor.act, seed=env_seed, on_reset=tutor.reset)
     n = len(profiles)
     return per_task_mean(returns, n), {k: per_task_mean(v, n) for k, v in metrics.items()}

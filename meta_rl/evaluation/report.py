@@ -163,6 +163,10 @@ def build_results(
     )
 
 
+def _or_minus_inf(x: float | None) -> float:
+    return -math.inf if x is None else x
+
+
 def _fmt(mean: float | None, lo: float | None, hi: float | None) -> str:
     if mean is None:
         return "–"
@@ -191,7 +195,7 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
         + f" | of oracle (k = {k_max}) | gap closed |",
         "|---|---|" + "---|" * len(steps) + "---|---|",
     ]
-    order = sorted(results["methods"].items(), key=lambda kv: -(kv[1]["mean"][-1] or -1e9))
+    order = sorted(results["methods"].items(), key=lambda kv: -_or_minus_inf(kv[1]["mean"][-1]))
     for name, m in order:
         cells = [_fmt(m["mean"][k], m["ci_low"][k], m["ci_high"][k]) for k in steps]
         frac = m.get("fraction_of_oracle", [None])[-1]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -95,7 +96,10 @@ def _run_dir(path: str | Path) -> Path:
     return p
 
 
-def _load_profiles(s: EvaluationSettings, env_id: str, env_kwargs: Mapping[str, Any]) -> list[dict]:
+def _load_profiles(
+    s: EvaluationSettings, env_id: str, env_kwargs: Mapping[str, Any], population: Any = None
+) -> list[dict]:
+    """The held-out students: a profile file, else the split of the run's population."""
     if s.profiles_file:
         file_env, profs = envs.load_profiles(s.profiles_file)
         if file_env != env_id:
@@ -109,15 +113,29 @@ def _load_profiles(s: EvaluationSettings, env_id: str, env_kwargs: Mapping[str, 
             except ValueError as e:
                 raise ValueError(f"{s.profiles_file}: profile {i}: {e}") from e
         return profs
+    if population is not None:
+        if s.split != "test":
+            raise ValueError(
+                f"the run was trained on a calibrated population, which has no {s.split!r} split: "
+                "evaluate on its held-out students (--split test) or give --profiles"
+            )
+        # every held-out student of the calibrated population, each once
+        return [p.to_dict() for p in population.held_out()]
     return envs.sample_profiles(env_id, s.n_profiles, split=s.split, seed=s.profile_seed, **dict(env_kwargs))
 
 
 def _train_our_baseline(run: Path, name: str, privileged: bool, log: Callable[[str], None]) -> TutorPolicy:
     """Pooled PPO (or the privileged oracle) with the meta-training run's budget; cached."""
     out = run / "baselines" / name
-    if (out / "best.pt").is_file() and (out / "done").is_file():
-        return load_policy(out)
     state = load_checkpoint(run / "checkpoint.pt")
+    if (out / "best.pt").is_file() and (out / "done").is_file():
+        done_iterations = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
+        if done_iterations != int(state["iteration"]):
+            raise ValueError(
+                f"{out} was trained for {done_iterations} iterations but {run} now has "
+                f"{state['iteration']}: delete {out} to retrain the baseline with the same budget"
+            )
+        return load_policy(out)
     cfg = dict(state["config"])
     ppo_keys = {f for f in PPOConfig.__dataclass_fields__}
     maml_cfg = ALGORITHMS[cfg["algo"]](**cfg)
@@ -148,12 +166,31 @@ def _train_sb3(run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Calla
     budget, seed = int(state["env_steps"]), int(state["config"]["seed"])
     hidden = tuple(state["config"]["hidden_sizes"])
     if path.is_file():
-        return PPO.load(path, device="cpu"), budget
+        model = PPO.load(path, device="cpu")
+        # SB3 rounds the budget up to whole rollouts; anything else is a stale cache
+        if not budget <= model.num_timesteps < budget + model.n_steps * model.n_envs:
+            raise ValueError(
+                f"{path} was trained for {model.num_timesteps} env steps but {run} now has {budget}: "
+                f"delete it to retrain the baseline with the same budget"
+            )
+        return model, int(model.num_timesteps)
     log(f"training sb3_ppo ({budget} env steps, cached in {path}) …")
-    model = sb3_baseline.train_pooled(env_id, env_kwargs, budget, seed, hidden=hidden)
+    population = _population(state["config"], env_id, env_kwargs)
+    model = sb3_baseline.train_pooled(env_id, env_kwargs, budget, seed, hidden=hidden, population=population)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    return model, budget
+    tmp = path.with_name("sb3_ppo.tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)  # a crash never leaves a half-written cache
+    return model, int(model.num_timesteps)
+
+
+def _population(config: Mapping[str, Any], env_id: str, env_kwargs: Mapping[str, Any]):
+    """The calibrated population a run was trained on, or ``None`` (the env's own)."""
+    if not config.get("population"):
+        return None
+    from envs.calibration import population_distribution
+
+    return population_distribution(config["population"], env_id, env_kwargs)
 
 
 def _train_sb3_job(run: Path, env_id: str, env_kwargs: dict) -> None:
@@ -224,7 +261,8 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     unknown = sorted(set(methods) - set(available_methods(env_id)))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
-    profiles = _load_profiles(s, env_id, env_kwargs)
+    population = _population(load_checkpoint(runs[0] / "checkpoint.pt")["config"], env_id, env_kwargs)
+    profiles = _load_profiles(s, env_id, env_kwargs, population)
     rollouts = int(s.rollouts_per_step or maml_policies[0].rollouts_per_step)
     val = _val_profiles(runs[0], env_id, env_kwargs, s)
     prepare_baselines(runs, methods, env_id, env_kwargs, s.workers)
@@ -334,11 +372,8 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
 
 def _val_profiles(run: Path, env_id: str, env_kwargs: dict, s: EvaluationSettings) -> list[dict]:
     """Students for choosing fine-tuning step sizes: the val split of the run's population."""
-    population = load_checkpoint(run / "checkpoint.pt")["config"].get("population", "")
-    if population:
-        from envs.calibration import population_distribution
-
-        dist = population_distribution(population, env_id, env_kwargs)
+    dist = _population(load_checkpoint(run / "checkpoint.pt")["config"], env_id, env_kwargs)
+    if dist is not None:
         return [p.to_dict() for p in dist.sample(s.val_profiles, "val", seed=s.profile_seed + 1)]
     return envs.sample_profiles(env_id, s.val_profiles, split="val", seed=s.profile_seed + 1, **env_kwargs)
 

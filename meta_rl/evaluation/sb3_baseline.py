@@ -21,7 +21,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 
 import envs
+from envs.profiles import ProfileDistribution
 from envs.sb3 import SB3VectorEnv
+from meta_rl.adaptation import _seeds as adaptation_seeds
 from meta_rl.evaluation.episodes import make_task_env, per_task_mean, run_episodes
 
 
@@ -38,10 +40,12 @@ def train_pooled(
     hidden: Sequence[int] = (64, 64),
     learning_rate: float = 3e-4,
     n_epochs: int = 10,
+    population: ProfileDistribution | None = None,
 ) -> PPO:
-    """SB3 PPO on the pooled ``train`` population (``n_envs`` students in parallel)."""
+    """SB3 PPO on the pooled ``train`` population (``n_envs`` students in parallel);
+    ``population`` replaces the env's default one (e.g. a calibrated population)."""
     horizon = _horizon(env_id, env_kwargs)
-    venv = SB3VectorEnv(env_id, n_envs, **dict(env_kwargs))
+    venv = SB3VectorEnv(env_id, n_envs, population=population, **dict(env_kwargs))
     venv.seed(seed)
     n_steps = max(horizon, 32)
     model = _ppo(venv, n_steps, max(64, n_steps * n_envs // 4), n_epochs, learning_rate,
@@ -105,10 +109,13 @@ def adaptation_curve(
                 v, n_tasks
             ).squeeze()
 
-    # step 0: the pooled policy, all students at once
+    # Env seeds follow meta_rl.adaptation (common random numbers across methods): evaluation
+    # after step k uses seeds[2k] and the adaptation rollouts of step k seeds[2k + 1], with
+    # student i's sub-envs at offsets i * episodes, as in the task-major sampler.
+    seeds = adaptation_seeds(seed, steps)
     torch.manual_seed(seed)
     venv = make_task_env(env_id, env_kwargs, profiles, eval_episodes)
-    r, m = run_episodes(venv, _act(model), seed=seed)
+    r, m = run_episodes(venv, _act(model), seed=int(seeds[0]))
     record(0, slice(None), r, m, n)
 
     state = {k: v.clone() for k, v in model.policy.state_dict().items()}
@@ -116,13 +123,16 @@ def adaptation_curve(
         ft_env = SB3VectorEnv(
             env_id, rollouts_per_step, profiles=[prof] * rollouts_per_step, **dict(env_kwargs)
         )
-        ft_env.seed(seed + 7919 * (i + 1))
         batch = max(1, rollouts_per_step * horizon // 4)
         ft = _ppo(ft_env, horizon, batch, n_epochs, learning_rate, model.policy_kwargs, seed + i)
+        # after PPO's constructor, which seeds the env with its own seed
+        ft_env.seed(int(seeds[1]) + i * rollouts_per_step)
         ft.policy.load_state_dict(state)
         eval_env = make_task_env(env_id, env_kwargs, [prof], eval_episodes)
         for k in range(1, steps + 1):
+            # one rollout of rollouts_per_step episodes and one PPO update per step; later
+            # steps continue the same sub-envs (their next episodes), as SB3 does
             ft.learn(total_timesteps=rollouts_per_step * horizon, reset_num_timesteps=(k == 1))
-            r, m = run_episodes(eval_env, _act(ft), seed=seed + k)
+            r, m = run_episodes(eval_env, _act(ft), seed=int(seeds[2 * k]) + i * eval_episodes)
             record(k, i, r, m, 1)
     return returns, metrics
