@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=20,
         help="val-split students used to choose the fine-tuning step size of the baselines (default: 20)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="processes that train missing baselines in parallel (default: 2)",
+    )
     p.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
     p.add_argument("--out", required=True, help="output directory")
 
@@ -54,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.split not in ("test", "ood", "val") and args.profiles is None:
         raise ValueError(f"--split must be test or ood (or val), got {args.split!r}")
-    for name in ("n", "adapt_steps", "eval_episodes", "val_profiles"):
+    for name in ("n", "adapt_steps", "eval_episodes", "val_profiles", "workers"):
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     settings = EvaluationSettings(
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         methods=args.methods,
         val_profiles=args.val_profiles,
+        workers=args.workers,
         command=args.command_line,
     )
     paths = run_evaluation(args.checkpoint, settings, args.out)
