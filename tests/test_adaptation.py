@@ -16,14 +16,6 @@ from meta_rl.tutor import AdvantageSettings, TutorPolicy
 KW = {"n_skills": 1, "n_content": 3, "horizon": 6, "prerequisites": "none"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _policy(lr: float = 2.0, kw: dict = KW) -> TutorPolicy:
     env = EnvSpec("MetaTutor/SkillGraph-v0", kw)
     spec = PolicySpec(env.obs_dim, env.action_nvec, (16,))

@@ -22,15 +22,6 @@ SPEC = PolicySpec(obs_dim=3, action_nvec=(2, 3), hidden_sizes=(4,))
 T, E, H = 2, 3, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(theta: dict, seed: int, logits_from: dict | None = None) -> StepData:
     """Fixed random rollouts; log π_old from ``logits_from`` (batched over tasks) or θ."""
     g = torch.Generator().manual_seed(seed)

@@ -27,15 +27,6 @@ FACTORISED = PolicySpec(obs_dim=5, action_nvec=(3, 4), hidden_sizes=(8,))
 FLAT = PolicySpec(obs_dim=5, action_nvec=(12,), hidden_sizes=(8,))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _joint_probs(spec: PolicySpec, logits: torch.Tensor) -> torch.Tensor:
     """Probabilities of every joint action (row-major), built from per-factor softmaxes."""
     groups = torch.split(logits, list(spec.action_nvec), dim=-1)

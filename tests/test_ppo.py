@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from meta_rl.policy import PolicySpec, kl_divergence
 from meta_rl.ppo import approx_kl, clip_fraction, clipped_surrogate, masked_mean
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _reference(logp: np.ndarray, logp_old: np.ndarray, adv: np.ndarray, eps: float, mask: np.ndarray):

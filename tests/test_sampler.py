@@ -17,14 +17,6 @@ from meta_rl.sampler import Sampler
 KW = {"n_skills": 3, "n_content": 2, "horizon": 12, "prerequisites": "chain"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class QuittingDynamics(SkillGraphDynamics):
     """SkillGraph students who leave as soon as every skill is mastered (early termination)."""
 

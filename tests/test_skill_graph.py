@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from helpers import assert_binomial
 from scipy import stats
 
 import envs
@@ -34,14 +35,6 @@ def batch(n: int, prof: dict, seed: int = 0, **kwargs: object) -> SkillGraphDyna
     dyn.streams.seed(np.arange(n), seed * 100_000 + np.arange(n))
     dyn.reset(np.arange(n))
     return dyn
-
-
-def assert_binomial(successes: int, trials: int, p: float, alpha: float = 1e-6) -> None:
-    """Two-sided exact binomial test; alpha tiny so a correct model essentially never fails."""
-    pval = stats.binomtest(int(successes), int(trials), p).pvalue
-    assert pval > alpha, (
-        f"{successes}/{trials} = {successes / trials:.4f} vs p = {p:.4f} (p-value {pval:.2g})"
-    )
 
 
 @pytest.mark.parametrize("reward_mode", ["gain", "posttest", "quiz"])

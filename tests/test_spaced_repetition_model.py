@@ -13,6 +13,7 @@ import fsrs
 import numpy as np
 import pytest
 from fsrs import scheduler as fsrs_scheduler
+from helpers import assert_binomial
 from scipy import optimize, stats
 
 from envs.spaced_repetition import SpacedRepetitionDynamics
@@ -47,13 +48,6 @@ def batch(n: int, prof: dict | list, seed: int = 0, **kwargs: object) -> SpacedR
     dyn.streams.seed(np.arange(n), seed * 1_000_003 + np.arange(n))
     dyn.reset(np.arange(n))
     return dyn
-
-
-def assert_binomial(successes: int, trials: int, p: float, alpha: float = 1e-6) -> None:
-    pval = stats.binomtest(int(successes), int(trials), p).pvalue
-    assert pval > alpha, (
-        f"{successes}/{trials} = {successes / trials:.4f} vs p = {p:.4f} (p-value {pval:.2g})"
-    )
 
 
 # ----------------------------------------------------------------- reference (scalar, per item)

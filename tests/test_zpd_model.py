@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import assert_binomial
 from scipy import stats
 
 from envs.zpd import ZPDDistribution, ZPDDynamics
@@ -42,14 +43,6 @@ def batch(profiles: list[dict] | dict, n: int | None = None, seed: int = 0, **kw
     dyn.streams.seed(idx, seed * 1_000_003 + idx)
     dyn.reset(idx)
     return dyn
-
-
-def assert_binomial(successes: int, trials: int, p: float, alpha: float = 1e-6) -> None:
-    """Two-sided exact binomial test; alpha tiny so a correct model essentially never fails."""
-    pval = stats.binomtest(int(successes), int(trials), p).pvalue
-    assert pval > alpha, (
-        f"{successes}/{trials} = {successes / trials:.4f} vs p = {p:.4f} (p-value {pval:.2g})"
-    )
 
 
 # ----------------------------------------------------------------------------- answers
