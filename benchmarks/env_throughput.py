@@ -92,6 +92,8 @@ def main() -> None:
         "numpy": np.__version__,
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        # other processes share the cores: absolute rates fall with load, the ratio much less
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "results": results,
     }
     text = json.dumps(report, indent=2)
