@@ -261,6 +261,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     unknown = sorted(set(methods) - set(available_methods(env_id)))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
+    population_path = load_checkpoint(runs[0] / "checkpoint.pt")["config"].get("population", "")
     population = _population(load_checkpoint(runs[0] / "checkpoint.pt")["config"], env_id, env_kwargs)
     profiles = _load_profiles(s, env_id, env_kwargs, population)
     rollouts = int(s.rollouts_per_step or maml_policies[0].rollouts_per_step)
@@ -355,7 +356,13 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     results = build_results(
         curves,
         env_id=env_id,
-        split=f"students of {s.profiles_file}" if s.profiles_file else s.split,
+        split=(
+            f"students of {s.profiles_file}"
+            if s.profiles_file
+            else f"held-out students of {population_path}"
+            if population is not None
+            else s.split
+        ),
         adapt_steps=k,
         rollouts_per_step=rollouts,
         eval_episodes=s.eval_episodes,
