@@ -21,6 +21,7 @@ Family-specific tutors live in ``envs/<family>/tutors.py`` and register in
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,7 @@ def _dynamics(env: Any) -> Any:
     return inner.dynamics
 
 
-class Tutor:
+class Tutor(ABC):
     """Base class. Subclasses implement :meth:`_act` on a batch of observations."""
 
     name = "tutor"
@@ -65,14 +66,15 @@ class Tutor:
         actions = self._act(batch).astype(np.int64)
         return int(actions[0]) if single else actions
 
-    def _init_memory(self, n: int) -> None:
+    def _init_memory(self, n: int) -> None:  # noqa: B027 - optional hook, empty by default
         """Allocate per-student memory for ``n`` students."""
 
-    def _start_episode(self, idx: np.ndarray) -> None:
+    def _start_episode(self, idx: np.ndarray) -> None:  # noqa: B027 - optional hook
         """Clear the memory of students ``idx`` at the start of an episode."""
 
+    @abstractmethod
     def _act(self, obs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """One action per row of ``obs`` (``(n, obs_dim)``), as an integer array."""
 
 
 class RandomTutor(Tutor):

@@ -18,6 +18,7 @@ when the time since it was last shown reaches its interval (with 1 % slack for r
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -86,14 +87,15 @@ class _SRTutor(Tutor):
         behind = (seen.sum(axis=1) < target) & ~seen.all(axis=1)
         return np.where(behind, (~seen).argmax(axis=1), choice)
 
+    @abstractmethod
     def _update(
         self, rows: np.ndarray, item: np.ndarray, correct: np.ndarray, first: np.ndarray, when: np.ndarray
     ) -> None:
         """Record that card ``item[j]`` of student ``rows[j]`` was shown at ``when[j]``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _choose(self, seen: np.ndarray, elapsed: np.ndarray, now: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The card to show each student, from what was seen and how long ago."""
 
     @staticmethod
     def _schedule(seen: np.ndarray, urgency: np.ndarray, due: np.ndarray) -> np.ndarray:
