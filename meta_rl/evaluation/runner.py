@@ -27,7 +27,6 @@ each run's mean curve.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import sys
@@ -227,14 +226,18 @@ def prepare_baselines(
             f.result()
 
 
+def _best_on_val(grid: Sequence[float], final_return: Callable[[float], float]) -> float:
+    """The step size of ``grid`` whose adapted return on val students (after K steps) is highest."""
+    scores = [final_return(lr) for lr in grid]
+    return grid[int(np.argmax(scores))]
+
+
 def _choose_lr(policy: TutorPolicy, val: Sequence[dict], s: EvaluationSettings, rollouts: int) -> float:
-    best, best_lr = -math.inf, LR_GRID[0]
-    for lr in LR_GRID:
+    def final_return(lr: float) -> float:
         res = adaptation_curve(policy, val, s.adapt_steps, rollouts, s.eval_episodes, seed=s.seed + 1, lr=lr)
-        score = float(res.returns[:, -1].mean())
-        if score > best:
-            best, best_lr = score, lr
-    return best_lr
+        return float(res.returns[:, -1].mean())
+
+    return _best_on_val(LR_GRID, final_return)
 
 
 def _scratch(policy: TutorPolicy, seed: int) -> TutorPolicy:
@@ -391,8 +394,8 @@ def _lr_of(policy: TutorPolicy) -> float | str:
 
 def _choose_sb3_lr(model, env_id, env_kwargs, val, s: EvaluationSettings, rollouts: int) -> float:
     val = list(val)[: max(2, len(val) // 2)]  # SB3 fine-tuning loops over students: keep it short
-    best, best_lr = -math.inf, SB3_LR_GRID[0]
-    for lr in SB3_LR_GRID:
+
+    def final_return(lr: float) -> float:
         ret, _ = sb3_baseline.adaptation_curve(
             model,
             env_id,
@@ -404,9 +407,9 @@ def _choose_sb3_lr(model, env_id, env_kwargs, val, s: EvaluationSettings, rollou
             s.seed + 1,
             learning_rate=lr,
         )
-        if ret[:, -1].mean() > best:
-            best, best_lr = float(ret[:, -1].mean()), lr
-    return best_lr
+        return float(ret[:, -1].mean())
+
+    return _best_on_val(SB3_LR_GRID, final_return)
 
 
 def run_evaluation(

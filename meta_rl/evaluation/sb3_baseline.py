@@ -20,15 +20,15 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 
-import envs
 from envs.profiles import ProfileDistribution
 from envs.sb3 import SB3VectorEnv
 from meta_rl.adaptation import _seeds as adaptation_seeds
+from meta_rl.envspec import EnvSpec
 from meta_rl.evaluation.episodes import make_task_env, per_task_mean, run_episodes
 
 
 def _horizon(env_id: str, env_kwargs: Mapping[str, Any]) -> int:
-    return int(envs.family(env_id).load("dynamics")(1, **dict(env_kwargs)).horizon)
+    return EnvSpec(env_id, env_kwargs).horizon
 
 
 def train_pooled(
