@@ -184,20 +184,6 @@ def test_same_seed_same_episode_and_new_seed_differs() -> None:
     assert run(3) != run(4)
 
 
-def test_reset_without_profile_samples_train_students() -> None:
-    """Fresh students are the train split's draws from the env's seeded generator."""
-    from gymnasium.utils.seeding import np_random
-
-    env = gym.make(ENV_ID)
-    _, info1 = env.reset(seed=0)
-    _, info2 = env.reset()
-    rng, _ = np_random(0)
-    dist = envs.distribution(ENV_ID)
-    expected = [p.to_dict() for p in dist.sample(1, "train", rng=rng) + dist.sample(1, "train", rng=rng)]
-    assert [info1["profile"], info2["profile"]] == expected
-    assert info1["profile"] != info2["profile"]
-
-
 @pytest.mark.parametrize(
     "kwargs,match",
     [

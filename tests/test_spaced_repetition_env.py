@@ -245,14 +245,6 @@ def test_observations_stay_in_space_for_extreme_profiles(memory_model: str) -> N
         assert venv.observation_space.contains(obs) and np.isfinite(r).all()
 
 
-def test_reset_without_profile_samples_train_students() -> None:
-    env = gym.make(ENV_ID)
-    _, info1 = env.reset(seed=0)
-    _, info2 = env.reset()
-    assert info1["profile"] != info2["profile"]
-    assert len(info1["profile"]["item_difficulty"]) == 20
-
-
 @pytest.mark.parametrize(
     "kwargs,match",
     [

@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import envs
-from envs.zpd import ZPDEnv, ZPDProfile, ZPDVectorEnv
+from envs.zpd import ZPDEnv, ZPDVectorEnv
 
 ENV_ID = "MetaTutor/ZPD-v0"
 
@@ -158,14 +158,6 @@ def test_single_and_vector_trajectories_identical_across_quits_and_autoresets() 
                     assert vinfo["_" + k][i]
         pending = vterm | vtrunc
     assert n_ends >= 2 * n and 0 < n_quits < n_ends  # several episodes per sub-env, some quit
-
-
-def test_reset_without_profile_samples_train_students() -> None:
-    env = gym.make(ENV_ID)
-    _, info1 = env.reset(seed=0)
-    _, info2 = env.reset()
-    assert info1["profile"] != info2["profile"]
-    ZPDProfile.from_dict(info1["profile"])
 
 
 @pytest.mark.parametrize(
