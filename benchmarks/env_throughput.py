@@ -26,15 +26,20 @@ import numpy as np
 import envs
 
 
-def native_rate(env_id: str, n: int, steps: int, seed: int) -> float:
-    venv = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
-    venv.unwrapped.set_tasks(envs.sample_profiles(env_id, n, "train", seed))
+def _timed_random_steps(venv: gym.vector.VectorEnv, n: int, steps: int, seed: int) -> float:
+    """Student-steps per second of ``steps`` uniformly random steps (reset not timed)."""
     venv.reset(seed=seed)
     actions = np.random.default_rng(seed).integers(0, venv.single_action_space.n, size=(steps, n))
     t0 = time.perf_counter()
     for a in actions:
         venv.step(a)
     return n * steps / (time.perf_counter() - t0)
+
+
+def native_rate(env_id: str, n: int, steps: int, seed: int) -> float:
+    venv = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point")
+    venv.unwrapped.set_tasks(envs.sample_profiles(env_id, n, "train", seed))
+    return _timed_random_steps(venv, n, steps, seed)
 
 
 def sync_rate(env_id: str, n: int, steps: int, seed: int) -> float:
@@ -49,12 +54,7 @@ def sync_rate(env_id: str, n: int, steps: int, seed: int) -> float:
         return make
 
     venv = gym.vector.SyncVectorEnv([maker(p) for p in profs])
-    venv.reset(seed=seed)
-    actions = np.random.default_rng(seed).integers(0, venv.single_action_space.n, size=(steps, n))
-    t0 = time.perf_counter()
-    for a in actions:
-        venv.step(a)
-    return n * steps / (time.perf_counter() - t0)
+    return _timed_random_steps(venv, n, steps, seed)
 
 
 def main() -> None:
