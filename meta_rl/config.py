@@ -28,6 +28,9 @@ from meta_rl.gae import BASELINES
 from meta_rl.maml import INNER_OBJECTIVES
 from meta_rl.policy import ACTIVATIONS
 
+#: where rollouts run (see meta_rl.sampler and meta_rl.ray_sampler)
+SAMPLERS = ("local", "ray")
+
 
 def _f(default: Any, help: str) -> Any:
     if isinstance(default, (list, dict)):
@@ -102,6 +105,13 @@ class TrainConfig:
     # system
     num_threads: int = _f(1, "torch intra-op threads (1 is fastest for these small networks)")
     tensorboard: bool = _f(True, "write TensorBoard event files")
+    sampler: str = _f(
+        "local",
+        "where rollouts run: local (native vector env in this process, the fast path on one machine) "
+        "or ray (split across Ray actors; needs meta-tutor[ray])",
+    )
+    num_workers: int = _f(2, "Ray rollout actors (sampler=ray; the same count reproduces the same run)")
+    ray_address: str = _f("", "Ray cluster address for sampler=ray (empty: start or reuse a local instance)")
 
     def __post_init__(self) -> None:
         if self.ALGO and self.algo != self.ALGO:
@@ -116,6 +126,7 @@ class TrainConfig:
             "val_tasks",
             "val_episodes",
             "num_threads",
+            "num_workers",
         ]
         for name in positive:
             if getattr(self, name) < 1:
@@ -128,6 +139,7 @@ class TrainConfig:
         _choice("baseline", self.baseline, BASELINES)
         _choice("inner_objective", self.inner_objective, INNER_OBJECTIVES)
         _choice("select_on", self.select_on, ("post", "pre"))
+        _choice("sampler", self.sampler, SAMPLERS)
         if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be a list of positive integers, got {self.hidden_sizes}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:

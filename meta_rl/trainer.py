@@ -102,7 +102,7 @@ class Trainer:
         self.outer = OuterSettings(
             cfg.clip_eps, cfg.ent_coef, getattr(cfg, "kl_coef", 0.0), getattr(cfg, "first_order", False)
         )
-        self.sampler = Sampler(self.env, self.spec)
+        self.sampler = make_sampler(cfg, self.env, self.spec)
         self.dist = self._population()
         self.val_profiles = self.dist.sample(cfg.val_tasks, "val", seed=cfg.val_seed)
 
@@ -189,6 +189,12 @@ class Trainer:
             if writer is not None:
                 writer.close()
         return row
+
+    def close(self) -> None:
+        """Release the sampler's workers (Ray actors); a no-op for the local sampler."""
+        close = getattr(self.sampler, "close", None)
+        if close is not None:
+            close()
 
     # ------------------------------------------------------------- iteration
     def _one_iteration(self) -> dict[str, Any]:
@@ -543,6 +549,17 @@ class Trainer:
 
 
 MAMLPPO = Trainer
+
+
+def make_sampler(cfg: TrainConfig, env: EnvSpec, spec: PolicySpec) -> Sampler:
+    """The sampler the config asks for: local, or split across Ray actors."""
+    if cfg.sampler == "ray":
+        from meta_rl.ray_sampler import RaySampler
+
+        return RaySampler(  # type: ignore[return-value] - same interface as Sampler
+            env, spec, num_workers=cfg.num_workers, address=cfg.ray_address, cpus_per_worker=cfg.num_threads
+        )
+    return Sampler(env, spec)
 
 
 def _select(d: StepData, idx: Tensor, dim: int) -> StepData:

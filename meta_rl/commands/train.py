@@ -32,6 +32,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="train on a calibrated population (the --out file of meta-tutor calibrate) instead of the env's",
     )
+    p.add_argument(
+        "--sampler",
+        choices=("local", "ray"),
+        default=None,
+        help="where rollouts run: local (default; fastest on one machine) or ray (needs meta-tutor[ray])",
+    )
+    p.add_argument(
+        "--num-workers", type=int, default=None, help="Ray rollout actors with --sampler ray (default 2)"
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster for --sampler ray, e.g. auto or ray://HEAD:10001 (default: a local instance)",
+    )
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-keys", action="store_true", help="print every config key with its help and exit")
@@ -61,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         fields["env"] = args.env
     if args.seed is not None:
         fields["seed"] = args.seed
+    for key in ("sampler", "num_workers", "ray_address"):
+        if getattr(args, key) is not None:
+            fields[key] = getattr(args, key)
     if args.population is not None:
         # absolute, so the run (and its evaluation) finds it from any working directory
         fields["population"] = str(Path(args.population).resolve())
@@ -71,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as e:
         print(f"meta-tutor train: {e}")
         return 3
+    finally:
+        trainer.close()
     best = trainer.best_val
     print(
         f"done: {trainer.iteration} iterations, {trainer.env_steps} env steps; "

@@ -146,6 +146,8 @@ def _train_our_baseline(run: Path, name: str, privileged: bool, log: Callable[[s
         # the same env steps per iteration and the same number of iterations as meta-training
         episodes_per_iteration=maml_cfg.pooled_episodes,
         tensorboard=False,
+        # baselines train in this process (or an evaluation worker process), never on Ray
+        sampler="local",
         # the oracle is used unadapted: pick its checkpoint on pre-adaptation validation return
         select_on="pre" if privileged else "post",
     )
