@@ -230,3 +230,22 @@ def test_train_command_with_ray_sampler(tmp_path: Path) -> None:
     cfg = load_config(tmp_path / "ray" / "config.yaml")
     assert (cfg.sampler, cfg.num_workers) == ("ray", 1)
     assert _rows(tmp_path / "ray") == _rows(tmp_path / "local")
+
+
+def test_default_install_and_local_training_do_not_need_ray(tmp_path: Path) -> None:
+    import configparser
+    import subprocess
+    import sys
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    assert "ray" not in cfg["options"]["install_requires"].lower()
+    assert "ray" in cfg["options.extras_require"]["ray"]
+    # the CLI, the trainer and a local training run never import ray
+    code = (
+        "import sys; from meta_rl.cli import main; "
+        f"main(['train', '--out', {str(tmp_path / 'run')!r}, '--no-progress', "
+        + ", ".join(repr(f"--set={s}") for s in [*TINY, "n_iterations=1"])
+        + "]); assert 'ray' not in sys.modules, 'ray was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
