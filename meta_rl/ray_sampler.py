@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -62,6 +63,22 @@ def import_ray() -> Any:
     except ImportError as e:
         raise ValueError(INSTALL_HINT) from e
     return ray
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` (or ``ray://host:port``) nobody listens on.
+
+    ``ray.init`` would otherwise retry the connection for minutes before giving up.
+    Other forms (empty, ``auto``, ``local``) are left to Ray.
+    """
+    hostport = address.removeprefix("ray://")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f"cannot reach the Ray cluster at {address!r}: {e}") from e
 
 
 def rollouts_to_arrays(r: Rollouts) -> dict[str, Any]:
@@ -156,6 +173,7 @@ class RaySampler:
         Sampler(env, policy)  # the same checks of env against policy, before any actor starts
         ray = import_ray()
         if not ray.is_initialized():
+            check_reachable(address)
             try:
                 ray.init(address=address or None, include_dashboard=False, log_to_driver=False)
             except (ConnectionError, RuntimeError) as e:

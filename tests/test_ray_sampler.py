@@ -19,7 +19,13 @@ ray = pytest.importorskip("ray")
 from meta_rl.config import load_config  # noqa: E402
 from meta_rl.envspec import EnvSpec  # noqa: E402
 from meta_rl.policy import PolicySpec, init_params  # noqa: E402
-from meta_rl.ray_sampler import RaySampler, RolloutWorker, concat_rollouts, rollouts_to_arrays  # noqa: E402
+from meta_rl.ray_sampler import (  # noqa: E402
+    RaySampler,
+    RolloutWorker,
+    check_reachable,
+    concat_rollouts,
+    rollouts_to_arrays,
+)
 from meta_rl.sampler import Rollouts, Sampler  # noqa: E402
 from meta_rl.trainer import WALL_COLUMNS, Trainer  # noqa: E402
 
@@ -205,6 +211,10 @@ def test_bad_settings_are_clear_errors() -> None:
         RaySampler(env, spec, num_workers=0)
     with pytest.raises(ValueError, match="policy expects"):
         RaySampler(env, PolicySpec(env.obs_dim + 1, env.action_nvec), num_workers=1)
+    with pytest.raises(ValueError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'"):
+        check_reachable("127.0.0.1:9")  # nothing listens on the discard port
+    for ok in ("", "auto", "local"):
+        check_reachable(ok)
     with pytest.raises(ValueError, match="sampler must be one of"):
         load_config(None, ["sampler=dask"])
     with pytest.raises(ValueError, match="num_workers must be >= 1"):
