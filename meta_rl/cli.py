@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "profiles": "meta_rl.commands.profiles",
     "calibrate": "meta_rl.commands.calibrate",
     "simulate-log": "meta_rl.commands.simulate_log",
+    "sweep": "meta_rl.commands.sweep",
 }
 
 
