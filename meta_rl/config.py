@@ -144,7 +144,7 @@ class TrainConfig:
             raise ValueError(f"hidden_sizes must be a list of positive integers, got {self.hidden_sizes}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
             raise ValueError("gamma and gae_lambda must lie in [0, 1]")
-        for name in ("outer_lr", "value_lr", "clip_eps"):
+        for name in ("inner_lr", "outer_lr", "value_lr", "clip_eps"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("max_grad_norm", "target_kl", "ent_coef", "inner_ent_coef"):

@@ -130,6 +130,7 @@ class Trainer:
         self.wall_time = 0.0
         self.columns = self._columns()
         self.resumed = resume
+        self._writer: Any = None
         if resume:
             self._resume()
         else:
@@ -186,12 +187,13 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-            if writer is not None:
-                writer.close()
         return row
 
     def close(self) -> None:
-        """Release the sampler's workers (Ray actors); a no-op for the local sampler."""
+        """Close the TensorBoard writer and release the sampler's workers (Ray actors)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         close = getattr(self.sampler, "close", None)
         if close is not None:
             close()
@@ -486,11 +488,15 @@ class Trainer:
             csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
 
     def _tensorboard(self) -> Any:
+        """One event writer per trainer, however many ``train`` calls (closed by :meth:`close`)."""
         if not self.cfg.tensorboard:
             return None
-        from torch.utils.tensorboard import SummaryWriter
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
 
-        return SummaryWriter(str(self.out / "tb"), purge_step=self.iteration if self.resumed else None)
+            purge = self.iteration if self.resumed else None
+            self._writer = SummaryWriter(str(self.out / "tb"), purge_step=purge)
+        return self._writer
 
     def _state(self) -> dict[str, Any]:
         pol = self.policy()

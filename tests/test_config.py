@@ -76,6 +76,9 @@ def test_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
         ("baseline=mean", "baseline"),
         ("n_iterations=0", "n_iterations"),
         ("gamma=1.5", "gamma"),
+        ("inner_lr=-1", "inner_lr must be > 0"),
+        ("sampler=dask", "sampler must be one of"),
+        ("num_workers=0", "num_workers must be >= 1"),
         ("novalue", "key=value"),
     ],
 )

@@ -64,6 +64,14 @@ def test_same_seed_same_metrics_and_run_directory(tmp_path: Path) -> None:
         Trainer(cfg, tmp_path / "a", progress=False)
 
 
+def test_one_tensorboard_event_file_however_many_train_calls(tmp_path: Path) -> None:
+    t = Trainer(load_config(None, [*TINY, "tensorboard=true"]), tmp_path / "r", progress=False)
+    for _ in range(4):
+        t.train(max_iterations=1)  # as a sweep trial does
+    t.close()
+    assert len(list((tmp_path / "r" / "tb").iterdir())) == 1
+
+
 @pytest.mark.parametrize(
     "extra",
     [[], ["algo=ppo", "n_minibatches=2"], ["meta_sgd=true", "inner_steps=2", "pretrain_iterations=1"]],

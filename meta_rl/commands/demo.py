@@ -51,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
     )
     t0 = time.time()
     print(f"[1/2] meta-training {cfg.algo} on {cfg.env} ({cfg.n_iterations} iterations) -> {train_dir}")
-    Trainer(cfg, train_dir, resume=resume, progress=sys.stderr.isatty()).train()
+    trainer = Trainer(cfg, train_dir, resume=resume, progress=sys.stderr.isatty())
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
     print(f"      done in {time.time() - t0:.0f} s")
     n = 8 if args.quick else args.n
     settings = EvaluationSettings(
