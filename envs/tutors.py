@@ -17,10 +17,16 @@ observation's normalised time is back to 0 (the last observation feature of ever
 env here), so they work with vector-env autoreset without extra calls.
 Family-specific tutors live in ``envs/<family>/tutors.py`` and register in
 :data:`TUTORS` under their env id.
+
+*Privileged* tutors (``Tutor.privileged``, listed by :func:`privileged_tutor_names`)
+break the first rule on purpose: they read the true profile and the hidden state of
+the students from ``self.dynamics``. They are upper bounds for evaluation (reported
+as oracles), not deployable tutors. Each family's ``planner`` is one.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +46,11 @@ class Tutor(ABC):
     """Base class. Subclasses implement :meth:`_act` on a batch of observations."""
 
     name = "tutor"
+    #: True for tutors that read the true profile / hidden state from ``self.dynamics``
+    #: (privileged information no real tutor has): upper bounds for evaluation, not
+    #: deployable tutors. They act on the env's current students, so ``act`` must get
+    #: the observations of every student of the env, in order.
+    privileged: bool = False
 
     def __init__(self, env: gym.Env | gym.vector.VectorEnv, seed: int | None = 0) -> None:
         self.dynamics = _dynamics(env)
@@ -57,6 +68,11 @@ class Tutor(ABC):
         batch = o[None] if single else o
         if batch.ndim != 2:
             raise ValueError(f"observations must have shape (obs_dim,) or (n, obs_dim), got {o.shape}")
+        if self.privileged and len(batch) != self.dynamics.n:
+            raise ValueError(
+                f"{self.name} reads the env's hidden state: it needs the observations of all "
+                f"{self.dynamics.n} students of the env, got {len(batch)}"
+            )
         if self._n != len(batch):
             self._n = len(batch)
             self._init_memory(len(batch))
@@ -119,6 +135,20 @@ def tutor_names(env_id: str) -> list[str]:
     """Names of every tutor available for ``env_id``."""
     _load_family_tutors(env_id)
     return [*GENERIC_TUTORS, *TUTORS.get(env_id, {})]
+
+
+def is_privileged(factory: TutorFactory) -> bool:
+    """Whether a registered factory builds a privileged tutor (a class, or a partial of one)."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    return bool(getattr(factory, "privileged", False))
+
+
+def privileged_tutor_names(env_id: str) -> list[str]:
+    """Names of the privileged tutors (upper bounds that read the hidden state) of ``env_id``."""
+    _load_family_tutors(env_id)
+    options = {**GENERIC_TUTORS, **TUTORS.get(env_id, {})}
+    return [name for name, factory in options.items() if is_privileged(factory)]
 
 
 def make_tutor(name: str, env: Any, seed: int | None = 0, **kwargs: Any) -> Tutor:

@@ -12,7 +12,7 @@ import envs
 from meta_rl.cli import main as cli_main
 from meta_rl.config import MAMLPPOConfig
 from meta_rl.evaluation import heuristics
-from meta_rl.evaluation.report import MethodCurve, build_results
+from meta_rl.evaluation.report import MethodCurve, build_results, summary_markdown
 from meta_rl.evaluation.stats import mean_ci, paired_difference_ci
 from meta_rl.trainer import Trainer
 
@@ -46,8 +46,20 @@ def test_evaluate_end_to_end(run_dir, tmp_path, capsys) -> None:
         assert key in res
     assert res["env_id"] == ENV_ID and res["n_profiles"] == 8 and res["adapt_steps"] == 2
     expected = {"maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle", "random", "round_robin",
-                "mastery_threshold", "mastery_threshold_rr"}  # fmt: skip
+                "mastery_threshold", "mastery_threshold_rr", "planner"}  # fmt: skip
     assert set(res["methods"]) == expected
+    kinds = {name: m["kind"] for name, m in res["methods"].items()}
+    assert kinds["planner"] == kinds["oracle"] == "oracle" and kinds["mastery_threshold"] == "heuristic"
+    assert kinds["maml_ppo"] == "adaptive"
+    # the fractions use ONE oracle: the strongest at the last step (here the planner)
+    last = {name: res["methods"][name]["mean"][-1] for name in ("planner", "oracle")}
+    strongest = max(last, key=last.get)
+    assert res["oracle_method"] == strongest
+    ref, rand = np.asarray(res["methods"][strongest]["mean"]), np.asarray(res["methods"]["random"]["mean"])
+    for m in res["methods"].values():
+        np.testing.assert_allclose(m["fraction_of_oracle"], np.asarray(m["mean"]) / ref)
+        np.testing.assert_allclose(m["gap_closed"], (np.asarray(m["mean"]) - rand) / (ref - rand))
+    assert res["methods"][strongest]["fraction_of_oracle"] == [1.0] * 3
     for name, m in res["methods"].items():
         for key in ("mean", "ci_low", "ci_high"):
             assert len(m[key]) == 3, (name, key)
@@ -65,6 +77,8 @@ def test_evaluate_end_to_end(run_dir, tmp_path, capsys) -> None:
         assert set(m["subgroups"]) == {"slowest quartile", "fastest quartile"}
     summary = (out / "summary.md").read_text()
     assert "| maml_ppo |" in summary and "Paired differences" in summary
+    assert f"are relative to `{strongest}` (kind oracle" in summary and "the strongest oracle" in summary
+    assert "| planner | oracle |" in summary
     assert (out / "adaptation_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # baselines are cached in the run directory
@@ -109,6 +123,48 @@ def test_unknown_method_and_missing_run(run_dir, tmp_path, capsys) -> None:
     assert rc == 2 and "unknown method" in capsys.readouterr().err
     rc = cli_main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
     assert rc == 2 and "no meta-training run" in capsys.readouterr().err
+
+
+def test_planner_alone(run_dir, tmp_path, capsys) -> None:
+    """``--methods planner`` is valid (every env here has one) and trains no baseline."""
+    out = tmp_path / "eval"
+    rc = cli_main([
+        "evaluate", "--checkpoint", str(run_dir), "--n", "4", "--adapt-steps", "1", "--eval-episodes", "2",
+        "--methods", "planner", "random", "--out", str(out),
+    ])  # fmt: skip
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["methods"]) == {"planner", "random"} and res["methods"]["planner"]["kind"] == "oracle"
+    assert res["oracle_method"] == "planner" and res["methods"]["random"]["gap_closed"] == [0.0, 0.0]
+    assert "privileged planner" in capsys.readouterr().out
+
+
+def test_reference_oracle_is_the_strongest() -> None:
+    def curves(oracle: float, planner: float) -> list[MethodCurve]:
+        return [
+            MethodCurve("maml_ppo", "adaptive", np.full((4, 2), 2.0)),
+            MethodCurve("oracle", "oracle", np.full((4, 2), oracle)),
+            MethodCurve("planner", "oracle", np.full((4, 2), planner)),
+            MethodCurve("staircase", "heuristic", np.full((4, 2), 9.0)),  # not an oracle
+            MethodCurve("random", "heuristic", np.full((4, 2), 1.0)),
+        ]
+
+    kw = dict(env_id=ENV_ID, split="test", adapt_steps=1, rollouts_per_step=1, eval_episodes=1, seeds=[0])
+    res = build_results(curves(3.0, 5.0), command="x", **kw)
+    assert res["oracle_method"] == "planner"
+    assert res["methods"]["maml_ppo"]["fraction_of_oracle"] == [0.4, 0.4]
+    assert res["methods"]["maml_ppo"]["gap_closed"] == [0.25, 0.25]
+    assert res["methods"]["oracle"]["fraction_of_oracle"] == [0.6, 0.6]
+    assert build_results(curves(6.0, 5.0), command="x", **kw)["oracle_method"] == "oracle"
+    # an explicit reference is kept (as before: results of older reports stay reproducible)
+    explicit = build_results(curves(3.0, 5.0), command="x", oracle_method="oracle", **kw)
+    assert explicit["oracle_method"] == "oracle"
+    assert explicit["methods"]["planner"]["fraction_of_oracle"] == [5 / 3, 5 / 3]
+    none = build_results(curves(3.0, 5.0)[:1], command="x", **kw)
+    assert none["oracle_method"] is None and "fraction_of_oracle" not in none["methods"]["maml_ppo"]
+    assert "No oracle was evaluated" in summary_markdown(none)
+    sentence = "relative to `planner` (kind oracle, mean return 5.00 at k = 1, the strongest oracle"
+    assert sentence + "; other oracles: `oracle`)" in summary_markdown(res)
 
 
 def test_heuristic_evaluation_is_deterministic() -> None:

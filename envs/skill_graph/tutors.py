@@ -12,6 +12,9 @@ skill counts as a success of ``j``, and the tutor picks the content with the hig
 posterior mean ``(successes + 1) / (attempts + 2)`` (ties broken at random). Only
 observations are used; the tutor knows the course (skills, content types, graph),
 never the student.
+
+:class:`PlannerTutor` is privileged: it reads the hidden mastery and the profile, as an
+upper bound for evaluation.
 """
 
 from __future__ import annotations
@@ -124,9 +127,47 @@ class MasteryThresholdTutor(Tutor):
         return action
 
 
+class PlannerTutor(Tutor):
+    """Privileged planner (an upper bound, not a deployable tutor): reads the true hidden
+    mastery and the profile (``learn``, ``content_affinity``) from the env's dynamics.
+
+    Rule, per student and step: among the unmastered skills whose prerequisites are all
+    mastered (there is one whenever a skill is unmastered), teach the one most likely to
+    be learned now, ``learn_k · max_j content_affinity_j`` (ties: the lower index), with
+    the content type ``j`` the student learns best from. Teaching a skill whose
+    prerequisites are missing is ``prereq_penalty`` times less effective, a quiz teaches
+    nothing, so this maximises the expected gain of the step. Once every skill is
+    mastered it quizzes skill 0 (practising a skill keeps it from being forgotten in that
+    step; all skills are forgotten at the same rate). It never quizzes to find out: it
+    knows. It looks one step ahead only.
+
+    Evaluation setting (4 skills in a chain, 3 content types, horizon 30), 80 students ×
+    10 episodes, skills gained: ``test`` 3.39 (best heuristic ``mastery_threshold``
+    1.39), ``ood`` 1.65 (0.17).
+    """
+
+    name = "planner"
+    privileged = True
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        d = self.dynamics
+        c = d.n_content
+        mastered = d.mastered_km.T  # (n, K)
+        # ready[i, k]: every prerequisite l of k (prereq[k, l]) is mastered by student i
+        ready = ~(d.prereq[None, :, :] & ~mastered[:, None, :]).any(axis=2)
+        affinity = d.p["content_affinity"]
+        chance = d.p["learn"] * affinity.max(axis=1, keepdims=True)
+        score = np.where(~mastered & ready, chance, -1.0)
+        skill = score.argmax(axis=1)
+        teach = score.max(axis=1) >= 0.0
+        mode = np.where(teach, affinity.argmax(axis=1), c)
+        return np.where(teach, skill, 0) * (c + 1) + mode
+
+
 register_tutor(ENV_ID, "mastery_threshold", MasteryThresholdTutor)
 register_tutor(
     ENV_ID,
     "mastery_threshold_rr",
     lambda env, seed=0, **kw: MasteryThresholdTutor(env, seed=seed, content="round_robin", **kw),
 )
+register_tutor(ENV_ID, "planner", PlannerTutor)

@@ -1,4 +1,6 @@
-"""Heuristic tutors on held-out students (constant across adaptation steps: they do not learn)."""
+"""Tutors of ``envs.tutors`` on held-out students (constant across adaptation steps: they do
+not learn): the heuristics and the privileged ones (``planner``), which read the env's hidden
+state and are reported as oracles."""
 
 from __future__ import annotations
 

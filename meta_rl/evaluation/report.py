@@ -13,7 +13,10 @@ Schema of ``results.json``::
      "paired": {"A - B": {"mean": [K+1], "ci_low": [K+1], "ci_high": [K+1]}}}
 
 ``fraction_of_oracle`` is ``method / oracle`` of the mean returns; ``gap_closed`` is
-``(method − random) / (oracle − random)``, the share of the random-to-oracle gap.
+``(method − random) / (oracle − random)``, the share of the random-to-oracle gap. Both use
+ONE reference oracle, ``oracle_method``: by default the strongest method of kind
+``"oracle"`` (largest mean return at the last step; e.g. the privileged PPO ``oracle`` or
+a privileged ``planner``), ``null`` (and no fractions) when no oracle was evaluated.
 """
 
 from __future__ import annotations
@@ -91,10 +94,14 @@ def build_results(
     subgroups: Mapping[str, np.ndarray] | None = None,
     reference: str = "maml_ppo",
     random_method: str = "random",
-    oracle_method: str = "oracle",
+    oracle_method: str | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Everything the report shows, as a JSON-ready dict (schema in the module docstring)."""
+    """Everything the report shows, as a JSON-ready dict (schema in the module docstring).
+
+    ``oracle_method``: the reference of ``fraction_of_oracle`` and ``gap_closed``; ``None``
+    picks the strongest method of kind ``"oracle"`` (see :func:`strongest_oracle`).
+    """
     by_name = {c.name: c for c in curves}
     n = {c.returns.shape[0] for c in curves}
     if len(n) != 1:
@@ -110,7 +117,10 @@ def build_results(
     def curve_of(name: str) -> np.ndarray | None:
         return by_name[name].returns.mean(axis=0) if name in by_name else None
 
-    oracle, random = curve_of(oracle_method), curve_of(random_method)
+    if oracle_method is None:
+        oracle_method = strongest_oracle(curves)
+    oracle = curve_of(oracle_method) if oracle_method is not None else None
+    random = curve_of(random_method)
     methods: dict[str, Any] = {}
     for c in curves:
         entry: dict[str, Any] = {"kind": c.kind, **_curve(c.returns, seed), "per_profile": c.returns.tolist()}
@@ -163,6 +173,16 @@ def build_results(
     )
 
 
+def strongest_oracle(curves: Sequence[MethodCurve]) -> str | None:
+    """Name of the method of kind ``"oracle"`` with the largest mean return at the last step
+    (the first of them on a tie; ``None`` if there is none)."""
+    oracles = [c for c in curves if c.kind == "oracle"]
+    if not oracles:
+        return None
+    last = [float(np.mean(c.returns[:, -1])) for c in oracles]
+    return oracles[int(np.argmax([x if math.isfinite(x) else -math.inf for x in last]))].name
+
+
 def _or_minus_inf(x: float | None) -> float:
     return -math.inf if x is None else x
 
@@ -189,6 +209,8 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
         f"training seeds {results['seeds']}. Mean return [95 % bootstrap CI over students].",
         "",
         f"Regenerate with: `{results['command']}`",
+        "",
+        _oracle_sentence(results),
         "",
         "| method | kind | "
         + " | ".join(f"k = {k}" for k in steps)
@@ -224,6 +246,23 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     groups = sorted({g for m in results["methods"].values() for g in m["subgroups"]})
     lines += _last_step_table(f"Subgroups (return after k = {k_max} steps)", order, groups, "subgroups")
     return "\n".join(lines) + "\n"
+
+
+def _oracle_sentence(results: Mapping[str, Any]) -> str:
+    """Which oracle the fractions and gaps refer to (``oracle_method`` of ``results``)."""
+    name = results.get("oracle_method")
+    oracle = results["methods"].get(name) if name is not None else None
+    if oracle is None:
+        return "No oracle was evaluated: no fraction of the oracle or gap closed."
+    k_max = results["adapt_steps"]
+    others = sorted(n for n, m in results["methods"].items() if m["kind"] == "oracle" and n != name)
+    also = f"; other oracles: {', '.join(f'`{n}`' for n in others)}" if others else ""
+    strongest = ", the strongest oracle" if oracle["kind"] == "oracle" else ""
+    return (
+        f"Fraction of the oracle and gap closed (from `{results['random_method']}` to the oracle) "
+        f"are relative to `{name}` (kind {oracle['kind']}, mean return "
+        f"{_fmt(oracle['mean'][-1], None, None)} at k = {k_max}{strongest}{also})."
+    )
 
 
 def _last_step_table(title: str, order: list, columns: list[str], key: str) -> list[str]:
