@@ -285,24 +285,27 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def read_yaml_mapping(path: str | os.PathLike[str], what: str = "config") -> dict[str, Any]:
+    """A YAML file holding a mapping (an empty file is ``{}``); clear errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} file {p} does not exist")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: not valid YAML ({e})") from e
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ValueError(f"{p}: a {what} file must be a mapping of keys to values")
+    return dict(loaded or {})
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     overrides: Sequence[str] = (),
     **fields: Any,
 ) -> TrainConfig:
     """Read a YAML config (optional), apply keyword ``fields`` then ``--set`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ValueError(f"{p}: not valid YAML ({e})") from e
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(f"{p}: a config must be a mapping of keys to values")
-        data = dict(loaded or {})
+    data = read_yaml_mapping(path, "config") if path is not None else {}
     given = merge(fields, parse_overrides(overrides))
     algo = given.get("algo")
     if algo in ALGORITHMS and algo != data.get("algo", "maml_ppo"):

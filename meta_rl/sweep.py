@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from meta_rl.config import TrainConfig, default_config_path, load_config, merge
+from meta_rl.config import TrainConfig, default_config_path, load_config, merge, read_yaml_mapping
 from meta_rl.envspec import EnvSpec
 
 INSTALL_HINT = "meta-tutor sweep needs Ray: pip install 'meta-tutor[ray]'"
@@ -98,14 +97,7 @@ def load_sweep(path: str | os.PathLike[str], out: str | os.PathLike[str] | None 
     """Read and check a sweep file; ``out`` overrides its ``out``. Relative paths are
     relative to the current directory. Raises ValueError naming the first problem."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"sweep file {p} does not exist")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{p}: not valid YAML ({e})") from e
-    if not isinstance(raw, dict):
-        raise ValueError(f"{p}: a sweep file must be a mapping of keys to values")
+    raw = read_yaml_mapping(p, "sweep")
     valid = [*REQUIRED, *OPTIONAL]
     unknown = sorted(set(raw) - set(valid))
     if unknown:

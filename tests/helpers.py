@@ -1,4 +1,4 @@
-"""Assertions shared by the statistical tests."""
+"""Helpers shared by the tests: statistical assertions, a tiny training config."""
 
 from __future__ import annotations
 
@@ -10,3 +10,20 @@ def assert_binomial(successes: int, trials: int, p: float, alpha: float = 1e-6) 
     pval = stats.binomtest(int(successes), int(trials), p).pvalue
     rate = successes / trials
     assert pval > alpha, f"{successes}/{trials} = {rate:.4f} vs p = {p:.4f} (p-value {pval:.2g})"
+
+
+#: ``--set`` overrides of a training run that takes seconds (2 skills, horizon 8, 4 iterations)
+TINY_TRAIN = [
+    "env_kwargs.n_skills=2",
+    "env_kwargs.n_content=2",
+    "env_kwargs.horizon=8",
+    "meta_batch_size=4",
+    "rollouts_per_task=3",
+    "hidden_sizes=[16]",
+    "outer_epochs=2",
+    "val_tasks=3",
+    "val_episodes=2",
+    "eval_every=2",
+    "tensorboard=false",
+    "n_iterations=4",
+]

@@ -16,6 +16,8 @@ import torch
 
 ray = pytest.importorskip("ray")
 
+from helpers import TINY_TRAIN  # noqa: E402
+
 from meta_rl.config import load_config  # noqa: E402
 from meta_rl.envspec import EnvSpec  # noqa: E402
 from meta_rl.policy import PolicySpec, init_params  # noqa: E402
@@ -31,20 +33,7 @@ from meta_rl.trainer import WALL_COLUMNS, Trainer  # noqa: E402
 
 SG = ("MetaTutor/SkillGraph-v0", {"n_skills": 3, "n_content": 2, "horizon": 10})
 ZPD = ("MetaTutor/ZPD-v0", {"horizon": 15})
-TINY = [
-    "env_kwargs.n_skills=2",
-    "env_kwargs.n_content=2",
-    "env_kwargs.horizon=8",
-    "meta_batch_size=4",
-    "rollouts_per_task=3",
-    "hidden_sizes=[16]",
-    "outer_epochs=2",
-    "val_tasks=3",
-    "val_episodes=2",
-    "eval_every=2",
-    "tensorboard=false",
-    "n_iterations=3",
-]
+TINY = [*TINY_TRAIN, "n_iterations=3"]
 
 
 @pytest.fixture(scope="module", autouse=True)

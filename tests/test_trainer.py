@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_TRAIN
 
 from meta_rl.adaptation import adaptation_curve, rollout_step_data
 from meta_rl.checkpoint import load_checkpoint, load_policy
@@ -15,20 +16,7 @@ from meta_rl.config import load_config
 from meta_rl.sampler import Sampler
 from meta_rl.trainer import WALL_COLUMNS, Trainer, TrainingDiverged
 
-TINY = [
-    "env_kwargs.n_skills=2",
-    "env_kwargs.n_content=2",
-    "env_kwargs.horizon=8",
-    "meta_batch_size=4",
-    "rollouts_per_task=3",
-    "hidden_sizes=[16]",
-    "outer_epochs=2",
-    "val_tasks=3",
-    "val_episodes=2",
-    "eval_every=2",
-    "tensorboard=false",
-    "n_iterations=4",
-]
+TINY = [*TINY_TRAIN]
 
 
 @pytest.fixture(autouse=True)
