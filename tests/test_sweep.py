@@ -167,3 +167,11 @@ def test_t_interval_and_missing_runs(tmp_path: Path, capsys) -> None:
     f = _write(tmp_path / "s.yaml", out=str(tmp_path / "out"), set=SET, seeds=[0], grid={"inner_lr": [0.3]})
     assert main(["sweep", "--config", str(f), "--summary-only"]) == 0  # nothing run yet: n/a, no error
     assert "| inner_lr=0.3 | 0 of 1 | n/a | n/a |" in capsys.readouterr().out
+
+
+def test_shipped_example_sweeps_are_valid(tmp_path: Path) -> None:
+    files = sorted((Path(__file__).resolve().parent.parent / "meta_rl" / "configs" / "sweeps").glob("*.yaml"))
+    assert files
+    for f in files:
+        sweep = load_sweep(f, out=tmp_path / f.stem)
+        assert len(sweep.trials) >= 2 and not (tmp_path / f.stem).exists()
