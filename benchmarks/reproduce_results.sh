@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Regenerates benchmarks/results/<env>/<split>/ (results.json, summary.md, plots):
-# meta-trains each env's default config (meta_rl/configs/<env>.yaml) for its seeds
-# (the committed results: skill_graph 0 1 2; zpd and spaced_repetition 0 only, for lack
-# of time; SEEDS="0 1 2" overrides), then runs the held-out evaluation on the test and
-# ood splits, which trains and caches
-# every run's baselines (pooled PPO, oracle, SB3 PPO; same env-step budget), two at a time.
+# meta-trains each env's default config (meta_rl/configs/<env>.yaml) for seeds 0 1 2
+# (SEEDS="0 1" overrides), then runs the held-out evaluation on the test and ood splits,
+# which trains and caches every run's baselines (pooled PPO, PPO oracle, SB3 PPO; same
+# env-step budget), two at a time.
 # Usage: bash benchmarks/reproduce_results.sh [skill_graph|zpd|spaced_repetition ...]  (default: all)
 # Needs the package installed (see README); roughly an hour per env on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds_of() {
-  if [ -n "${SEEDS:-}" ]; then echo "$SEEDS"; elif [ "$1" = skill_graph ]; then echo "0 1 2"; else echo 0; fi
+  echo "${SEEDS:-0 1 2}"
 }
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(skill_graph zpd spaced_repetition)
@@ -45,6 +44,6 @@ for name in "${names[@]}"; do
   for s in $(seeds_of "$name"); do runs+=("runs/$name/seed$s"); done
   for split in test ood; do
     meta-tutor evaluate --checkpoint "${runs[@]}" --split "$split" --n 80 --adapt-steps 3 \
-      --out "benchmarks/results/$name/$split"
+      --workers 2 --out "benchmarks/results/$name/$split"
   done
 done
