@@ -46,8 +46,8 @@ from torch import Tensor
 
 from envs.profiles import StudentProfile
 from meta_rl.envspec import EnvSpec
-from meta_rl.policy import PolicySpec, is_batched
-from meta_rl.sampler import Rollouts, Sampler
+from meta_rl.policy import PolicySpec
+from meta_rl.sampler import Rollouts, Sampler, check_task_batch
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +201,8 @@ class RaySampler:
         ray = self._ray
         n_t, n_e = len(profiles), int(episodes)
         layout: str | None = None  # None: task-batched, each worker takes its slice
-        if not is_batched(params):
+        if not check_task_batch(params, n_t):
             layout = "shared"
-        elif params["l0.weight"].shape[0] != n_t:
-            raise ValueError(f"parameters are batched over {params['l0.weight'].shape[0]} tasks, got {n_t}")
         elif all(v.stride(0) == 0 for v in params.values()):
             # theta expanded over the tasks: send it once, unbatched; workers expand it again
             params, layout = {k: v[0] for k, v in params.items()}, "expand"

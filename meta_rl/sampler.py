@@ -97,8 +97,7 @@ class Sampler:
         generator seeded with ``seed`` for the actions).
         """
         n_t, n_e, spec = len(profiles), int(episodes), self.policy
-        if is_batched(params) and params["l0.weight"].shape[0] != n_t:
-            raise ValueError(f"parameters are batched over {params['l0.weight'].shape[0]} tasks, got {n_t}")
+        check_task_batch(params, n_t)
         n, h, d = n_t * n_e, self.env.horizon, self.policy.obs_dim
         venv = self._venv(n)
         tasks = [p for p in profiles for _ in range(n_e)]
@@ -165,6 +164,15 @@ class Sampler:
             returns=rewards.sum(1, dtype=np.float64).reshape(shape),
             metrics={k: v.reshape(shape) for k, v in metrics.items()},
         )
+
+
+def check_task_batch(params: Mapping[str, Tensor], n_tasks: int) -> bool:
+    """Whether ``params`` are batched over tasks; batched over another count is an error."""
+    if not is_batched(params):
+        return False
+    if params["l0.weight"].shape[0] != n_tasks:
+        raise ValueError(f"parameters are batched over {params['l0.weight'].shape[0]} tasks, got {n_tasks}")
+    return True
 
 
 def nan_mean(values: np.ndarray, axis: int | None = None) -> Any:
