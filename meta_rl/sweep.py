@@ -131,8 +131,6 @@ def load_sweep(path: str | os.PathLike[str], out: str | os.PathLike[str] | None 
     cpus = s["cpus_per_trial"]
     if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0:
         raise ValueError(f"{p}: 'cpus_per_trial' must be a positive number, got {cpus!r}")
-    if _nested(s["set"]).get("sampler", "local") != "local" or "ray" in s["grid"].get("sampler", []):
-        raise ValueError(f"{p}: trials must use the local sampler (sampler: local); Ray runs the trials")
 
     base = Path(s["config"]) if s["config"] else default_config_path(s["env"] or DEFAULT_ENV)
     common = _nested(s["set"])
@@ -154,9 +152,11 @@ def load_sweep(path: str | os.PathLike[str], out: str | os.PathLike[str] | None 
                 EnvSpec(cfg.env, cfg.env_kwargs).probe  # noqa: B018 - builds the env: checks env_kwargs
             except (ValueError, TypeError) as e:
                 raise ValueError(f"{p}: trial {name}: {e}") from e
-            if cfg.to_dict().get("sampler", "local") != "local":
-                raise ValueError(f"{p}: trial {name}: trials must use the local sampler, the config has "
-                                 f"sampler: {cfg.to_dict()['sampler']}")  # fmt: skip
+            if cfg.sampler != "local":
+                raise ValueError(
+                    f"{p}: trial {name}: trials must use the local sampler (Ray runs the trials), "
+                    f"the config has sampler: {cfg.sampler}"
+                )
             for key in PATH_KEYS:
                 value = getattr(cfg, key, "")
                 if value and not Path(value).is_absolute():
@@ -200,8 +200,6 @@ def _run_trial(params: dict[str, Any], trials: dict[str, tuple[str, dict[str, An
     out = Path(run_dir)
     cfg = make_config(config)
     metrics = out / "metrics.csv"
-    if not (out / "checkpoint.pt").exists() and metrics.exists() and len(_read_rows(metrics)) == 0:
-        metrics.unlink()  # stopped during its first iteration: nothing to keep, start again
     trainer = Trainer(cfg, out, resume=(out / "checkpoint.pt").exists(), progress=False)
     try:
         if trainer.iteration >= cfg.n_iterations:  # finished before: report its last row

@@ -476,7 +476,11 @@ class Trainer:
         ]
 
     def _start_run_dir(self) -> None:
-        if (self.out / "checkpoint.pt").exists() or (self.out / "metrics.csv").exists():
+        metrics = self.out / "metrics.csv"
+        # a metrics.csv holding only its header, without a checkpoint, is a start killed during
+        # its first iteration: nothing was trained or recorded, so starting again loses nothing
+        started = metrics.exists() and len(metrics.read_text().splitlines()) > 1
+        if (self.out / "checkpoint.pt").exists() or started:
             raise FileExistsError(f"{self.out} already holds a run; use --resume or another --out")
         self.out.mkdir(parents=True, exist_ok=True)
         save_config(self.cfg, self.out / "config.yaml")

@@ -52,6 +52,17 @@ def test_same_seed_same_metrics_and_run_directory(tmp_path: Path) -> None:
         Trainer(cfg, tmp_path / "a", progress=False)
 
 
+def test_start_killed_in_its_first_iteration_can_start_again(tmp_path: Path) -> None:
+    cfg = load_config(None, TINY)
+    Trainer(cfg, tmp_path / "full", progress=False).train()
+    Trainer(cfg, tmp_path / "killed", progress=False)  # header written, then killed: no row
+    assert len(_rows(tmp_path / "killed")) == 0 and not (tmp_path / "killed" / "checkpoint.pt").exists()
+    Trainer(cfg, tmp_path / "killed", progress=False).train()
+    assert _rows(tmp_path / "killed") == _rows(tmp_path / "full")
+    with pytest.raises(FileExistsError):  # a run with rows is never overwritten
+        Trainer(cfg, tmp_path / "killed", progress=False)
+
+
 def test_one_tensorboard_event_file_however_many_train_calls(tmp_path: Path) -> None:
     t = Trainer(load_config(None, [*TINY, "tensorboard=true"]), tmp_path / "r", progress=False)
     for _ in range(4):
