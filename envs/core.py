@@ -84,6 +84,10 @@ class StudentDynamics(ABC):
     distribution_cls: ClassVar[type[ProfileDistribution]]
     #: names of the per-episode education metrics reported at episode end
     metric_names: ClassVar[tuple[str, ...]] = ()
+    #: observation layout for item-wise policies: if ``B > 0`` and the action picks one of
+    #: ``K`` items (``action_nvec == (K,)``), observation columns ``[b·K, (b+1)·K)`` hold
+    #: feature ``b`` of items ``0 … K−1`` for ``b < B`` and the rest are global features
+    item_obs_blocks: ClassVar[int] = 0
 
     single_observation_space: gym.spaces.Box
     single_action_space: gym.spaces.Discrete

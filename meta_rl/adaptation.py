@@ -35,7 +35,7 @@ from envs.profiles import StudentProfile
 from meta_rl.envspec import EnvSpec
 from meta_rl.gae import compute_advantages
 from meta_rl.maml import InnerUpdate, StepData, inner_step
-from meta_rl.policy import PolicySpec, expand_params, mlp
+from meta_rl.policy import PolicySpec, expand_params, state_value
 from meta_rl.sampler import Rollouts, Sampler, spaced_seed, task_means
 from meta_rl.tutor import AdvantageSettings, TutorPolicy
 
@@ -79,7 +79,7 @@ def rollout_step_data(
         if value_params is None:
             raise ValueError("baseline 'value_net' needs value-network parameters")
         with torch.no_grad():
-            values = mlp(spec, value_params, obs.reshape(t, -1, obs.shape[-1])).reshape(obs.shape[:3])
+            values = state_value(spec, value_params, obs.reshape(t, -1, obs.shape[-1])).reshape(obs.shape[:3])
 
     def shaped(x: Tensor | None) -> Tensor | None:
         if x is None or not pooled:

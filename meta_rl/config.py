@@ -30,6 +30,8 @@ from meta_rl.policy import ACTIVATIONS
 
 #: where rollouts run (see meta_rl.sampler and meta_rl.ray_sampler)
 SAMPLERS = ("local", "ray")
+#: policy networks (see meta_rl.policy)
+ARCHITECTURES = ("mlp", "itemwise")
 
 
 def _f(default: Any, help: str) -> Any:
@@ -54,6 +56,12 @@ class TrainConfig:
     activation: str = _f("tanh", "hidden activation: tanh or relu")
     head: str = _f(
         "factorised", "action head: factorised (one softmax per factor of the env's action_nvec) or flat"
+    )
+    architecture: str = _f(
+        "mlp",
+        "policy network: mlp (over the whole observation) or itemwise (one shared MLP scores every "
+        "item; for envs whose action picks one of K items with per-item observation blocks, e.g. "
+        "SpacedRepetition)",
     )
     privileged: bool = _f(False, "append the true, normalised profile to observations (oracle)")
     # sampling
@@ -136,6 +144,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("head", self.head, ("factorised", "flat"))
+        _choice("architecture", self.architecture, ARCHITECTURES)
         _choice("baseline", self.baseline, BASELINES)
         _choice("inner_objective", self.inner_objective, INNER_OBJECTIVES)
         _choice("select_on", self.select_on, ("post", "pre"))

@@ -78,6 +78,33 @@ class EnvSpec:
         """Validate profiles against this env (dicts or dataclasses)."""
         return [self.probe.coerce_profile(p) for p in profiles]
 
+    @property
+    def item_layout(self) -> tuple[tuple[tuple[int, ...], ...], tuple[int, ...]] | None:
+        """``(item_cols, global_cols)`` of an item-wise policy, or None if the env has no
+        per-item observation blocks (``StudentDynamics.item_obs_blocks``).
+
+        ``item_cols[i]`` lists the policy-input columns describing item ``i``; privileged
+        profile fields with one value per item (e.g. a card's difficulty) join them, the
+        other profile fields are global.
+        """
+        blocks = int(self.probe.item_obs_blocks)
+        if blocks < 1 or len(self.action_nvec) != 1:
+            return None
+        k = self.action_nvec[0]
+        items = [[b * k + i for b in range(blocks)] for i in range(k)]
+        shared = list(range(blocks * k, self.env_obs_dim))
+        if self.privileged:
+            col, dims = self.env_obs_dim, self.probe.dims()
+            for s in self.probe.profile_cls.FIELDS:
+                width = 1 if s.dim is None else dims[s.dim]
+                if s.dim is not None and width == k:
+                    for i in range(k):
+                        items[i].append(col + i)
+                else:
+                    shared.extend(range(col, col + width))
+                col += width
+        return tuple(tuple(row) for row in items), tuple(shared)
+
     # ------------------------------------------------------- profile features
     @property
     def profile_dim(self) -> int:

@@ -16,10 +16,20 @@ Action heads: ``action_nvec = (n₁, …, n_F)`` declares that action
 per factor and the factors are independent given the observation:
 ``log π(a|s) = Σ_f log softmax(z_f)[a_f]``, ``H(π) = Σ_f H(softmax(z_f))``. A *flat*
 head is the special case ``action_nvec = (n,)``.
+
+Item-wise policies (``item_cols`` set): when the action picks one of ``K`` items and
+the observation holds the same ``F`` features for every item (e.g. a flash-card app:
+time since each card was shown, times shown, last answer), one small MLP scores every
+item from ``[its F features, the mean of the F features over items, the G global
+features]`` and ``logit_i`` is that score. The policy is permutation-equivariant:
+what is learnt about one card applies to every card, which an MLP over the
+concatenated observation has to learn ``K`` times over. The value network of an
+item-wise spec averages the per-item outputs (permutation-invariant).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Mapping
@@ -42,14 +52,46 @@ class PolicySpec:
     action_nvec: tuple[int, ...]
     hidden_sizes: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
+    #: item-wise architecture: observation columns of each item's features, ``(K, F)``;
+    #: empty for a plain MLP over the whole observation
+    item_cols: tuple[tuple[int, ...], ...] = ()
+    #: item-wise architecture: observation columns shared by all items
+    global_cols: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_nvec", tuple(int(n) for n in self.action_nvec))
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        object.__setattr__(self, "item_cols", tuple(tuple(int(c) for c in row) for row in self.item_cols))
+        object.__setattr__(self, "global_cols", tuple(int(c) for c in self.global_cols))
         if self.obs_dim < 1 or not self.action_nvec or min(self.action_nvec) < 1:
             raise ValueError(f"invalid policy dimensions: obs_dim={self.obs_dim}, nvec={self.action_nvec}")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
+        if self.itemwise:
+            widths = {len(row) for row in self.item_cols}
+            cols = [c for row in self.item_cols for c in row] + list(self.global_cols)
+            if self.action_nvec != (len(self.item_cols),):
+                raise ValueError(
+                    f"an item-wise policy needs one action per item: action_nvec {self.action_nvec} "
+                    f"but {len(self.item_cols)} items"
+                )
+            if len(widths) != 1 or 0 in widths:
+                raise ValueError("every item needs the same, non-zero number of feature columns")
+            if min(cols) < 0 or max(cols) >= self.obs_dim:
+                raise ValueError(f"item-wise feature columns must lie in [0, {self.obs_dim})")
+        elif self.global_cols:
+            raise ValueError("global_cols is only meaningful with item_cols")
+
+    @property
+    def itemwise(self) -> bool:
+        return bool(self.item_cols)
+
+    @property
+    def input_dim(self) -> int:
+        """Input width of the network: the observation, or one item's input (item-wise)."""
+        if not self.itemwise:
+            return self.obs_dim
+        return 2 * len(self.item_cols[0]) + len(self.global_cols)
 
     @property
     def n_actions(self) -> int:
@@ -65,6 +107,7 @@ class PolicySpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["item_cols"] = [list(row) for row in self.item_cols]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
@@ -74,6 +117,9 @@ class PolicySpec:
             action_nvec=tuple(d["action_nvec"]),
             hidden_sizes=tuple(d["hidden_sizes"]),
             activation=str(d["activation"]),
+            # absent in checkpoints written before item-wise policies existed
+            item_cols=tuple(tuple(row) for row in d.get("item_cols", ())),
+            global_cols=tuple(d.get("global_cols", ())),
         )
 
 
@@ -87,9 +133,14 @@ def init_params(
     """Orthogonal initialisation as in PPO implementations (gain √2, output gain ``out_gain``).
 
     A small output gain makes the initial policy nearly uniform. ``out_dim`` overrides
-    the output size (1 gives a value network with the same body).
+    the output size (1 gives a value network with the same body). An item-wise network
+    has one output per item (its logit, or its share of the value).
     """
-    sizes = [spec.obs_dim, *spec.hidden_sizes, spec.n_logits if out_dim is None else out_dim]
+    if spec.itemwise:
+        if out_dim not in (None, 1):
+            raise ValueError(f"an item-wise network has one output per item, not out_dim={out_dim}")
+        out_dim = 1
+    sizes = [spec.input_dim, *spec.hidden_sizes, spec.n_logits if out_dim is None else out_dim]
     params: Params = {}
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
@@ -101,10 +152,43 @@ def init_params(
 
 
 def mlp(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
-    """Network output for ``obs`` of shape ``(..., M, obs_dim)``.
+    """Network output (the logits) for ``obs`` of shape ``(..., M, obs_dim)``.
 
     With batched parameters (leading task dim ``T``) ``obs`` must be ``(T, M, obs_dim)``.
     """
+    if not spec.itemwise:
+        return _dense(spec, params, obs)
+    return _per_item(spec, params, obs)
+
+
+def state_value(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
+    """Value-network output, shape ``(..., M)`` (parameters from ``init_params(out_dim=1)``)."""
+    if not spec.itemwise:
+        return _dense(spec, params, obs).squeeze(-1)
+    return _per_item(spec, params, obs).mean(-1)
+
+
+def _per_item(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
+    """Item-wise scores ``(..., M, K)``: one shared MLP applied to every item's input."""
+    items = obs[..., _index(spec.item_cols)]  # (..., M, K, F)
+    k = items.shape[-2]
+    parts = [items, items.mean(-2, keepdim=True).expand_as(items)]
+    if spec.global_cols:
+        shared = obs[..., _index(spec.global_cols)].unsqueeze(-2)
+        parts.append(shared.expand(*items.shape[:-1], shared.shape[-1]))
+    x = torch.cat(parts, dim=-1)
+    m = x.shape[-3]
+    # items become rows, so batched parameters (T, out, in) still see (T, rows, in)
+    out = _dense(spec, params, x.reshape(*x.shape[:-3], m * k, x.shape[-1]))
+    return out.reshape(*x.shape[:-3], m, k)
+
+
+@functools.lru_cache(maxsize=64)
+def _index(cols: tuple) -> Tensor:
+    return torch.tensor(cols, dtype=torch.int64)
+
+
+def _dense(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
     act = torch.tanh if spec.activation == "tanh" else torch.relu
     x = obs.to(params["l0.weight"].dtype)
     n = spec.n_layers

@@ -62,7 +62,7 @@ from meta_rl.checkpoint import load_checkpoint, load_policy, save_checkpoint
 from meta_rl.config import MAMLPPOConfig, TrainConfig, make_config, save_config
 from meta_rl.envspec import EnvSpec
 from meta_rl.maml import InnerUpdate, OuterSettings, StepData, inner_step, meta_loss, policy_logits
-from meta_rl.policy import PolicySpec, init_params, kl_divergence, mlp
+from meta_rl.policy import PolicySpec, init_params, kl_divergence, state_value
 from meta_rl.ppo import masked_mean, value_loss
 from meta_rl.sampler import Rollouts, Sampler, nan_mean, spaced_seed
 from meta_rl.tutor import AdvantageSettings, TutorPolicy
@@ -95,8 +95,7 @@ class Trainer:
         torch.set_num_threads(cfg.num_threads)
         self.is_maml = isinstance(cfg, MAMLPPOConfig)
         self.env = EnvSpec(cfg.env, cfg.env_kwargs, cfg.privileged)
-        nvec = self.env.action_nvec if cfg.head == "factorised" else (self.env.n_actions,)
-        self.spec = PolicySpec(self.env.obs_dim, nvec, tuple(cfg.hidden_sizes), cfg.activation)
+        self.spec = policy_spec(cfg, self.env)
         self.inner = InnerUpdate(cfg.inner_lr, cfg.inner_objective, cfg.inner_ent_coef)
         self.adv = AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.baseline, cfg.normalize_advantages)
         self.outer = OuterSettings(
@@ -358,7 +357,7 @@ class Trainer:
             d = _select(d, idx, dim)
             r = r.index_select(dim, idx)
             t = d.obs.shape[0]
-            pred = mlp(self.spec, self.value, d.obs.reshape(t, -1, d.obs.shape[-1])).reshape(r.shape)
+            pred = state_value(self.spec, self.value, d.obs.reshape(t, -1, d.obs.shape[-1])).reshape(r.shape)
             losses.append(value_loss(pred, r, d.mask))
         loss = torch.stack(losses).mean()
         self._check(it, "value loss", loss)
@@ -561,6 +560,20 @@ class Trainer:
 MAMLPPO = Trainer
 
 
+def policy_spec(cfg: TrainConfig, env: EnvSpec) -> PolicySpec:
+    """The policy architecture a config asks for, on ``env``."""
+    nvec = env.action_nvec if cfg.head == "factorised" else (env.n_actions,)
+    if cfg.architecture == "mlp":
+        return PolicySpec(env.obs_dim, nvec, tuple(cfg.hidden_sizes), cfg.activation)
+    layout = env.item_layout
+    if layout is None:
+        raise ValueError(
+            f"architecture 'itemwise' needs an env whose action picks one of K items and whose "
+            f"observation has per-item blocks; {env.env_id} has none: use architecture 'mlp'"
+        )
+    return PolicySpec(env.obs_dim, (env.n_actions,), tuple(cfg.hidden_sizes), cfg.activation, *layout)
+
+
 def make_sampler(cfg: TrainConfig, env: EnvSpec, spec: PolicySpec) -> Sampler:
     """The sampler the config asks for: local, or split across Ray actors."""
     if cfg.sampler == "ray":
@@ -582,4 +595,4 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-__all__ = ["MAMLPPO", "WALL_COLUMNS", "Trainer", "TrainingDiverged"]
+__all__ = ["MAMLPPO", "WALL_COLUMNS", "Trainer", "TrainingDiverged", "make_sampler", "policy_spec"]

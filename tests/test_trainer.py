@@ -163,9 +163,9 @@ def test_learned_value_network_trains(tmp_path: Path) -> None:
     for params in (before, after):
         _, returns = rollout_step_data(trainer.spec, roll, pol.advantage, params)
         with torch.no_grad():
-            from meta_rl.policy import mlp
+            from meta_rl.policy import state_value
 
-            pred = mlp(trainer.spec, params, roll.obs.reshape(40, -1, roll.obs.shape[-1])).reshape(
+            pred = state_value(trainer.spec, params, roll.obs.reshape(40, -1, roll.obs.shape[-1])).reshape(
                 roll.obs.shape[:3]
             )
         m = roll.mask

@@ -74,6 +74,8 @@ class SpacedRepetitionDynamics(StudentDynamics):
         "items_never_reviewed",
         "accuracy",
     )
+    # elapsed, times shown, last correct, last wrong per card (see observe()), then time
+    item_obs_blocks = 4
 
     def __init__(
         self,
