@@ -116,6 +116,25 @@ def test_profiles_with_wrong_dimensions(run_dir, tmp_path, capsys) -> None:
     assert rc == 2 and "n_skills=3" in capsys.readouterr().err
 
 
+def test_sb3_cache_with_other_hidden_layers_is_refused(run_dir, tmp_path) -> None:
+    import shutil
+
+    from meta_rl.checkpoint import load_checkpoint, save_checkpoint
+    from meta_rl.evaluation import runner
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    runner._train_sb3(run, ENV_ID, KW, lambda _: None)  # cached (or trained) with the run's layers
+    state = load_checkpoint(run / "checkpoint.pt")
+    state["config"] = {**state["config"], "hidden_sizes": [7]}
+    save_checkpoint(run / "checkpoint.pt", state)
+    with pytest.raises(ValueError, match=r"hidden layers \[64, 64\] but .* asks for \[7\]"):
+        runner._train_sb3(run, ENV_ID, KW, lambda _: None)
+    # an item-wise run compares SB3's default MLP, which SB3 has instead of an item-wise policy
+    assert runner.sb3_hidden_sizes({"architecture": "itemwise", "hidden_sizes": [7]}) == (64, 64)
+    assert runner.sb3_hidden_sizes({"hidden_sizes": [7]}) == (7,)
+
+
 def test_unknown_method_and_missing_run(run_dir, tmp_path, capsys) -> None:
     rc = cli_main(
         ["evaluate", "--checkpoint", str(run_dir), "--methods", "magic", "--out", str(tmp_path / "o")]

@@ -178,7 +178,7 @@ def _train_sb3(run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Calla
     path = run / "baselines" / "sb3_ppo.zip"
     state = load_checkpoint(run / "checkpoint.pt")
     budget, seed = int(state["env_steps"]), int(state["config"]["seed"])
-    hidden = tuple(state["config"]["hidden_sizes"])
+    hidden = sb3_hidden_sizes(state["config"])
     if path.is_file():
         model = PPO.load(path, device="cpu")
         # SB3 rounds the budget up to whole rollouts; anything else is a stale cache
@@ -186,6 +186,12 @@ def _train_sb3(run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Calla
             raise ValueError(
                 f"{path} was trained for {model.num_timesteps} env steps but {run} now has {budget}: "
                 f"delete it to retrain the baseline with the same budget"
+            )
+        cached = tuple(model.policy_kwargs.get("net_arch", ()))
+        if cached != hidden:
+            raise ValueError(
+                f"{path} has hidden layers {list(cached)} but {run} asks for {list(hidden)}: "
+                f"delete it to retrain the baseline"
             )
         return model, int(model.num_timesteps)
     log(f"training sb3_ppo ({budget} env steps, cached in {path}) …")
@@ -196,6 +202,14 @@ def _train_sb3(run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Calla
     model.save(tmp)
     os.replace(tmp, path)  # a crash never leaves a half-written cache
     return model, int(model.num_timesteps)
+
+
+def sb3_hidden_sizes(config: Mapping[str, Any]) -> tuple[int, ...]:
+    """Hidden layers of the SB3 baseline: the run's MLP, or SB3's default (64, 64) when the
+    run uses an item-wise policy, which SB3's ``MlpPolicy`` has no counterpart for."""
+    if config.get("architecture", "mlp") == "mlp":
+        return tuple(int(h) for h in config["hidden_sizes"])
+    return (64, 64)
 
 
 def _population(config: Mapping[str, Any], env_id: str, env_kwargs: Mapping[str, Any]):
