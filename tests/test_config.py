@@ -114,6 +114,21 @@ def test_shipped_skill_graph_config_is_valid() -> None:
     assert set(REQUIRED) <= set(raw)  # the tuned values are spelled out
 
 
+@pytest.mark.parametrize(
+    "env_id", ["MetaTutor/SkillGraph-v0", "MetaTutor/ZPD-v0", "MetaTutor/SpacedRepetition-v0"]
+)
+def test_every_shipped_config_builds_its_policy(env_id: str) -> None:
+    from meta_rl.envspec import EnvSpec
+    from meta_rl.trainer import policy_spec
+
+    cfg = load_config(default_config_path(env_id))
+    assert cfg.env == env_id
+    for privileged in (False, True):
+        spec = policy_spec(cfg, EnvSpec(env_id, cfg.env_kwargs, privileged))
+        # SpacedRepetition's action picks a card: its config uses the item-wise policy
+        assert spec.itemwise == (env_id == "MetaTutor/SpacedRepetition-v0")
+
+
 def test_switching_algorithm_reuses_a_file_of_the_other_algorithm() -> None:
     path = default_config_path("MetaTutor/SkillGraph-v0")
     maml = load_config(path)
