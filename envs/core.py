@@ -88,6 +88,9 @@ class StudentDynamics(ABC):
     #: ``K`` items (``action_nvec == (K,)``), observation columns ``[b·K, (b+1)·K)`` hold
     #: feature ``b`` of items ``0 … K−1`` for ``b < B`` and the rest are global features
     item_obs_blocks: ClassVar[int] = 0
+    #: name (in :meth:`dims`) of the item dimension: privileged profile vectors of that
+    #: dimension describe one item each
+    item_dim: ClassVar[str] = ""
 
     single_observation_space: gym.spaces.Box
     single_action_space: gym.spaces.Discrete

@@ -97,7 +97,7 @@ class EnvSpec:
             col, dims = self.env_obs_dim, self.probe.dims()
             for s in self.probe.profile_cls.FIELDS:
                 width = 1 if s.dim is None else dims[s.dim]
-                if s.dim is not None and width == k:
+                if s.dim is not None and s.dim == self.probe.item_dim:
                     for i in range(k):
                         items[i].append(col + i)
                 else:

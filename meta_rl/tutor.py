@@ -142,6 +142,10 @@ class TutorPolicy:
         env = EnvSpec.from_dict(meta["env"])
         spec = PolicySpec.from_dict(meta["policy"])
         _check_shapes(spec, params)
+        if inner_lrs:
+            _check_shapes(spec, inner_lrs, "Meta-SGD step sizes")
+        if value_params:
+            _check_shapes(spec, value_params, "value-network parameters", out_dim=1)
         profile = None if meta.get("profile") is None else env.coerce([meta["profile"]])[0]
         return cls(
             spec=spec,
@@ -157,8 +161,10 @@ class TutorPolicy:
         )
 
 
-def _check_shapes(spec: PolicySpec, params: Mapping[str, Tensor]) -> None:
-    expected = {k: tuple(v.shape) for k, v in init_params(spec).items()}
+def _check_shapes(
+    spec: PolicySpec, params: Mapping[str, Tensor], what: str = "parameters", out_dim: int | None = None
+) -> None:
+    expected = {k: tuple(v.shape) for k, v in init_params(spec, out_dim=out_dim).items()}
     got = {k: tuple(v.shape) for k, v in params.items()}
     if expected != got:
-        raise ValueError(f"parameters do not match the architecture: expected {expected}, got {got}")
+        raise ValueError(f"{what} do not match the architecture: expected {expected}, got {got}")

@@ -204,4 +204,8 @@ def test_itemwise_training_runs_saves_and_reloads(tmp_path) -> None:
         obs = np.random.default_rng(0).random((6, policy.spec.obs_dim)).astype(np.float32)
         probs = policy.action_probs(obs)
         assert probs.shape == (6, 4)
-        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(probs, trainer.policy().action_probs(obs), rtol=1e-6)
+        assert not np.allclose(probs, 0.25, atol=1e-4)  # trained, not the near-uniform start
+        if baseline == "value_net":
+            for k, v in trainer.value.items():
+                torch.testing.assert_close(policy.value_params[k], v.detach())

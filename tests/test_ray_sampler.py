@@ -98,6 +98,20 @@ def test_one_worker_equals_local_sampler(env_id: str, kw: dict, layout: str) -> 
         assert len(np.unique(local.lengths)) > 1
 
 
+def test_one_worker_equals_local_sampler_with_an_itemwise_policy() -> None:
+    env = EnvSpec("MetaTutor/SpacedRepetition-v0", {"n_items": 5, "horizon": 12, "session_length": 4})
+    spec = PolicySpec(env.obs_dim, env.action_nvec, (8,), "tanh", *env.item_layout)
+    profiles = env.distribution().sample(3, "train", seed=3)
+    per_task = [init_params(spec, torch.Generator().manual_seed(i), out_gain=1.0) for i in range(3)]
+    params = {k: torch.stack([p[k] for p in per_task]) for k in per_task[0]}
+    local = Sampler(env, spec).collect(params, profiles, 2, seed=11)
+    rs = RaySampler(env, spec, num_workers=1)
+    try:
+        _assert_same(rs.collect(params, profiles, 2, seed=11), local)
+    finally:
+        rs.close()
+
+
 def test_two_workers_reproducible_and_same_env_streams() -> None:
     env, spec, profiles, params = _setup(*SG, n_tasks=5)
     rs = RaySampler(env, spec, num_workers=2)

@@ -76,6 +76,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
     )
     # elapsed, times shown, last correct, last wrong per card (see observe()), then time
     item_obs_blocks = 4
+    item_dim = "n_items"
 
     def __init__(
         self,
