@@ -63,6 +63,11 @@ class TrainConfig:
         "item; for envs whose action picks one of K items with per-item observation blocks, e.g. "
         "SpacedRepetition)",
     )
+    item_bias: bool = _f(
+        False,
+        "itemwise only: a learnable logit offset per item, the one item-specific part an inner "
+        "step can adapt (e.g. 'this card is hard for this student')",
+    )
     privileged: bool = _f(False, "append the true, normalised profile to observations (oracle)")
     # sampling
     meta_batch_size: int = _f(20, "tasks (train students) per iteration")
@@ -145,6 +150,8 @@ class TrainConfig:
         _choice("activation", self.activation, ACTIVATIONS)
         _choice("head", self.head, ("factorised", "flat"))
         _choice("architecture", self.architecture, ARCHITECTURES)
+        if self.item_bias and self.architecture != "itemwise":
+            raise ValueError("item_bias needs architecture: itemwise")
         _choice("baseline", self.baseline, BASELINES)
         _choice("inner_objective", self.inner_objective, INNER_OBJECTIVES)
         _choice("select_on", self.select_on, ("post", "pre"))

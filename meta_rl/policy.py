@@ -57,6 +57,9 @@ class PolicySpec:
     item_cols: tuple[tuple[int, ...], ...] = ()
     #: item-wise architecture: observation columns shared by all items
     global_cols: tuple[int, ...] = ()
+    #: item-wise architecture: add a learnable logit offset per item (parameter
+    #: ``item_bias``), the one card-specific part an inner step can adapt
+    item_bias: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_nvec", tuple(int(n) for n in self.action_nvec))
@@ -79,8 +82,8 @@ class PolicySpec:
                 raise ValueError("every item needs the same, non-zero number of feature columns")
             if min(cols) < 0 or max(cols) >= self.obs_dim:
                 raise ValueError(f"item-wise feature columns must lie in [0, {self.obs_dim})")
-        elif self.global_cols:
-            raise ValueError("global_cols is only meaningful with item_cols")
+        elif self.global_cols or self.item_bias:
+            raise ValueError("global_cols and item_bias are only meaningful with item_cols")
 
     @property
     def itemwise(self) -> bool:
@@ -120,6 +123,7 @@ class PolicySpec:
             # absent in checkpoints written before item-wise policies existed
             item_cols=tuple(tuple(row) for row in d.get("item_cols", ())),
             global_cols=tuple(d.get("global_cols", ())),
+            item_bias=bool(d.get("item_bias", False)),
         )
 
 
@@ -136,6 +140,7 @@ def init_params(
     the output size (1 gives a value network with the same body). An item-wise network
     has one output per item (its logit, or its share of the value).
     """
+    policy_head = out_dim is None
     if spec.itemwise:
         if out_dim not in (None, 1):
             raise ValueError(f"an item-wise network has one output per item, not out_dim={out_dim}")
@@ -148,6 +153,8 @@ def init_params(
         torch.nn.init.orthogonal_(w, gain=out_gain if last else math.sqrt(2.0), generator=generator)
         params[f"l{i}.weight"] = w
         params[f"l{i}.bias"] = torch.zeros(n_out, dtype=dtype)
+    if spec.item_bias and policy_head:
+        params["item_bias"] = torch.zeros(spec.n_actions, dtype=dtype)
     return params
 
 
@@ -179,8 +186,10 @@ def _per_item(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Te
     x = torch.cat(parts, dim=-1)
     m = x.shape[-3]
     # items become rows, so batched parameters (T, out, in) still see (T, rows, in)
-    out = _dense(spec, params, x.reshape(*x.shape[:-3], m * k, x.shape[-1]))
-    return out.reshape(*x.shape[:-3], m, k)
+    out = _dense(spec, params, x.reshape(*x.shape[:-3], m * k, x.shape[-1])).reshape(*x.shape[:-3], m, k)
+    if "item_bias" in params:  # (K,), or (T, K) batched over tasks
+        out = out + params["item_bias"].unsqueeze(-2)
+    return out
 
 
 @functools.lru_cache(maxsize=64)

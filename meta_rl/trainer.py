@@ -571,7 +571,14 @@ def policy_spec(cfg: TrainConfig, env: EnvSpec) -> PolicySpec:
             f"architecture 'itemwise' needs an env whose action picks one of K items and whose "
             f"observation has per-item blocks; {env.env_id} has none: use architecture 'mlp'"
         )
-    return PolicySpec(env.obs_dim, (env.n_actions,), tuple(cfg.hidden_sizes), cfg.activation, *layout)
+    return PolicySpec(
+        env.obs_dim,
+        (env.n_actions,),
+        tuple(cfg.hidden_sizes),
+        cfg.activation,
+        *layout,
+        item_bias=cfg.item_bias,
+    )
 
 
 def make_sampler(cfg: TrainConfig, env: EnvSpec, spec: PolicySpec) -> Sampler:

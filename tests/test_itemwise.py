@@ -21,6 +21,14 @@ ITEM = PolicySpec(
     item_cols=tuple((i, K + i) for i in range(K)),
     global_cols=(F * K,),
 )
+ITEM_BIAS = PolicySpec(
+    obs_dim=ITEM.obs_dim,
+    action_nvec=ITEM.action_nvec,
+    hidden_sizes=(6,),
+    item_cols=ITEM.item_cols,
+    global_cols=ITEM.global_cols,
+    item_bias=True,
+)
 SR = "MetaTutor/SpacedRepetition-v0"
 
 
@@ -69,19 +77,22 @@ def test_batched_parameters_equal_one_policy_at_a_time() -> None:
         torch.testing.assert_close(batched[i], mlp(ITEM, tasks[i], obs[i]))
 
 
-def test_second_order_meta_gradient_equals_finite_differences() -> None:
+@pytest.mark.parametrize("spec", [ITEM, ITEM_BIAS], ids=["shared", "with_item_bias"])
+def test_second_order_meta_gradient_equals_finite_differences(spec: PolicySpec) -> None:
     t, e, h = 2, 2, 3
-    theta = _params(0)
+    theta = init_params(spec, torch.Generator().manual_seed(0), torch.float64, out_gain=1.0)
+    if spec.item_bias:  # away from zero, so the offsets matter in every term
+        theta["item_bias"] = torch.linspace(-0.5, 0.5, K, dtype=torch.float64)
     g = torch.Generator().manual_seed(5)
 
     def data(seed_params: dict) -> StepData:
-        obs = torch.rand(t, e, h, ITEM.obs_dim, generator=g, dtype=torch.float64)
+        obs = torch.rand(t, e, h, spec.obs_dim, generator=g, dtype=torch.float64)
         actions = torch.randint(0, K, (t, e, h), generator=g)
         adv = torch.randn(t, e, h, generator=g, dtype=torch.float64)
         mask = torch.ones(t, e, h, dtype=torch.bool)
         with torch.no_grad():
-            logits = policy_logits(ITEM, seed_params, obs)
-        return StepData(obs, actions, adv, mask, log_prob(ITEM, logits, actions), logits)
+            logits = policy_logits(spec, seed_params, obs)
+        return StepData(obs, actions, adv, mask, log_prob(spec, logits, actions), logits)
 
     inner = InnerUpdate(lr=0.7, objective="lvc", ent_coef=0.05)
     pre = data(theta)
@@ -94,7 +105,7 @@ def test_second_order_meta_gradient_equals_finite_differences() -> None:
         for k in names:
             params[k] = vec[i : i + theta[k].numel()].reshape(theta[k].shape)
             i += theta[k].numel()
-        return meta_loss(ITEM, params, inner.lr, inner, [pre], outer_data, outer)[0]
+        return meta_loss(spec, params, inner.lr, inner, [pre], outer_data, outer)[0]
 
     x = torch.cat([theta[k].reshape(-1) for k in names]).requires_grad_(True)
     (grad,) = torch.autograd.grad(f(x), x)
@@ -105,12 +116,36 @@ def test_second_order_meta_gradient_equals_finite_differences() -> None:
         fd[i] = (f(x.detach() + step) - f(x.detach() - step)) / 2e-6
     assert float((grad - fd).norm() / fd.norm()) < 1e-4
     # adaptation really moves the parameters (the gradient is not just the outer one)
-    adapted = adapt_params(ITEM, theta, [pre], inner.lr, inner, first_order=True)
+    adapted = adapt_params(spec, theta, [pre], inner.lr, inner, first_order=True)
     assert float((adapted["l0.weight"] - theta["l0.weight"]).abs().max()) > 1e-4
+
+
+def test_item_bias_is_a_per_item_logit_offset_adapted_per_task() -> None:
+    theta = init_params(ITEM_BIAS, torch.Generator().manual_seed(0), torch.float64)
+    assert torch.equal(theta["item_bias"], torch.zeros(K, dtype=torch.float64))
+    assert "item_bias" not in init_params(ITEM_BIAS, out_dim=1)  # the value network has none
+    theta["item_bias"] = torch.arange(K, dtype=torch.float64)
+    shared = {k: v for k, v in theta.items() if k != "item_bias"}
+    obs = torch.rand(4, ITEM.obs_dim, dtype=torch.float64)
+    torch.testing.assert_close(
+        mlp(ITEM_BIAS, theta, obs) - mlp(ITEM, shared, obs), theta["item_bias"].expand(4, K)
+    )
+    # batched over tasks: each task its own offsets
+    stacked = {k: torch.stack([v, v + 1.0]) for k, v in theta.items()}
+    obs2 = torch.rand(2, 3, ITEM.obs_dim, dtype=torch.float64)
+    for i in range(2):
+        torch.testing.assert_close(
+            mlp(ITEM_BIAS, stacked, obs2)[i], mlp(ITEM_BIAS, {k: v[i] for k, v in stacked.items()}, obs2[i])
+        )
+    with pytest.raises(ValueError, match="only meaningful with item_cols"):
+        PolicySpec(obs_dim=3, action_nvec=(3,), item_bias=True)
+    with pytest.raises(ValueError, match="item_bias needs architecture: itemwise"):
+        MAMLPPOConfig(item_bias=True)
 
 
 def test_spec_round_trips_and_old_specs_load_as_mlp() -> None:
     assert PolicySpec.from_dict(ITEM.to_dict()) == ITEM
+    assert PolicySpec.from_dict(ITEM_BIAS.to_dict()) == ITEM_BIAS
     old = {"obs_dim": 5, "action_nvec": [3], "hidden_sizes": [8], "activation": "tanh"}
     assert not PolicySpec.from_dict(old).itemwise
 
@@ -194,11 +229,12 @@ def test_itemwise_training_runs_saves_and_reloads(tmp_path) -> None:
         "n_iterations": 2,
         "tensorboard": False,
     }
-    for algo, baseline in (("maml_ppo", "linear"), ("ppo", "value_net")):
+    for algo, baseline, bias in (("maml_ppo", "linear", True), ("ppo", "value_net", False)):
         out = tmp_path / algo
-        trainer = Trainer(make_config({**tiny, "algo": algo, "baseline": baseline}), out, progress=False)
+        cfg = make_config({**tiny, "algo": algo, "baseline": baseline, "item_bias": bias})
+        trainer = Trainer(cfg, out, progress=False)
         trainer.train()
-        assert trainer.spec.itemwise
+        assert trainer.spec.itemwise and trainer.spec.item_bias == bias
         policy = load_policy(out / "checkpoint.pt")
         assert policy.spec == trainer.spec
         obs = np.random.default_rng(0).random((6, policy.spec.obs_dim)).astype(np.float32)
