@@ -62,6 +62,19 @@ def _assert_same(a: Rollouts, b: Rollouts) -> None:
         np.testing.assert_array_equal(a.metrics[k], b.metrics[k])
 
 
+def _one_worker_equals_local(
+    env: EnvSpec, spec: PolicySpec, params, profiles, episodes: int, seed: int
+) -> Rollouts:
+    """Collect with one Ray worker and locally; assert they are equal; return the local rollouts."""
+    local = Sampler(env, spec).collect(params, profiles, episodes, seed=seed)
+    rs = RaySampler(env, spec, num_workers=1)
+    try:
+        _assert_same(rs.collect(params, profiles, episodes, seed=seed), local)
+    finally:
+        rs.close()
+    return local
+
+
 def _rows(run: Path) -> list[dict[str, str]]:
     with open(run / "metrics.csv", newline="") as f:
         return [{k: v for k, v in r.items() if k not in WALL_COLUMNS} for r in csv.DictReader(f)]
@@ -88,12 +101,7 @@ def test_one_worker_equals_local_sampler(env_id: str, kw: dict, layout: str) -> 
         params = {k: v[0].unsqueeze(0).expand(5, *v.shape[1:]) for k, v in params.items()}
     elif layout == "shared":  # unbatched, as in a pooled PPO iteration
         params = {k: v[0] for k, v in params.items()}
-    local = Sampler(env, spec).collect(params, profiles, 4, seed=4096)
-    rs = RaySampler(env, spec, num_workers=1)
-    try:
-        _assert_same(rs.collect(params, profiles, 4, seed=4096), local)
-    finally:
-        rs.close()
+    local = _one_worker_equals_local(env, spec, params, profiles, 4, seed=4096)
     if env_id == ZPD[0]:  # early quits: episodes of different lengths survived the trip
         assert len(np.unique(local.lengths)) > 1
 
@@ -104,12 +112,7 @@ def test_one_worker_equals_local_sampler_with_an_itemwise_policy() -> None:
     profiles = env.distribution().sample(3, "train", seed=3)
     per_task = [init_params(spec, torch.Generator().manual_seed(i), out_gain=1.0) for i in range(3)]
     params = {k: torch.stack([p[k] for p in per_task]) for k in per_task[0]}
-    local = Sampler(env, spec).collect(params, profiles, 2, seed=11)
-    rs = RaySampler(env, spec, num_workers=1)
-    try:
-        _assert_same(rs.collect(params, profiles, 2, seed=11), local)
-    finally:
-        rs.close()
+    _one_worker_equals_local(env, spec, params, profiles, 2, seed=11)
 
 
 def test_two_workers_reproducible_and_same_env_streams() -> None:
