@@ -82,6 +82,10 @@ class PolicySpec:
                 raise ValueError("every item needs the same, non-zero number of feature columns")
             if min(cols) < 0 or max(cols) >= self.obs_dim:
                 raise ValueError(f"item-wise feature columns must lie in [0, {self.obs_dim})")
+            if len(set(cols)) != len(cols):
+                raise ValueError(
+                    "an observation column may describe one item or be global, not both or twice"
+                )
         elif self.global_cols or self.item_bias:
             raise ValueError("global_cols and item_bias are only meaningful with item_cols")
 

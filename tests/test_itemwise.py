@@ -158,6 +158,8 @@ def test_spec_round_trips_and_old_specs_load_as_mlp() -> None:
         ({"item_cols": ((0, 5), (1,), (2, 7), (3, 8), (4, 9))}, "same, non-zero number"),
         ({"item_cols": tuple((i, 20 + i) for i in range(K))}, "must lie in"),
         ({"item_cols": (), "global_cols": (1,)}, "only meaningful"),
+        ({"global_cols": (0,)}, "not both or twice"),
+        ({"item_cols": ((0, 5), (0, 6), (2, 7), (3, 8), (4, 9))}, "not both or twice"),
     ],
 )
 def test_invalid_item_layouts_are_rejected(kwargs: dict, match: str) -> None:
