@@ -22,7 +22,7 @@ import numpy as np
 
 import envs
 from envs.core import StudentDynamics, StudentVectorEnv
-from envs.profiles import ProfileDistribution, StudentProfile
+from envs.profiles import FieldSpec, ProfileDistribution, StudentProfile
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,9 @@ class EnvSpec:
         items = [[b * k + i for b in range(blocks)] for i in range(k)]
         shared = list(range(blocks * k, self.env_obs_dim))
         if self.privileged:
-            col, dims = self.env_obs_dim, self.probe.dims()
-            for s in self.probe.profile_cls.FIELDS:
-                width = 1 if s.dim is None else dims[s.dim]
-                if s.dim is not None and s.dim == self.probe.item_dim:
+            col = self.env_obs_dim
+            for s, width in self._field_widths():
+                if s.dim == self.probe.item_dim:
                     for i in range(k):
                         items[i].append(col + i)
                 else:
@@ -108,8 +107,12 @@ class EnvSpec:
     # ------------------------------------------------------- profile features
     @property
     def profile_dim(self) -> int:
+        return sum(width for _, width in self._field_widths())
+
+    def _field_widths(self) -> list[tuple[FieldSpec, int]]:
+        """Each profile field with its number of feature columns, in feature order."""
         dims = self.probe.dims()
-        return sum(1 if s.dim is None else dims[s.dim] for s in self.probe.profile_cls.FIELDS)
+        return [(s, 1 if s.dim is None else dims[s.dim]) for s in self.probe.profile_cls.FIELDS]
 
     def profile_features(self, profiles: Sequence[StudentProfile]) -> np.ndarray:
         """``(len(profiles), profile_dim)`` float32 features in [0, 1] (module docstring)."""

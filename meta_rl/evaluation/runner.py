@@ -209,7 +209,7 @@ def sb3_hidden_sizes(config: Mapping[str, Any]) -> tuple[int, ...]:
     run uses an item-wise policy, which SB3's ``MlpPolicy`` has no counterpart for."""
     if config.get("architecture", "mlp") == "mlp":
         return tuple(int(h) for h in config["hidden_sizes"])
-    return (64, 64)
+    return sb3_baseline.SB3_DEFAULT_HIDDEN
 
 
 def _population(config: Mapping[str, Any], env_id: str, env_kwargs: Mapping[str, Any]):

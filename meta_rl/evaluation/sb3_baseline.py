@@ -26,6 +26,9 @@ from meta_rl.adaptation import _seeds as adaptation_seeds
 from meta_rl.envspec import EnvSpec
 from meta_rl.evaluation.episodes import make_task_env, per_task_mean, run_episodes
 
+#: SB3's own default MlpPolicy hidden layers
+SB3_DEFAULT_HIDDEN = (64, 64)
+
 
 def _horizon(env_id: str, env_kwargs: Mapping[str, Any]) -> int:
     return EnvSpec(env_id, env_kwargs).horizon
@@ -37,7 +40,7 @@ def train_pooled(
     total_steps: int,
     seed: int,
     n_envs: int = 64,
-    hidden: Sequence[int] = (64, 64),
+    hidden: Sequence[int] = SB3_DEFAULT_HIDDEN,
     learning_rate: float = 3e-4,
     n_epochs: int = 10,
     population: ProfileDistribution | None = None,
