@@ -19,9 +19,14 @@ Family-specific tutors live in ``envs/<family>/tutors.py`` and register in
 :data:`TUTORS` under their env id.
 
 *Privileged* tutors (``Tutor.privileged``, listed by :func:`privileged_tutor_names`)
-break the first rule on purpose: they read the true profile and the hidden state of
-the students from ``self.dynamics``. They are upper bounds for evaluation (reported
-as oracles), not deployable tutors. Each family's ``planner`` is one.
+break the first rule on purpose: they read the true profile of the students from
+``self.dynamics``. They are upper references for evaluation (reported as oracles), not
+deployable tutors. Each family's ``planner`` is one. Most also read the hidden state,
+which is harmless where the profile and the observations determine it (ZPD-v0,
+SpacedRepetition-v0: no hidden randomness). Where they do not (SkillGraph-v0's sampled
+mastery), the tutor is *omniscient* (``Tutor.omniscient``, :func:`omniscient_tutor_names`):
+it knows more than any tutor could infer even with the true profile, so evaluation
+reports it apart (kind ``"omniscient"``) and does not use it as the oracle reference.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ class Tutor(ABC):
     #: deployable tutors. They act on the env's current students, so ``act`` must get
     #: the observations of every student of the env, in order.
     privileged: bool = False
+    #: True for privileged tutors that also read hidden state which the profile and the
+    #: observations do not determine (e.g. a sampled mastery): bounds beyond any tutor
+    #: that only knows who the student is.
+    omniscient: bool = False
 
     def __init__(self, env: gym.Env | gym.vector.VectorEnv, seed: int | None = 0) -> None:
         self.dynamics = _dynamics(env)
@@ -137,18 +146,30 @@ def tutor_names(env_id: str) -> list[str]:
     return [*GENERIC_TUTORS, *TUTORS.get(env_id, {})]
 
 
-def is_privileged(factory: TutorFactory) -> bool:
-    """Whether a registered factory builds a privileged tutor (a class, or a partial of one)."""
+def _flag(factory: TutorFactory, attr: str) -> bool:
     while isinstance(factory, functools.partial):
         factory = factory.func
-    return bool(getattr(factory, "privileged", False))
+    return bool(getattr(factory, attr, False))
+
+
+def is_privileged(factory: TutorFactory) -> bool:
+    """Whether a registered factory builds a privileged tutor (a class, or a partial of one)."""
+    return _flag(factory, "privileged")
 
 
 def privileged_tutor_names(env_id: str) -> list[str]:
-    """Names of the privileged tutors (upper bounds that read the hidden state) of ``env_id``."""
+    """Names of the privileged tutors (upper references that read the true profile) of ``env_id``."""
     _load_family_tutors(env_id)
     options = {**GENERIC_TUTORS, **TUTORS.get(env_id, {})}
     return [name for name, factory in options.items() if is_privileged(factory)]
+
+
+def omniscient_tutor_names(env_id: str) -> list[str]:
+    """Names of the privileged tutors of ``env_id`` that also read hidden state the profile and
+    the observations do not determine."""
+    _load_family_tutors(env_id)
+    options = {**GENERIC_TUTORS, **TUTORS.get(env_id, {})}
+    return [name for name, f in options.items() if _flag(f, "privileged") and _flag(f, "omniscient")]
 
 
 def make_tutor(name: str, env: Any, seed: int | None = 0, **kwargs: Any) -> Tutor:

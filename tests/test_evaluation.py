@@ -46,13 +46,15 @@ def test_evaluate_end_to_end(run_dir, tmp_path, capsys) -> None:
         assert key in res
     assert res["env_id"] == ENV_ID and res["n_profiles"] == 8 and res["adapt_steps"] == 2
     expected = {"maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle", "random", "round_robin",
-                "mastery_threshold", "mastery_threshold_rr", "planner"}  # fmt: skip
+                "mastery_threshold", "mastery_threshold_rr", "planner", "belief_planner"}  # fmt: skip
     assert set(res["methods"]) == expected
     kinds = {name: m["kind"] for name, m in res["methods"].items()}
-    assert kinds["planner"] == kinds["oracle"] == "oracle" and kinds["mastery_threshold"] == "heuristic"
+    assert kinds["belief_planner"] == kinds["oracle"] == "oracle"
+    assert kinds["mastery_threshold"] == "heuristic"
+    assert kinds["planner"] == "omniscient"  # it sees the sampled mastery: never the reference
     assert kinds["maml_ppo"] == "adaptive"
-    # the fractions use ONE oracle: the strongest at the last step (here the planner)
-    last = {name: res["methods"][name]["mean"][-1] for name in ("planner", "oracle")}
+    # the fractions use ONE oracle: the strongest of kind oracle at the last step
+    last = {name: res["methods"][name]["mean"][-1] for name in ("belief_planner", "oracle")}
     strongest = max(last, key=last.get)
     assert res["oracle_method"] == strongest
     ref, rand = np.asarray(res["methods"][strongest]["mean"]), np.asarray(res["methods"]["random"]["mean"])
@@ -78,7 +80,8 @@ def test_evaluate_end_to_end(run_dir, tmp_path, capsys) -> None:
     summary = (out / "summary.md").read_text()
     assert "| maml_ppo |" in summary and "Paired differences" in summary
     assert f"are relative to `{strongest}` (kind oracle" in summary and "the strongest oracle" in summary
-    assert "| planner | oracle |" in summary
+    assert "| belief_planner | oracle |" in summary and "| planner | omniscient |" in summary
+    assert "`planner` (kind omniscient) also see hidden state" in summary
     assert (out / "adaptation_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # baselines are cached in the run directory
@@ -145,17 +148,30 @@ def test_unknown_method_and_missing_run(run_dir, tmp_path, capsys) -> None:
 
 
 def test_planner_alone(run_dir, tmp_path, capsys) -> None:
-    """``--methods planner`` is valid (every env here has one) and trains no baseline."""
+    """``--methods belief_planner planner random`` is valid and trains no baseline; the reference
+    is the belief planner even though the omniscient planner is stronger."""
     out = tmp_path / "eval"
     rc = cli_main([
         "evaluate", "--checkpoint", str(run_dir), "--n", "4", "--adapt-steps", "1", "--eval-episodes", "2",
-        "--methods", "planner", "random", "--out", str(out),
+        "--methods", "belief_planner", "planner", "random", "--out", str(out),
     ])  # fmt: skip
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
-    assert set(res["methods"]) == {"planner", "random"} and res["methods"]["planner"]["kind"] == "oracle"
-    assert res["oracle_method"] == "planner" and res["methods"]["random"]["gap_closed"] == [0.0, 0.0]
-    assert "privileged planner" in capsys.readouterr().out
+    assert set(res["methods"]) == {"belief_planner", "planner", "random"}
+    assert res["methods"]["belief_planner"]["kind"] == "oracle"
+    assert res["oracle_method"] == "belief_planner" and res["methods"]["random"]["gap_closed"] == [0.0, 0.0]
+    printed = capsys.readouterr().out
+    assert "privileged belief_planner" in printed and "privileged planner" in printed
+    # the omniscient planner alone: no reference oracle, and the summary says why
+    rc = cli_main([
+        "evaluate", "--checkpoint", str(run_dir), "--n", "4", "--adapt-steps", "1", "--eval-episodes", "2",
+        "--methods", "planner", "random", "--out", str(tmp_path / "alone"),
+    ])  # fmt: skip
+    assert rc == 0
+    res = json.loads((tmp_path / "alone" / "results.json").read_text())
+    assert res["oracle_method"] is None and "fraction_of_oracle" not in res["methods"]["planner"]
+    summary = (tmp_path / "alone" / "summary.md").read_text()
+    assert "No oracle was evaluated" in summary and "`planner` (kind omniscient)" in summary
 
 
 def test_reference_oracle_is_the_strongest() -> None:

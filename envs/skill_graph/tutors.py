@@ -14,7 +14,9 @@ observations are used; the tutor knows the course (skills, content types, graph)
 never the student.
 
 :class:`PlannerTutor` is privileged: it reads the hidden mastery and the profile, as an
-upper bound for evaluation.
+upper bound for evaluation. :class:`BeliefPlannerTutor` reads only the profile: it
+tracks the hidden mastery with an exact Bayes filter (:mod:`envs.skill_graph.belief`), as
+a tutor who knew the student's parameters could.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from envs.skill_graph.belief import MasteryFilter
 from envs.skill_graph.dynamics import topological_order
 from envs.tutors import Tutor, register_tutor
 
 ENV_ID = "MetaTutor/SkillGraph-v0"
+#: what the belief planner's filter reads of the profile each step (``prior`` at resets)
+PROFILE_FIELDS = ("learn", "content_affinity", "slip", "guess", "forget")
 
 
 class MasteryThresholdTutor(Tutor):
@@ -144,10 +149,15 @@ class PlannerTutor(Tutor):
     Evaluation setting (4 skills in a chain, 3 content types, horizon 30), 80 students ×
     10 episodes, skills gained: ``test`` 3.39 (best heuristic ``mastery_threshold``
     1.39), ``ood`` 1.65 (0.17).
+
+    It is *omniscient* (``Tutor.omniscient``): mastery is sampled, so no tutor can know it
+    even with the true profile (:class:`BeliefPlannerTutor` is the planner that does not);
+    evaluation shows it but never takes it as the oracle reference.
     """
 
     name = "planner"
     privileged = True
+    omniscient = True
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
         d = self.dynamics
@@ -164,6 +174,57 @@ class PlannerTutor(Tutor):
         return np.where(teach, skill, 0) * (c + 1) + mode
 
 
+class BeliefPlannerTutor(Tutor):
+    """Privileged planner that knows the student's profile but not their mastery: the
+    issue's "planner with the true profile", an upper reference for what a tutor can
+    reach once it has identified the student.
+
+    It keeps the exact posterior over the joint mastery (:class:`MasteryFilter`, from
+    its own actions and the quiz answers in the observation) and, per step, teaches the
+    skill and content of largest expected gain of mastered skills in the step,
+    ``learn_k · max_j content_affinity_j · E[g_k(M) · 1{M_k = 0}] + forget · P(M_k = 1)``
+    (the second term: practising a mastered skill keeps it from being forgotten; ties:
+    the lower index), with the content type the student learns best from. A quiz teaches
+    nothing and protects no more than teaching, so it never quizzes: it looks one step
+    ahead and does not value information. It reads ``learn``, ``content_affinity``,
+    ``slip``, ``guess``, ``forget`` and ``prior`` from the env's dynamics, never the
+    mastery.
+    """
+
+    name = "belief_planner"
+    privileged = True
+
+    def __init__(self, env: Any, seed: int | None = 0) -> None:
+        super().__init__(env, seed)
+        d = self.dynamics
+        self.k, self.c = d.n_skills, d.n_content
+        self.filter = MasteryFilter(d.prereq, d.prereq_penalty, d.n_content)
+
+    def _init_memory(self, n: int) -> None:
+        self.belief = np.zeros((n, self.filter.n_states))
+        self.last_action = np.full(n, -1, dtype=np.int64)
+
+    def _start_episode(self, idx: np.ndarray) -> None:
+        self.belief[idx] = self.filter.initial(self.dynamics.p["prior"][idx])
+        self.last_action[idx] = -1
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        p = self.dynamics.p
+        rows = np.flatnonzero(self.last_action >= 0)
+        if len(rows):
+            skill, mode = np.divmod(self.last_action[rows], self.c + 1)
+            correct = obs[rows, 3 * self.k + skill] > 0.5
+            profile = {name: p[name][rows] for name in PROFILE_FIELDS}
+            self.belief[rows] = self.filter.update(self.belief[rows], skill, mode, correct, profile)
+        affinity = p["content_affinity"]
+        best_affinity = affinity.max(axis=1, keepdims=True)
+        learn_now = self.filter.expected_learning(self.belief) * p["learn"] * best_affinity
+        value = learn_now + p["forget"][:, None] * self.filter.marginals(self.belief)
+        action = value.argmax(axis=1) * (self.c + 1) + affinity.argmax(axis=1)
+        self.last_action = action.astype(np.int64)
+        return action
+
+
 register_tutor(ENV_ID, "mastery_threshold", MasteryThresholdTutor)
 register_tutor(
     ENV_ID,
@@ -171,3 +232,4 @@ register_tutor(
     lambda env, seed=0, **kw: MasteryThresholdTutor(env, seed=seed, content="round_robin", **kw),
 )
 register_tutor(ENV_ID, "planner", PlannerTutor)
+register_tutor(ENV_ID, "belief_planner", BeliefPlannerTutor)

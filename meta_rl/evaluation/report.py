@@ -17,6 +17,9 @@ Schema of ``results.json``::
 ONE reference oracle, ``oracle_method``: by default the strongest method of kind
 ``"oracle"`` (largest mean return at the last step; e.g. the privileged PPO ``oracle`` or
 a privileged ``planner``), ``null`` (and no fractions) when no oracle was evaluated.
+Methods of kind ``"omniscient"`` (they also see hidden state that no tutor could infer
+even knowing the profile) are reported, with their fractions, but are never the default
+reference.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 from envs.profiles import SPLITS
 from meta_rl.evaluation.stats import Interval, mean_ci, paired_difference_ci
 
-KINDS = ("adaptive", "heuristic", "oracle")
+KINDS = ("adaptive", "heuristic", "oracle", "omniscient")
 
 
 @dataclass
@@ -252,8 +255,15 @@ def _oracle_sentence(results: Mapping[str, Any]) -> str:
     """Which oracle the fractions and gaps refer to (``oracle_method`` of ``results``)."""
     name = results.get("oracle_method")
     oracle = results["methods"].get(name) if name is not None else None
+    omniscient = sorted(n for n, m in results["methods"].items() if m["kind"] == "omniscient" and n != name)
+    apart = (
+        f" {', '.join(f'`{n}`' for n in omniscient)} (kind omniscient) also see hidden state that "
+        "no tutor could infer even knowing the profile: shown, never the reference."
+        if omniscient
+        else ""
+    )
     if oracle is None:
-        return "No oracle was evaluated: no fraction of the oracle or gap closed."
+        return "No oracle was evaluated: no fraction of the oracle or gap closed." + apart
     k_max = results["adapt_steps"]
     others = sorted(n for n, m in results["methods"].items() if m["kind"] == "oracle" and n != name)
     also = f"; other oracles: {', '.join(f'`{n}`' for n in others)}" if others else ""
@@ -261,7 +271,7 @@ def _oracle_sentence(results: Mapping[str, Any]) -> str:
     return (
         f"Fraction of the oracle and gap closed (from `{results['random_method']}` to the oracle) "
         f"are relative to `{name}` (kind {oracle['kind']}, mean return "
-        f"{_fmt(oracle['mean'][-1], None, None)} at k = {k_max}{strongest}{also})."
+        f"{_fmt(oracle['mean'][-1], None, None)} at k = {k_max}{strongest}{also})." + apart
     )
 
 
@@ -298,7 +308,7 @@ def plot_adaptation(results: Mapping[str, Any], path: str | Path) -> None:
         mean = np.array(m["mean"], dtype=float)
         lo = np.array([np.nan if x is None else x for x in m["ci_low"]], dtype=float)
         hi = np.array([np.nan if x is None else x for x in m["ci_high"]], dtype=float)
-        style = {"heuristic": "--", "oracle": ":"}.get(m["kind"], "-")
+        style = {"heuristic": "--", "oracle": ":", "omniscient": "-."}.get(m["kind"], "-")
         (line,) = ax.plot(steps, mean, style, marker="o" if m["kind"] == "adaptive" else None, label=name)
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
     ax.set_xlabel("adaptation steps with the student")

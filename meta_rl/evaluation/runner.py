@@ -17,11 +17,14 @@ Methods (``METHODS``):
 * ``oracle`` — our PPO trained with the true profile appended to its observation
   (privileged information no real tutor has): an upper bound, not adapted;
 * every tutor of the env (``envs.tutors``; they do not learn: the same numbers at every
-  step): the heuristics, and the privileged ones (``planner``, which plans with the true
-  profile and hidden state; kind ``"oracle"``, like ``oracle``).
+  step): the heuristics, and the privileged ones (``planner``, ``belief_planner``), which
+  plan with the true profile: kind ``"oracle"`` like ``oracle``, or ``"omniscient"`` for
+  those that also read hidden state the profile and the answers do not determine
+  (SkillGraph's ``planner`` sees the sampled mastery; ``belief_planner`` infers it).
 
 The report's fraction of the oracle and gap closed use one reference: the strongest
-method of kind ``"oracle"`` (``oracle_method`` in ``results.json``).
+method of kind ``"oracle"`` (``oracle_method`` in ``results.json``) – a tutor that knows
+who the student is, not one that also sees what no tutor can observe.
 
 Baselines are trained once per meta-training run (same seed) and cached in
 ``RUN_DIR/baselines/``. With several runs (training seeds) each student's numbers are
@@ -46,7 +49,7 @@ import numpy as np
 import torch
 
 import envs
-from envs.tutors import privileged_tutor_names, tutor_names
+from envs.tutors import omniscient_tutor_names, privileged_tutor_names, tutor_names
 from meta_rl.adaptation import adaptation_curve
 from meta_rl.checkpoint import load_checkpoint, load_policy
 from meta_rl.config import ALGORITHMS, PPOConfig
@@ -92,10 +95,14 @@ def available_methods(env_id: str) -> list[str]:
 
 
 def method_kind(env_id: str, name: str) -> str:
-    """``"oracle"`` (privileged: the PPO oracle, privileged tutors such as ``planner``),
-    ``"adaptive"`` (the other learned methods) or ``"heuristic"``."""
-    if name == "oracle" or (name not in LEARNED and name in privileged_tutor_names(env_id)):
+    """``"oracle"`` (knows the true profile: the PPO oracle, privileged tutors such as
+    ``planner``), ``"omniscient"`` (privileged tutors that also read hidden state the profile
+    does not determine, e.g. SkillGraph's ``planner``), ``"adaptive"`` (the other learned
+    methods) or ``"heuristic"``."""
+    if name == "oracle":
         return "oracle"
+    if name not in LEARNED and name in privileged_tutor_names(env_id):
+        return "omniscient" if name in omniscient_tutor_names(env_id) else "oracle"
     return "adaptive" if name in LEARNED else "heuristic"
 
 
@@ -368,7 +375,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
             {m: np.repeat(v[:, None], k + 1, axis=1) for m, v in met.items()},
         )
         info["seconds"][name] = time.time() - t0
-        label = "privileged" if method_kind(env_id, name) == "oracle" else "heuristic"
+        label = "heuristic" if method_kind(env_id, name) == "heuristic" else "privileged"
         s.log(f"{label} {name:<22} return {ret.mean():.3f}")
 
     curves = []
