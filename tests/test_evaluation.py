@@ -81,7 +81,7 @@ def test_evaluate_end_to_end(run_dir, tmp_path, capsys) -> None:
     assert "| maml_ppo |" in summary and "Paired differences" in summary
     assert f"are relative to `{strongest}` (kind oracle" in summary and "the strongest oracle" in summary
     assert "| belief_planner | oracle |" in summary and "| planner | omniscient |" in summary
-    assert "`planner` (kind omniscient) also see hidden state" in summary
+    assert "`planner` (kind omniscient) sees hidden state" in summary
     assert (out / "adaptation_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # baselines are cached in the run directory

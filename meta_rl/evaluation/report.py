@@ -257,8 +257,9 @@ def _oracle_sentence(results: Mapping[str, Any]) -> str:
     oracle = results["methods"].get(name) if name is not None else None
     omniscient = sorted(n for n, m in results["methods"].items() if m["kind"] == "omniscient" and n != name)
     apart = (
-        f" {', '.join(f'`{n}`' for n in omniscient)} (kind omniscient) also see hidden state that "
-        "no tutor could infer even knowing the profile: shown, never the reference."
+        f" {', '.join(f'`{n}`' for n in omniscient)} (kind omniscient) "
+        f"{'sees' if len(omniscient) == 1 else 'see'} hidden state that no tutor could infer even "
+        "knowing the profile: shown, never the reference."
         if omniscient
         else ""
     )
