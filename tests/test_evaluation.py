@@ -267,3 +267,71 @@ def test_sb3_fine_tuning_and_evaluation_use_disjoint_common_seeds(monkeypatch) -
     s = _seeds(5, 2)
     assert eval_seeds == [s[0]] + [s[2 * k] + i * 2 for i in range(3) for k in (1, 2)]
     assert adapt_seeds == [s[1] + i * 3 for i in range(3)]
+
+
+def test_recurrent_policy_carries_its_lstm_state_through_an_episode() -> None:
+    """``_act`` threads RecurrentPPO's LSTM state: episode start on the first call only, the
+    state returned by one call fed to the next (same actions as a hand-written loop)."""
+    import torch
+
+    pytest.importorskip("sb3_contrib")
+    from meta_rl.evaluation import sb3_baseline
+
+    model = sb3_baseline.train_pooled(ENV_ID, KW, 128, seed=0, n_envs=4, hidden=(16, 16), recurrent=True)
+    assert type(model).__name__ == "RecurrentPPO" and sb3_baseline.is_recurrent(model)
+    assert model.policy.lstm_actor.hidden_size == 16
+    with torch.no_grad():  # large random weights: the actions depend strongly on the LSTM state
+        gen = torch.Generator().manual_seed(0)
+        for p in model.policy.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    obs = np.random.default_rng(0).random((6, 5, model.observation_space.shape[0])).astype(np.float32)
+    torch.manual_seed(3)
+    act = sb3_baseline._act(model)
+    ours = [act(o) for o in obs]
+    torch.manual_seed(3)
+    state, start, ref = None, np.ones(5, dtype=bool), []
+    for o in obs:
+        a, state = model.predict(o, state=state, episode_start=start, deterministic=False)
+        start = np.zeros(5, dtype=bool)
+        ref.append(a)
+    np.testing.assert_array_equal(np.stack(ours), np.stack(ref))
+    # the memory matters: a policy restarted at every step acts otherwise
+    torch.manual_seed(3)
+    restarted = [model.predict(o, episode_start=np.ones(5, dtype=bool), deterministic=False)[0] for o in obs]
+    assert not np.array_equal(np.stack(restarted), np.stack(ref))
+
+
+def test_recurrent_ppo_is_evaluated_only_when_asked(run_dir, tmp_path) -> None:
+    pytest.importorskip("sb3_contrib")
+    import shutil
+
+    from meta_rl.evaluation import runner, sb3_baseline
+
+    assert "recurrent_ppo" in runner.available_methods(ENV_ID)
+    assert "recurrent_ppo" not in runner.default_methods(ENV_ID)
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    out = tmp_path / "eval"
+    rc = cli_main([
+        "evaluate", "--checkpoint", str(run), "--n", "4", "--adapt-steps", "1", "--eval-episodes", "2",
+        "--rollouts-per-step", "2", "--val-profiles", "2", "--methods", "recurrent_ppo", "random",
+        "--out", str(out),
+    ])  # fmt: skip
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["methods"]["recurrent_ppo"]["kind"] == "adaptive"
+    assert np.asarray(res["methods"]["recurrent_ppo"]["per_profile"]).shape == (4, 2)
+    cached = run / "baselines" / "recurrent_ppo.zip"
+    assert cached.is_file()
+    model, budget = runner._train_sb3(run, ENV_ID, KW, lambda _: None, "recurrent_ppo")  # from the cache
+    assert sb3_baseline.is_recurrent(model) and budget == res["details"]["env_steps"]["recurrent_ppo"][0] > 0
+
+
+def test_recurrent_ppo_without_sb3_contrib_says_how_to_install(monkeypatch) -> None:
+    import sys
+
+    from meta_rl.evaluation import sb3_baseline
+
+    monkeypatch.setitem(sys.modules, "sb3_contrib", None)  # makes `import sb3_contrib` fail
+    with pytest.raises(ImportError, match=r"pip install 'meta-tutor\[contrib\]'"):
+        sb3_baseline.algorithm(recurrent=True)

@@ -51,7 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=2,
         help="processes that train missing baselines in parallel (default: 2)",
     )
-    p.add_argument("--methods", nargs="+", default=None, help="subset of methods (default: all)")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help="methods to evaluate (default: all but the optional recurrent_ppo)",
+    )
     p.add_argument("--out", required=True, help="output directory")
 
 

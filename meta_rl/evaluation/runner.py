@@ -14,6 +14,10 @@ Methods (``METHODS``):
 * ``scratch_ppo`` — a randomly initialised policy, same update (step size chosen on ``val``);
 * ``sb3_ppo`` — stable-baselines3 PPO on the pooled population with the same budget,
   fine-tuned per student with SB3 on the same rollouts per step;
+* ``recurrent_ppo`` (only when asked for: ``--methods``) — sb3-contrib's ``RecurrentPPO``
+  (LSTM policy) on the pooled population with the same budget, fine-tuned per student like
+  ``sb3_ppo``: the context-based (RL²-style) alternative, which infers the student from the
+  current episode's answers; needs ``pip install 'meta-tutor[contrib]'``;
 * ``oracle`` — our PPO trained with the true profile appended to its observation
   (privileged information no real tutor has): an upper bound, not adapted;
 * every tutor of the env (``envs.tutors``; they do not learn: the same numbers at every
@@ -60,6 +64,10 @@ from meta_rl.trainer import Trainer
 from meta_rl.tutor import TutorPolicy
 
 LEARNED = ("maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle")
+#: learned methods evaluated only when asked for (``--methods``): slow or optional dependencies
+OPTIONAL_LEARNED = ("recurrent_ppo",)
+#: the baselines trained with stable-baselines3 (cached as ``RUN_DIR/baselines/NAME.zip``)
+SB3_METHODS = ("sb3_ppo", "recurrent_ppo")
 LR_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 SB3_LR_GRID = (1e-4, 3e-4, 1e-3)
 
@@ -83,7 +91,7 @@ class EvaluationSettings:
     rollouts_per_step: int | None = None  # default: the meta-training run's rollouts_per_task
     eval_episodes: int = 10
     seed: int = 0
-    methods: list[str] | None = None  # default: all learned methods and every heuristic
+    methods: list[str] | None = None  # default: every method but the optional ones (OPTIONAL_LEARNED)
     val_profiles: int = 20  # students of the val split used to choose fine-tuning step sizes
     workers: int = 2  # processes that train missing baselines in parallel (1: in this process)
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
@@ -91,6 +99,11 @@ class EvaluationSettings:
 
 
 def available_methods(env_id: str) -> list[str]:
+    return [*LEARNED, *OPTIONAL_LEARNED, *tutor_names(env_id)]
+
+
+def default_methods(env_id: str) -> list[str]:
+    """What ``evaluate`` runs without ``--methods``: every method but the optional ones."""
     return [*LEARNED, *tutor_names(env_id)]
 
 
@@ -101,9 +114,10 @@ def method_kind(env_id: str, name: str) -> str:
     methods) or ``"heuristic"``."""
     if name == "oracle":
         return "oracle"
-    if name not in LEARNED and name in privileged_tutor_names(env_id):
+    learned = (*LEARNED, *OPTIONAL_LEARNED)
+    if name not in learned and name in privileged_tutor_names(env_id):
         return "omniscient" if name in omniscient_tutor_names(env_id) else "oracle"
-    return "adaptive" if name in LEARNED else "heuristic"
+    return "adaptive" if name in learned else "heuristic"
 
 
 def _run_dir(path: str | Path) -> Path:
@@ -179,15 +193,18 @@ def _train_our_baseline(run: Path, name: str, privileged: bool, log: Callable[[s
     return load_policy(out)
 
 
-def _train_sb3(run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]):
-    from stable_baselines3 import PPO
-
-    path = run / "baselines" / "sb3_ppo.zip"
+def _train_sb3(
+    run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None], name: str = "sb3_ppo"
+):
+    """SB3 baseline ``name`` (``sb3_ppo`` or ``recurrent_ppo``) with the run's budget; cached."""
+    recurrent = name == "recurrent_ppo"
+    cls, _ = sb3_baseline.algorithm(recurrent)
+    path = run / "baselines" / f"{name}.zip"
     state = load_checkpoint(run / "checkpoint.pt")
     budget, seed = int(state["env_steps"]), int(state["config"]["seed"])
     hidden = sb3_hidden_sizes(state["config"])
     if path.is_file():
-        model = PPO.load(path, device="cpu")
+        model = cls.load(path, device="cpu")
         # SB3 rounds the budget up to whole rollouts; anything else is a stale cache
         if not budget <= model.num_timesteps < budget + model.n_steps * model.n_envs:
             raise ValueError(
@@ -201,11 +218,13 @@ def _train_sb3(run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Calla
                 f"delete it to retrain the baseline"
             )
         return model, int(model.num_timesteps)
-    log(f"training sb3_ppo ({budget} env steps, cached in {path}) …")
+    log(f"training {name} ({budget} env steps, cached in {path}) …")
     population = _population(state["config"], env_id, env_kwargs)
-    model = sb3_baseline.train_pooled(env_id, env_kwargs, budget, seed, hidden=hidden, population=population)
+    model = sb3_baseline.train_pooled(
+        env_id, env_kwargs, budget, seed, hidden=hidden, population=population, recurrent=recurrent
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("sb3_ppo.tmp.zip")
+    tmp = path.with_name(f"{name}.tmp.zip")
     model.save(tmp)
     os.replace(tmp, path)  # a crash never leaves a half-written cache
     return model, int(model.num_timesteps)
@@ -228,9 +247,9 @@ def _population(config: Mapping[str, Any], env_id: str, env_kwargs: Mapping[str,
     return population_distribution(config["population"], env_id, env_kwargs)
 
 
-def _train_sb3_job(run: Path, env_id: str, env_kwargs: dict) -> None:
+def _train_sb3_job(run: Path, env_id: str, env_kwargs: dict, name: str) -> None:
     torch.set_num_threads(1)
-    _train_sb3(run, env_id, env_kwargs, print)
+    _train_sb3(run, env_id, env_kwargs, print, name)
 
 
 def _train_ours_job(run: Path, name: str) -> None:
@@ -247,8 +266,9 @@ def prepare_baselines(
         for name in ("pooled_ppo", "oracle"):
             if name in methods and not (run / "baselines" / name / "done").is_file():
                 jobs.append((_train_ours_job, (run, name)))
-        if "sb3_ppo" in methods and not (run / "baselines" / "sb3_ppo.zip").is_file():
-            jobs.append((_train_sb3_job, (run, env_id, env_kwargs)))
+        for name in SB3_METHODS:
+            if name in methods and not (run / "baselines" / f"{name}.zip").is_file():
+                jobs.append((_train_sb3_job, (run, env_id, env_kwargs, name)))
     if workers <= 1 or len(jobs) <= 1:
         for fn, a in jobs:
             fn(*a)
@@ -296,7 +316,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                 f"{r}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
             )
     env_id, env_kwargs = env.env_id, dict(env.env_kwargs)
-    methods = s.methods or available_methods(env_id)
+    methods = s.methods or default_methods(env_id)
     unknown = sorted(set(methods) - set(available_methods(env_id)))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
@@ -319,10 +339,10 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
 
     for run, maml in zip(runs, maml_policies):
         seed = int(load_checkpoint(run / "checkpoint.pt")["config"]["seed"])
-        for name in (m for m in methods if m in LEARNED):
+        for name in (m for m in methods if m in (*LEARNED, *OPTIONAL_LEARNED)):
             t0 = time.time()
-            if name == "sb3_ppo":
-                model, budget = _train_sb3(run, env_id, env_kwargs, s.log)
+            if name in SB3_METHODS:
+                model, budget = _train_sb3(run, env_id, env_kwargs, s.log, name)
                 lr = _choose_sb3_lr(model, env_id, env_kwargs, val, s, rollouts)
                 ret, met = sb3_baseline.adaptation_curve(
                     model,
@@ -366,7 +386,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
             info["seconds"][name] = info["seconds"].get(name, 0.0) + time.time() - t0
             s.log(f"{run.name}: {name:<14} return by step {np.round(np.asarray(ret).mean(0), 3).tolist()}")
 
-    for name in (m for m in methods if m not in LEARNED):
+    for name in (m for m in methods if m not in (*LEARNED, *OPTIONAL_LEARNED)):
         t0 = time.time()
         ret, met = heuristics.evaluate_tutor(name, env_id, env_kwargs, profiles, s.eval_episodes, s.seed)
         add(

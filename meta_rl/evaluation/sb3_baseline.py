@@ -1,8 +1,13 @@
-"""The stable-baselines3 baseline: PPO trained on the pooled population, fine-tuned per student.
+"""The stable-baselines3 baselines: PPO trained on the pooled population, fine-tuned per student.
 
 Pre-training: SB3 ``PPO("MlpPolicy")`` on :class:`envs.sb3.SB3VectorEnv`, where every
 episode is a fresh ``train`` student, for a given number of env steps (the evaluation
-gives it the same budget as the meta-training run).
+gives it the same budget as the meta-training run). With ``recurrent=True`` the model is
+sb3-contrib's ``RecurrentPPO("MlpLstmPolicy")`` instead (an LSTM of ``hidden[0]`` units
+before the same MLP): the context-based alternative to gradient-based adaptation, which
+can infer the student from the answers of the current episode (its memory is reset at
+every episode start, as sb3-contrib does). sb3-contrib is an optional dependency
+(``pip install 'meta-tutor[contrib]'``).
 
 Fine-tuning, per held-out student: a copy of the pre-trained policy is trained with SB3
 on ``rollouts_per_step`` parallel episodes of that student per adaptation step — one
@@ -18,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.logger import Logger
 
 from envs.profiles import ProfileDistribution
@@ -34,6 +40,28 @@ def _horizon(env_id: str, env_kwargs: Mapping[str, Any]) -> int:
     return EnvSpec(env_id, env_kwargs).horizon
 
 
+def algorithm(recurrent: bool) -> tuple[type[BaseAlgorithm], str]:
+    """The SB3 algorithm class and policy name: ``PPO`` / ``RecurrentPPO`` (sb3-contrib)."""
+    if not recurrent:
+        return PPO, "MlpPolicy"
+    try:
+        from sb3_contrib import RecurrentPPO
+    except ImportError as e:
+        raise ImportError(
+            "the recurrent_ppo baseline needs sb3-contrib: pip install 'meta-tutor[contrib]' "
+            "(or pip install sb3-contrib)"
+        ) from e
+    return RecurrentPPO, "MlpLstmPolicy"
+
+
+def policy_kwargs(hidden: Sequence[int], recurrent: bool) -> dict[str, Any]:
+    """SB3 policy arguments: Tanh MLP ``hidden``; recurrent: an LSTM of ``hidden[0]`` units first."""
+    kwargs: dict[str, Any] = {"net_arch": list(hidden), "activation_fn": torch.nn.Tanh}
+    if recurrent:
+        kwargs["lstm_hidden_size"] = int(hidden[0])
+    return kwargs
+
+
 def train_pooled(
     env_id: str,
     env_kwargs: Mapping[str, Any],
@@ -44,24 +72,34 @@ def train_pooled(
     learning_rate: float = 3e-4,
     n_epochs: int = 10,
     population: ProfileDistribution | None = None,
-) -> PPO:
-    """SB3 PPO on the pooled ``train`` population (``n_envs`` students in parallel);
-    ``population`` replaces the env's default one (e.g. a calibrated population)."""
+    recurrent: bool = False,
+) -> BaseAlgorithm:
+    """SB3 PPO (``recurrent``: RecurrentPPO) on the pooled ``train`` population (``n_envs``
+    students in parallel); ``population`` replaces the env's default one (e.g. a calibrated
+    population)."""
     horizon = _horizon(env_id, env_kwargs)
     venv = SB3VectorEnv(env_id, n_envs, population=population, **dict(env_kwargs))
     venv.seed(seed)
     n_steps = max(horizon, 32)
     model = _ppo(venv, n_steps, max(64, n_steps * n_envs // 4), n_epochs, learning_rate,
-                 {"net_arch": list(hidden), "activation_fn": torch.nn.Tanh}, seed)  # fmt: skip
+                 policy_kwargs(hidden, recurrent), seed, recurrent)  # fmt: skip
     model.learn(total_timesteps=int(total_steps))
     return model
 
 
 def _ppo(
-    venv, n_steps: int, batch_size: int, n_epochs: int, lr: float, policy_kwargs: dict, seed: int
-) -> PPO:
-    model = PPO(
-        "MlpPolicy",
+    venv,
+    n_steps: int,
+    batch_size: int,
+    n_epochs: int,
+    lr: float,
+    policy_kwargs: dict,
+    seed: int,
+    recurrent: bool = False,
+) -> BaseAlgorithm:
+    cls, policy = algorithm(recurrent)
+    model = cls(
+        policy,
         venv,
         n_steps=n_steps,
         batch_size=batch_size,
@@ -81,15 +119,36 @@ def _silent_logger() -> Logger:
     return Logger(folder=None, output_formats=[])
 
 
-def _act(model: PPO):
-    def act(obs: np.ndarray) -> np.ndarray:
-        return model.predict(obs, deterministic=False)[0]
+def is_recurrent(model: BaseAlgorithm) -> bool:
+    """Whether ``model``'s policy has an LSTM (sb3-contrib's recurrent policies)."""
+    return hasattr(model.policy, "lstm_actor")
 
-    return act
+
+def _act(model: BaseAlgorithm):
+    """A stochastic policy for :func:`run_episodes`, which starts every sub-env's episode
+    together; a recurrent model carries its LSTM state from step to step."""
+    if not is_recurrent(model):
+
+        def act(obs: np.ndarray) -> np.ndarray:
+            return model.predict(obs, deterministic=False)[0]
+
+        return act
+    memory: dict[str, Any] = {"state": None, "start": None}
+
+    def act_recurrent(obs: np.ndarray) -> np.ndarray:
+        if memory["start"] is None:
+            memory["start"] = np.ones(len(obs), dtype=bool)
+        action, memory["state"] = model.predict(
+            obs, state=memory["state"], episode_start=memory["start"], deterministic=False
+        )
+        memory["start"] = np.zeros(len(obs), dtype=bool)
+        return action
+
+    return act_recurrent
 
 
 def adaptation_curve(
-    model: PPO,
+    model: BaseAlgorithm,
     env_id: str,
     env_kwargs: Mapping[str, Any],
     profiles: Sequence[Any],
@@ -127,7 +186,8 @@ def adaptation_curve(
             env_id, rollouts_per_step, profiles=[prof] * rollouts_per_step, **dict(env_kwargs)
         )
         batch = max(1, rollouts_per_step * horizon // 4)
-        ft = _ppo(ft_env, horizon, batch, n_epochs, learning_rate, model.policy_kwargs, seed + i)
+        recurrent = is_recurrent(model)
+        ft = _ppo(ft_env, horizon, batch, n_epochs, learning_rate, model.policy_kwargs, seed + i, recurrent)
         # after PPO's constructor, which seeds the env with its own seed
         ft_env.seed(int(seeds[1]) + i * rollouts_per_step)
         ft.policy.load_state_dict(state)
