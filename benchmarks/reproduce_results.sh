@@ -3,7 +3,8 @@
 # meta-trains each env's default config (meta_rl/configs/<env>.yaml) for seeds 0 1 2
 # (SEEDS="0 1" overrides), then runs the held-out evaluation on the test and ood splits,
 # which trains and caches every run's baselines (pooled PPO, PPO oracle, SB3 PPO; same
-# env-step budget), two at a time.
+# env-step budget), two at a time. SkillGraph also evaluates the optional recurrent_ppo baseline
+# (sb3-contrib RecurrentPPO: pip install -e ".[contrib]"; about 5x slower per env step than SB3 PPO).
 # Usage: bash benchmarks/reproduce_results.sh [skill_graph|zpd|spaced_repetition ...]  (default: all)
 # Needs the package installed (see README); roughly an hour per env on 2 CPU cores.
 set -euo pipefail
@@ -32,6 +33,12 @@ train() {  # NAME SEED: train, or resume an interrupted run
   fi
   echo "trained $1 seed $2"
 }
+methods_of() {  # the evaluated methods: the default ones, plus the optional recurrent baseline on SkillGraph
+  case "$1" in
+    skill_graph) echo default recurrent_ppo ;;
+    *) echo default ;;
+  esac
+}
 export -f env_id train
 
 for name in "${names[@]}"; do
@@ -43,7 +50,8 @@ for name in "${names[@]}"; do
   runs=()
   for s in $(seeds_of "$name"); do runs+=("runs/$name/seed$s"); done
   for split in test ood; do
+    # shellcheck disable=SC2046 # methods_of prints a word list
     meta-tutor evaluate --checkpoint "${runs[@]}" --split "$split" --n 80 --adapt-steps 3 \
-      --workers 2 --out "benchmarks/results/$name/$split"
+      --workers 2 --methods $(methods_of "$name") --out "benchmarks/results/$name/$split"
   done
 done

@@ -335,3 +335,13 @@ def test_recurrent_ppo_without_sb3_contrib_says_how_to_install(monkeypatch) -> N
     monkeypatch.setitem(sys.modules, "sb3_contrib", None)  # makes `import sb3_contrib` fail
     with pytest.raises(ImportError, match=r"pip install 'meta-tutor\[contrib\]'"):
         sb3_baseline.algorithm(recurrent=True)
+
+
+def test_methods_list_expands_the_word_default() -> None:
+    from meta_rl.evaluation.runner import default_methods, expand_methods
+
+    base = default_methods(ENV_ID)
+    assert expand_methods(None, ENV_ID) == base == expand_methods([], ENV_ID)
+    assert expand_methods(["default", "recurrent_ppo"], ENV_ID) == [*base, "recurrent_ppo"]
+    assert expand_methods(["random", "default"], ENV_ID) == ["random", *[m for m in base if m != "random"]]
+    assert expand_methods(["planner"], ENV_ID) == ["planner"]

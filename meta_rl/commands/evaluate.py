@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--methods",
         nargs="+",
         default=None,
-        help="methods to evaluate (default: all but the optional recurrent_ppo)",
+        help="methods to evaluate (default: all but the optional recurrent_ppo; the word "
+        "'default' stands for those, e.g. --methods default recurrent_ppo)",
     )
     p.add_argument("--out", required=True, help="output directory")
 

@@ -107,6 +107,18 @@ def default_methods(env_id: str) -> list[str]:
     return [*LEARNED, *tutor_names(env_id)]
 
 
+def expand_methods(methods: Sequence[str] | None, env_id: str) -> list[str]:
+    """``None`` → :func:`default_methods`; the word ``default`` in a list stands for them too
+    (``--methods default recurrent_ppo``). Order kept, duplicates dropped."""
+    names = ["default"] if not methods else list(methods)
+    out: list[str] = []
+    for name in names:
+        for m in default_methods(env_id) if name == "default" else [name]:
+            if m not in out:
+                out.append(m)
+    return out
+
+
 def method_kind(env_id: str, name: str) -> str:
     """``"oracle"`` (knows the true profile: the PPO oracle, privileged tutors such as
     ``planner``), ``"omniscient"`` (privileged tutors that also read hidden state the profile
@@ -316,7 +328,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                 f"{r}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
             )
     env_id, env_kwargs = env.env_id, dict(env.env_kwargs)
-    methods = s.methods or default_methods(env_id)
+    methods = expand_methods(s.methods, env_id)
     unknown = sorted(set(methods) - set(available_methods(env_id)))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
