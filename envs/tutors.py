@@ -25,8 +25,9 @@ deployable tutors. Each family's ``planner`` is one. Most also read the hidden s
 which is harmless where the profile and the observations determine it (ZPD-v0,
 SpacedRepetition-v0: no hidden randomness). Where they do not (SkillGraph-v0's sampled
 mastery), the tutor is *omniscient* (``Tutor.omniscient``, :func:`omniscient_tutor_names`):
-it knows more than any tutor could infer even with the true profile, so evaluation
-reports it apart (kind ``"omniscient"``) and does not use it as the oracle reference.
+it knows more than any tutor could infer from the observations even with the true
+profile, so evaluation reports it apart (kind ``"omniscient"``) and does not use it as
+the default oracle reference.
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ def tutor_names(env_id: str) -> list[str]:
 
 
 def _flag(factory: TutorFactory, attr: str) -> bool:
+    """Class attribute ``attr`` of the tutor a factory builds (a class, or a partial of one)."""
     while isinstance(factory, functools.partial):
         factory = factory.func
     return bool(getattr(factory, attr, False))

@@ -345,3 +345,26 @@ def test_methods_list_expands_the_word_default() -> None:
     assert expand_methods(["default", "recurrent_ppo"], ENV_ID) == [*base, "recurrent_ppo"]
     assert expand_methods(["random", "default"], ENV_ID) == ["random", *[m for m in base if m != "random"]]
     assert expand_methods(["planner"], ENV_ID) == ["planner"]
+
+
+def test_tutor_that_cannot_run_is_left_out_or_refused_before_training(tmp_path, capsys) -> None:
+    """belief_planner enumerates 2^n_skills states (at most 12 skills): on 13 skills the default
+    methods leave it out, and asking for it fails at once, before any baseline is trained."""
+    from meta_rl.evaluation.runner import default_methods, tutor_error
+
+    big = {"n_skills": 13, "n_content": 2, "horizon": 4, "prerequisites": "chain"}
+    assert "1..12" in tutor_error(ENV_ID, big, "belief_planner")
+    assert tutor_error(ENV_ID, KW, "belief_planner") is None
+    assert "belief_planner" not in default_methods(ENV_ID, big) and "planner" in default_methods(ENV_ID, big)
+    out = tmp_path / "run"
+    cfg = MAMLPPOConfig(
+        env_kwargs=big, n_iterations=1, meta_batch_size=2, rollouts_per_task=2, eval_every=1,
+        val_tasks=2, val_episodes=1, tensorboard=False,
+    )  # fmt: skip
+    Trainer(cfg, out, progress=False).train()
+    rc = cli_main([
+        "evaluate", "--checkpoint", str(out), "--n", "2", "--methods", "pooled_ppo", "belief_planner",
+        "--out", str(tmp_path / "eval"),
+    ])  # fmt: skip
+    assert rc == 2 and "method belief_planner cannot run" in capsys.readouterr().err
+    assert not (out / "baselines").exists()

@@ -17,6 +17,7 @@ from scipy import stats
 import envs
 from envs.skill_graph.belief import MAX_SKILLS, MasteryFilter
 from envs.skill_graph.dynamics import build_prerequisites
+from envs.skill_graph.tutors import BeliefPlannerTutor
 from envs.tutors import make_tutor, tutor_names
 from meta_rl.evaluation.heuristics import evaluate_tutor
 
@@ -38,7 +39,9 @@ def _arrays(profile: dict, n: int = 1) -> dict[str, np.ndarray]:
     return {k: np.repeat(np.asarray(v, dtype=np.float64)[None], n, axis=0) for k, v in profile.items()}
 
 
-def _reference_posterior(prereq, penalty, n_content, profile, actions, answers) -> np.ndarray:
+def _reference_posterior(
+    prereq: np.ndarray, penalty: float, n_content: int, profile: dict, actions: list, answers: list
+) -> np.ndarray:
     """Forward algorithm with the joint transition written state by state."""
     k = len(prereq)
     states = list(itertools.product([0, 1], repeat=k))  # tuples (M_0, …, M_{K-1})
@@ -76,7 +79,7 @@ def _reference_posterior(prereq, penalty, n_content, profile, actions, answers) 
     return belief
 
 
-def _filter_posterior(flt: MasteryFilter, profile: dict, actions, answers) -> np.ndarray:
+def _filter_posterior(flt: MasteryFilter, profile: dict, actions: list, answers: list) -> np.ndarray:
     arrays = _arrays(profile)
     belief = flt.initial(arrays["prior"])
     answer = iter(answers)
@@ -167,10 +170,10 @@ def test_filter_rejects_bad_input() -> None:
 class _NoMastery:
     """The env's dynamics with the hidden mastery taken away."""
 
-    def __init__(self, dynamics) -> None:
+    def __init__(self, dynamics: object) -> None:
         self._d = dynamics
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> object:
         if name in ("mastered_km", "mastered"):
             raise AssertionError(f"the belief planner read the hidden {name}")
         return getattr(self._d, name)
@@ -210,3 +213,45 @@ def test_belief_planner_between_the_heuristics_and_the_omniscient_planner(split:
     best = max(ret, key=lambda name: ret[name].mean())
     assert stats.ttest_rel(belief, ret[best], alternative="greater").pvalue < 1e-4
     assert stats.ttest_rel(planner, belief, alternative="greater").pvalue < 1e-4
+
+
+class _RandomBeliefPlanner(BeliefPlannerTutor):
+    """The belief planner's bookkeeping with random actions (quizzes included) instead of its rule."""
+
+    def _act(self, obs: np.ndarray) -> np.ndarray:
+        super()._act(obs)  # updates the belief with the previous action and its answer
+        self.last_action = self.rng.integers(0, self.n_actions, size=len(obs))
+        return self.last_action
+
+
+def test_belief_tracking_reads_quiz_answers_across_autoresets() -> None:
+    """Over three episodes per sub-env (NEXT_STEP autoreset), the tutor's belief equals an
+    independent filter fed the same actions and the answers read from the observations."""
+    n = 6
+    venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **KW)
+    profiles = envs.sample_profiles(ENV_ID, n, seed=4, **KW)
+    venv.unwrapped.set_tasks(profiles)
+    tutor = _RandomBeliefPlanner(venv, seed=1)
+    flt = MasteryFilter(build_prerequisites(3, "chain", None), 0.1, KW["n_content"])
+    arrays = {k: np.stack([np.asarray(p[k], dtype=np.float64) for p in profiles]) for k in profiles[0]}
+    k, c = KW["n_skills"], KW["n_content"]
+    obs, _ = venv.reset(seed=0)
+    ref, quizzes = None, 0
+    for _ in range(3 * (KW["horizon"] + 1)):
+        action = tutor.act(obs)
+        if obs[0, -1] == 0.0:  # every sub-env starts its episodes together here
+            ref = flt.initial(arrays["prior"])
+        np.testing.assert_allclose(tutor.belief, ref, atol=1e-12)
+        obs, *_ = venv.step(action)
+        skill, mode = np.divmod(action, c + 1)
+        quizzes += int((mode == c).sum())
+        ref = flt.update(ref, skill, mode, obs[np.arange(n), 3 * k + skill] > 0.5, arrays)
+    assert quizzes > 50
+
+
+def test_belief_planner_refuses_to_start_mid_episode() -> None:
+    env = gym.make(ENV_ID, **KW)
+    obs, _ = env.reset(seed=0, options={"profile": PROFILE})
+    obs, *_ = env.step(0)
+    with pytest.raises(ValueError, match="mid-episode"):
+        make_tutor("belief_planner", env).act(obs)

@@ -55,7 +55,6 @@ class MasteryFilter:
         #: ready[s, k]: every prerequisite of k is mastered in state s
         self.ready = ~(prereq[None, :, :] & ~self.bits[:, None, :]).any(axis=2)
         self.gate = np.where(self.ready, 1.0, float(prereq_penalty))
-        self.prereq_penalty = float(prereq_penalty)
         self._states = states
 
     def initial(self, prior: np.ndarray) -> np.ndarray:

@@ -151,8 +151,9 @@ class PlannerTutor(Tutor):
     1.39), ``ood`` 1.65 (0.17).
 
     It is *omniscient* (``Tutor.omniscient``): mastery is sampled, so no tutor can know it
-    even with the true profile (:class:`BeliefPlannerTutor` is the planner that does not);
-    evaluation shows it but never takes it as the oracle reference.
+    from the observations even with the true profile (:class:`BeliefPlannerTutor` plans
+    without seeing it); evaluation shows it but never takes it as the default oracle
+    reference.
     """
 
     name = "planner"
@@ -175,9 +176,9 @@ class PlannerTutor(Tutor):
 
 
 class BeliefPlannerTutor(Tutor):
-    """Privileged planner that knows the student's profile but not their mastery: the
-    issue's "planner with the true profile", an upper reference for what a tutor can
-    reach once it has identified the student.
+    """Privileged planner that knows the student's profile but not their mastery: a
+    planner with the true profile, a reference for what a tutor can reach once it has
+    identified the student.
 
     It keeps the exact posterior over the joint mastery (:class:`MasteryFilter`, from
     its own actions and the quiz answers in the observation) and, per step, teaches the
@@ -203,12 +204,20 @@ class BeliefPlannerTutor(Tutor):
     def _init_memory(self, n: int) -> None:
         self.belief = np.zeros((n, self.filter.n_states))
         self.last_action = np.full(n, -1, dtype=np.int64)
+        self.tracking = np.zeros(n, dtype=bool)  # seen this episode from its first step
 
     def _start_episode(self, idx: np.ndarray) -> None:
         self.belief[idx] = self.filter.initial(self.dynamics.p["prior"][idx])
         self.last_action[idx] = -1
+        self.tracking[idx] = True
 
     def _act(self, obs: np.ndarray) -> np.ndarray:
+        if not self.tracking.all():
+            late = np.flatnonzero(~self.tracking).tolist()
+            raise ValueError(
+                f"{self.name} tracks mastery from the first step of an episode: students {late} are "
+                "mid-episode (reset the env, then call tutor.reset())"
+            )
         p = self.dynamics.p
         rows = np.flatnonzero(self.last_action >= 0)
         if len(rows):

@@ -1,6 +1,7 @@
 """Tutors of ``envs.tutors`` on held-out students (constant across adaptation steps: they do
-not learn): the heuristics and the privileged ones (``planner``), which read the env's hidden
-state and are reported as oracles."""
+not learn): the heuristics and the privileged ones (``planner``, ``belief_planner``), which read
+the true profile from the env and are reported as oracles (or as kind ``"omniscient"`` when they
+also read hidden state the observations do not determine; see ``envs.tutors``)."""
 
 from __future__ import annotations
 

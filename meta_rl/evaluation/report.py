@@ -18,7 +18,7 @@ ONE reference oracle, ``oracle_method``: by default the strongest method of kind
 ``"oracle"`` (largest mean return at the last step; e.g. the privileged PPO ``oracle`` or
 a privileged ``planner``), ``null`` (and no fractions) when no oracle was evaluated.
 Methods of kind ``"omniscient"`` (they also see hidden state that no tutor could infer
-even knowing the profile) are reported, with their fractions, but are never the default
+from the observations even knowing the profile) are reported, with their fractions, but are never the default
 reference.
 """
 
@@ -258,8 +258,8 @@ def _oracle_sentence(results: Mapping[str, Any]) -> str:
     omniscient = sorted(n for n, m in results["methods"].items() if m["kind"] == "omniscient" and n != name)
     apart = (
         f" {', '.join(f'`{n}`' for n in omniscient)} (kind omniscient) "
-        f"{'sees' if len(omniscient) == 1 else 'see'} hidden state that no tutor could infer even "
-        "knowing the profile: shown, never the reference."
+        f"{'sees' if len(omniscient) == 1 else 'see'} hidden state that no tutor could infer from "
+        "the observations even knowing the profile: shown, never the default reference."
         if omniscient
         else ""
     )

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 import envs
-from envs.tutors import omniscient_tutor_names, privileged_tutor_names, tutor_names
+from envs.tutors import make_tutor, omniscient_tutor_names, privileged_tutor_names, tutor_names
 from meta_rl.adaptation import adaptation_curve
 from meta_rl.checkpoint import load_checkpoint, load_policy
 from meta_rl.config import ALGORITHMS, PPOConfig
@@ -102,18 +102,35 @@ def available_methods(env_id: str) -> list[str]:
     return [*LEARNED, *OPTIONAL_LEARNED, *tutor_names(env_id)]
 
 
-def default_methods(env_id: str) -> list[str]:
-    """What ``evaluate`` runs without ``--methods``: every method but the optional ones."""
-    return [*LEARNED, *tutor_names(env_id)]
+def tutor_error(env_id: str, env_kwargs: Mapping[str, Any], name: str) -> str | None:
+    """Why tutor ``name`` cannot run on this env configuration (e.g. ``belief_planner`` on
+    more skills than its exact filter enumerates), or ``None`` if it can."""
+    probe = envs.family(env_id).load("vector_env")(num_envs=1, **dict(env_kwargs))
+    try:
+        make_tutor(name, probe)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
-def expand_methods(methods: Sequence[str] | None, env_id: str) -> list[str]:
+def default_methods(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> list[str]:
+    """What ``evaluate`` runs without ``--methods``: every method but the optional ones, and
+    (given ``env_kwargs``) but the tutors that cannot run on that configuration."""
+    tutors = tutor_names(env_id)
+    if env_kwargs is not None:
+        tutors = [t for t in tutors if tutor_error(env_id, env_kwargs, t) is None]
+    return [*LEARNED, *tutors]
+
+
+def expand_methods(
+    methods: Sequence[str] | None, env_id: str, env_kwargs: Mapping[str, Any] | None = None
+) -> list[str]:
     """``None`` → :func:`default_methods`; the word ``default`` in a list stands for them too
     (``--methods default recurrent_ppo``). Order kept, duplicates dropped."""
     names = ["default"] if not methods else list(methods)
     out: list[str] = []
     for name in names:
-        for m in default_methods(env_id) if name == "default" else [name]:
+        for m in default_methods(env_id, env_kwargs) if name == "default" else [name]:
             if m not in out:
                 out.append(m)
     return out
@@ -328,10 +345,15 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                 f"{r}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
             )
     env_id, env_kwargs = env.env_id, dict(env.env_kwargs)
-    methods = expand_methods(s.methods, env_id)
+    methods = expand_methods(s.methods, env_id, env_kwargs)
     unknown = sorted(set(methods) - set(available_methods(env_id)))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
+    for name in (m for m in methods if m not in (*LEARNED, *OPTIONAL_LEARNED)):
+        # before any baseline is trained: a tutor that cannot run would otherwise fail at the end
+        error = tutor_error(env_id, env_kwargs, name)
+        if error is not None:
+            raise ValueError(f"method {name} cannot run on {env_id} {env_kwargs}: {error}")
     population_path = load_checkpoint(runs[0] / "checkpoint.pt")["config"].get("population", "")
     population = _population(load_checkpoint(runs[0] / "checkpoint.pt")["config"], env_id, env_kwargs)
     profiles = _load_profiles(s, env_id, env_kwargs, population)
