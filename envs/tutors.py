@@ -159,19 +159,22 @@ def is_privileged(factory: TutorFactory) -> bool:
     return _flag(factory, "privileged")
 
 
-def privileged_tutor_names(env_id: str) -> list[str]:
-    """Names of the privileged tutors (upper references that read the true profile) of ``env_id``."""
+def _names_with(env_id: str, *attrs: str) -> list[str]:
+    """Names of the tutors of ``env_id`` whose class sets every flag of ``attrs``."""
     _load_family_tutors(env_id)
     options = {**GENERIC_TUTORS, **TUTORS.get(env_id, {})}
-    return [name for name, factory in options.items() if is_privileged(factory)]
+    return [name for name, f in options.items() if all(_flag(f, a) for a in attrs)]
+
+
+def privileged_tutor_names(env_id: str) -> list[str]:
+    """Names of the privileged tutors (upper references that read the true profile) of ``env_id``."""
+    return _names_with(env_id, "privileged")
 
 
 def omniscient_tutor_names(env_id: str) -> list[str]:
     """Names of the privileged tutors of ``env_id`` that also read hidden state the profile and
     the observations do not determine."""
-    _load_family_tutors(env_id)
-    options = {**GENERIC_TUTORS, **TUTORS.get(env_id, {})}
-    return [name for name, f in options.items() if _flag(f, "privileged") and _flag(f, "omniscient")]
+    return _names_with(env_id, "privileged", "omniscient")
 
 
 def make_tutor(name: str, env: Any, seed: int | None = 0, **kwargs: Any) -> Tutor:

@@ -341,10 +341,10 @@ def test_methods_list_expands_the_word_default() -> None:
     from meta_rl.evaluation.runner import default_methods, expand_methods
 
     base = default_methods(ENV_ID)
-    assert expand_methods(None, ENV_ID) == base == expand_methods([], ENV_ID)
-    assert expand_methods(["default", "recurrent_ppo"], ENV_ID) == [*base, "recurrent_ppo"]
-    assert expand_methods(["random", "default"], ENV_ID) == ["random", *[m for m in base if m != "random"]]
-    assert expand_methods(["planner"], ENV_ID) == ["planner"]
+    assert expand_methods(None, base) == base == expand_methods([], base)
+    assert expand_methods(["default", "recurrent_ppo"], base) == [*base, "recurrent_ppo"]
+    assert expand_methods(["random", "default"], base) == ["random", *[m for m in base if m != "random"]]
+    assert expand_methods(["planner"], base) == ["planner"]
 
 
 def test_tutor_that_cannot_run_is_left_out_or_refused_before_training(tmp_path, capsys) -> None:

@@ -66,6 +66,7 @@ from meta_rl.tutor import TutorPolicy
 LEARNED = ("maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle")
 #: learned methods evaluated only when asked for (``--methods``): slow or optional dependencies
 OPTIONAL_LEARNED = ("recurrent_ppo",)
+ALL_LEARNED = (*LEARNED, *OPTIONAL_LEARNED)
 #: the baselines trained with stable-baselines3 (cached as ``RUN_DIR/baselines/NAME.zip``)
 SB3_METHODS = ("sb3_ppo", "recurrent_ppo")
 LR_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -122,15 +123,13 @@ def default_methods(env_id: str, env_kwargs: Mapping[str, Any] | None = None) ->
     return [*LEARNED, *tutors]
 
 
-def expand_methods(
-    methods: Sequence[str] | None, env_id: str, env_kwargs: Mapping[str, Any] | None = None
-) -> list[str]:
-    """``None`` → :func:`default_methods`; the word ``default`` in a list stands for them too
-    (``--methods default recurrent_ppo``). Order kept, duplicates dropped."""
+def expand_methods(methods: Sequence[str] | None, defaults: Sequence[str]) -> list[str]:
+    """``None`` → ``defaults`` (:func:`default_methods`); the word ``default`` in a list stands
+    for them too (``--methods default recurrent_ppo``). Order kept, duplicates dropped."""
     names = ["default"] if not methods else list(methods)
     out: list[str] = []
     for name in names:
-        for m in default_methods(env_id, env_kwargs) if name == "default" else [name]:
+        for m in defaults if name == "default" else [name]:
             if m not in out:
                 out.append(m)
     return out
@@ -143,10 +142,9 @@ def method_kind(env_id: str, name: str) -> str:
     methods) or ``"heuristic"``."""
     if name == "oracle":
         return "oracle"
-    learned = (*LEARNED, *OPTIONAL_LEARNED)
-    if name not in learned and name in privileged_tutor_names(env_id):
+    if name not in ALL_LEARNED and name in privileged_tutor_names(env_id):
         return "omniscient" if name in omniscient_tutor_names(env_id) else "oracle"
-    return "adaptive" if name in learned else "heuristic"
+    return "adaptive" if name in ALL_LEARNED else "heuristic"
 
 
 def _run_dir(path: str | Path) -> Path:
@@ -345,11 +343,12 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                 f"{r}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
             )
     env_id, env_kwargs = env.env_id, dict(env.env_kwargs)
-    methods = expand_methods(s.methods, env_id, env_kwargs)
+    defaults = default_methods(env_id, env_kwargs)  # only tutors that can run here
+    methods = expand_methods(s.methods, defaults)
     unknown = sorted(set(methods) - set(available_methods(env_id)))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
-    for name in (m for m in methods if m not in (*LEARNED, *OPTIONAL_LEARNED)):
+    for name in (m for m in methods if m not in ALL_LEARNED and m not in defaults):
         # before any baseline is trained: a tutor that cannot run would otherwise fail at the end
         error = tutor_error(env_id, env_kwargs, name)
         if error is not None:
@@ -373,7 +372,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
 
     for run, maml in zip(runs, maml_policies):
         seed = int(load_checkpoint(run / "checkpoint.pt")["config"]["seed"])
-        for name in (m for m in methods if m in (*LEARNED, *OPTIONAL_LEARNED)):
+        for name in (m for m in methods if m in ALL_LEARNED):
             t0 = time.time()
             if name in SB3_METHODS:
                 model, budget = _train_sb3(run, env_id, env_kwargs, s.log, name)
@@ -420,7 +419,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
             info["seconds"][name] = info["seconds"].get(name, 0.0) + time.time() - t0
             s.log(f"{run.name}: {name:<14} return by step {np.round(np.asarray(ret).mean(0), 3).tolist()}")
 
-    for name in (m for m in methods if m not in (*LEARNED, *OPTIONAL_LEARNED)):
+    for name in (m for m in methods if m not in ALL_LEARNED):
         t0 = time.time()
         ret, met = heuristics.evaluate_tutor(name, env_id, env_kwargs, profiles, s.eval_episodes, s.seed)
         add(

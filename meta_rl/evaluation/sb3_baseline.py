@@ -181,12 +181,12 @@ def adaptation_curve(
     record(0, slice(None), r, m, n)
 
     state = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    recurrent = is_recurrent(model)
     for i, prof in enumerate(profiles):
         ft_env = SB3VectorEnv(
             env_id, rollouts_per_step, profiles=[prof] * rollouts_per_step, **dict(env_kwargs)
         )
         batch = max(1, rollouts_per_step * horizon // 4)
-        recurrent = is_recurrent(model)
         ft = _ppo(ft_env, horizon, batch, n_epochs, learning_rate, model.policy_kwargs, seed + i, recurrent)
         # after PPO's constructor, which seeds the env with its own seed
         ft_env.seed(int(seeds[1]) + i * rollouts_per_step)
