@@ -54,6 +54,8 @@ class Family:
     dynamics: str
     profile: str
     distribution: str
+    #: name of the shipped default config ``meta_rl/configs/<config>.yaml`` (default: the package's)
+    config: str = ""
 
     def load(self, name: str) -> Any:
         return getattr(importlib.import_module(self.package), getattr(self, name))
@@ -77,6 +79,16 @@ _FAMILIES: dict[str, Family] = {
         "SpacedRepetitionDynamics",
         "SpacedRepetitionProfile",
         "SpacedRepetitionDistribution",
+    ),
+    "MetaTutor/SpacedRepetitionGoals-v0": Family(
+        "MetaTutor/SpacedRepetitionGoals-v0",
+        "envs.spaced_repetition",
+        "SpacedRepetitionGoalsEnv",
+        "SpacedRepetitionGoalsVectorEnv",
+        "SpacedRepetitionGoalsDynamics",
+        "SpacedRepetitionGoalsProfile",
+        "SpacedRepetitionGoalsDistribution",
+        "spaced_repetition_goals",
     ),
     "MetaTutor/ZPD-v0": Family(
         "MetaTutor/ZPD-v0",

@@ -15,6 +15,7 @@ are parsed as YAML scalars (``--set env_kwargs.n_skills=4`` sets one env argumen
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Mapping, Sequence
@@ -189,6 +190,12 @@ class MAMLPPOConfig(TrainConfig):
 
     first_order: bool = _f(False, "first-order meta-gradient (FOMAML) instead of full second order")
     meta_sgd: bool = _f(False, "learn a per-parameter inner step size (Meta-SGD), initialised to inner_lr")
+    item_bias_lr: float = _f(
+        0.0,
+        "meta_sgd with item_bias only: initial Meta-SGD step size of the per-item logit offsets "
+        "(0: inner_lr). The inner loss is a mean over all steps, so one item's offset gets a "
+        "gradient ~1/n_items of a shared weight's; a larger step lets one update reweigh items",
+    )
     kl_coef: float = _f(0.0, "penalty on KL(sampling pre-update policy || current pre-update policy)")
     pretrain_iterations: int = _f(0, "first run this many pooled PPO iterations (warm start in the same run)")
 
@@ -198,6 +205,10 @@ class MAMLPPOConfig(TrainConfig):
             raise ValueError("kl_coef and pretrain_iterations must be >= 0")
         if self.inner_steps < 1:
             raise ValueError("maml_ppo needs inner_steps >= 1")
+        if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
+            raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
+        if self.item_bias_lr > 0 and not (self.meta_sgd and self.item_bias):
+            raise ValueError("item_bias_lr needs meta_sgd: true and item_bias: true")
 
 
 @dataclass
@@ -348,6 +359,7 @@ def default_config_path(env_id: str) -> Path | None:
     """
     import envs
 
-    name = envs.family(env_id).package.split(".")[-1]
+    fam = envs.family(env_id)
+    name = fam.config or fam.package.split(".")[-1]
     p = Path(__file__).resolve().parent / "configs" / f"{name}.yaml"
     return p if p.is_file() else None

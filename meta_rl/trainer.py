@@ -110,9 +110,10 @@ class Trainer:
         self.theta = {k: v.requires_grad_(True) for k, v in init_params(self.spec, gen).items()}
         self.lrs: dict[str, Tensor] | None = None
         if getattr(cfg, "meta_sgd", False):
-            self.lrs = {
-                k: torch.full_like(v, cfg.inner_lr).requires_grad_(True) for k, v in self.theta.items()
-            }
+            first = {k: cfg.inner_lr for k in self.theta}
+            if getattr(cfg, "item_bias_lr", 0.0) > 0:
+                first["item_bias"] = cfg.item_bias_lr
+            self.lrs = {k: torch.full_like(v, first[k]).requires_grad_(True) for k, v in self.theta.items()}
         self.value: dict[str, Tensor] | None = None
         self.value_opt: torch.optim.Optimizer | None = None
         if cfg.baseline == "value_net":

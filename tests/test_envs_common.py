@@ -23,7 +23,12 @@ def test_reset_without_profile_samples_train_students(env_id: str) -> None:
 
 
 def test_every_family_is_registered() -> None:
-    expected = {"MetaTutor/SkillGraph-v0", "MetaTutor/SpacedRepetition-v0", "MetaTutor/ZPD-v0"}
+    expected = {
+        "MetaTutor/SkillGraph-v0",
+        "MetaTutor/SpacedRepetition-v0",
+        "MetaTutor/SpacedRepetitionGoals-v0",
+        "MetaTutor/ZPD-v0",
+    }
     assert set(envs.ENV_IDS) == expected
     for env_id in envs.ENV_IDS:
         assert gym.spec(env_id).vector_entry_point is not None

@@ -154,6 +154,15 @@ class SpacedRepetitionDynamics(StudentDynamics):
         # effective forgetting speed of each item: decay × exp(ℓ_j)
         self._speed[idx] = self.p["decay"][idx, None] * np.exp(self.p["item_difficulty"][idx])
 
+    def exam_weights(self) -> np.ndarray:
+        """``(n, n_items)`` weight of each card in each student's exam, rows summing to 1:
+        every card alike here (the goal-weighted variant reads them from the profile)."""
+        return np.full((self.n, self.n_items), 1.0 / self.n_items)
+
+    def _exam_mean(self, per_item: np.ndarray) -> np.ndarray:
+        """The exam's average of a per-item quantity ``(n, n_items)`` (see :meth:`exam_weights`)."""
+        return per_item.mean(axis=1)
+
     def _reset_students(self, idx: np.ndarray) -> None:
         fresh = self.model.initial_state((len(idx), self.n_items))
         for f in STATE_FIELDS:
@@ -191,7 +200,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
         self.n_correct += correct
 
         p_next = self.recall_matrix(self.times[t + 1])
-        m_next = p_next.mean(axis=1)
+        m_next = self._exam_mean(p_next)
         terminated = t + 1 >= self.horizon
         if self.reward_mode == "recall":
             reward = m_next - self.mean_p
@@ -202,7 +211,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
         self.mean_p = m_next
         self.sum_mean_p += m_next
         if terminated.any():
-            exam = (u[:, 1:] < p_next).mean(axis=1)
+            exam = self._exam_mean((u[:, 1:] < p_next).astype(np.float64))
             self.exam = np.where(terminated, exam, self.exam)
             if self.reward_mode == "exam":
                 reward = np.where(terminated, exam, 0.0)

@@ -33,6 +33,9 @@ from envs.spaced_repetition.memory_models import STATE_FIELDS, make_model
 from envs.tutors import Tutor, register_tutor
 
 ENV_ID = "MetaTutor/SpacedRepetition-v0"
+#: the goal-weighted variant: same observations, so every tutor runs on it (only the
+#: privileged planner reads the goal)
+GOALS_ENV_ID = "MetaTutor/SpacedRepetitionGoals-v0"
 _DUE_SLACK = 0.99
 
 
@@ -312,16 +315,17 @@ class FSRSTutor(_SRTutor):
 class PlannerTutor(Tutor):
     """Privileged planner (an upper bound, not a deployable tutor): reads every card's true
     memory state, last presentation time and forgetting speed, and the student's
-    ``gain`` and ``fail_effect``, from the env's dynamics, and predicts with the env's own
-    memory model.
+    ``gain`` and ``fail_effect`` (and, in SpacedRepetitionGoals-v0, the student's goal),
+    from the env's dynamics, and predicts with the env's own memory model.
 
     Rule, per student and step:
 
     * before the last ``final_sessions`` sessions: the oracle threshold rule – present the
       seen card of lowest true recall if that recall is below ``threshold``, otherwise the
-      next new card, otherwise (every card seen) the card of lowest recall;
+      next new card, otherwise (every card seen) the card of lowest recall – all among the
+      cards on the student's exam (every card, except in SpacedRepetitionGoals-v0);
     * in the last ``final_sessions`` sessions: the card whose presentation now most
-      increases its expected recall at the exam (expected over the answer, correct with the
+      increases the expected exam score (expected over the answer, correct with the
       true recall probability; a new card counts from 0), assuming no later presentation.
 
     The exam-gain rule alone is myopic (it never introduces a card early enough to be
@@ -367,14 +371,18 @@ class PlannerTutor(Tutor):
         # a finished student (t = horizon) is stepped once more by a vector env: act as at the end
         t = np.minimum(d.t, d.horizon - 1)
         gain, recall = self.exam_gain(d.times[t])
-        seen = d.seen
+        # only the cards that count on this student's exam (all of them in SpacedRepetition-v0)
+        weight = d.exam_weights()
+        needed = weight > 0.0
+        seen, unseen = d.seen & needed, ~d.seen & needed
         weakest = np.where(seen, recall, np.inf).argmin(axis=1)
         due = (seen & (recall < self.threshold)).any(axis=1)
-        new = (~seen).any(axis=1)
-        by_threshold = np.where(due | ~new, weakest, (~seen).argmax(axis=1))
+        new = unseen.any(axis=1)
+        by_threshold = np.where(due | ~new, weakest, unseen.argmax(axis=1))
         final = t >= d.horizon - self.final_sessions * d.session_length
-        return np.where(final, gain.argmax(axis=1), by_threshold)
+        return np.where(final, (gain * weight).argmax(axis=1), by_threshold)
 
 
-for _cls in (LeitnerTutor, SM2Tutor, ThresholdTutor, FSRSTutor, PlannerTutor):
-    register_tutor(ENV_ID, _cls.name, _cls)
+for _env_id in (ENV_ID, GOALS_ENV_ID):
+    for _cls in (LeitnerTutor, SM2Tutor, ThresholdTutor, FSRSTutor, PlannerTutor):
+        register_tutor(_env_id, _cls.name, _cls)

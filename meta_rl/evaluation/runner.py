@@ -45,7 +45,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +70,17 @@ ALL_LEARNED = (*LEARNED, *OPTIONAL_LEARNED)
 #: the baselines trained with stable-baselines3 (cached as ``RUN_DIR/baselines/NAME.zip``)
 SB3_METHODS = ("sb3_ppo", "recurrent_ppo")
 LR_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+#: when the meta-training run gives the per-item logit offsets their own inner step size
+#: (``item_bias_lr``), pooled and scratch fine-tuning may too: these multiples of the run's
+#: value, each with every shared step size of ``LR_GRID`` (chosen on val like the scalar step)
+ITEM_LR_FACTORS = (1 / 3, 1.0, 3.0)
 SB3_LR_GRID = (1e-4, 3e-4, 1e-3)
 
 #: a profile's learning speed, for the slowest / fastest quartile subgroups
 SPEED: dict[str, Callable[[Mapping[str, Any]], float]] = {
     "MetaTutor/SkillGraph-v0": lambda p: float(np.mean(p["learn"]) * np.max(p["content_affinity"])),
     "MetaTutor/SpacedRepetition-v0": lambda p: -float(p["decay"]),
+    "MetaTutor/SpacedRepetitionGoals-v0": lambda p: -float(p["decay"]),
     "MetaTutor/ZPD-v0": lambda p: float(p["learn_rate"]),
 }
 
@@ -309,18 +314,43 @@ def prepare_baselines(
             f.result()
 
 
-def _best_on_val(grid: Sequence[float], final_return: Callable[[float], float]) -> float:
+def _best_on_val(grid: Sequence[Any], final_return: Callable[[Any], float]) -> Any:
     """The step size of ``grid`` whose adapted return on val students (after K steps) is highest."""
     scores = [final_return(lr) for lr in grid]
     return grid[int(np.argmax(scores))]
 
 
-def _choose_lr(policy: TutorPolicy, val: Sequence[dict], s: EvaluationSettings, rollouts: int) -> float:
-    def final_return(lr: float) -> float:
-        res = adaptation_curve(policy, val, s.adapt_steps, rollouts, s.eval_episodes, seed=s.seed + 1, lr=lr)
+#: a fine-tuning step size: one scalar, or (shared weights, per-item logit offsets)
+StepSize = float | tuple[float, float]
+
+
+def _step_sizes(run_config: Mapping[str, Any]) -> list[StepSize]:
+    """The step sizes offered to pooled and scratch fine-tuning for a meta-training run."""
+    item_lr = float(run_config.get("item_bias_lr", 0.0) or 0.0)
+    grid: list[StepSize] = list(LR_GRID)
+    if item_lr > 0:
+        grid += [(lr, item_lr * f) for lr in LR_GRID for f in ITEM_LR_FACTORS]
+    return grid
+
+
+def _with_step_size(policy: TutorPolicy, step: StepSize) -> tuple[TutorPolicy, float | None]:
+    """``(policy, lr)`` for :func:`adaptation_curve`: a pair becomes per-parameter step sizes."""
+    if isinstance(step, tuple):
+        shared, item = step
+        lrs = {k: torch.full_like(v, item if k == "item_bias" else shared) for k, v in policy.params.items()}
+        return replace(policy, inner_lrs=lrs), None
+    return policy, float(step)
+
+
+def _choose_lr(
+    policy: TutorPolicy, val: Sequence[dict], s: EvaluationSettings, rollouts: int, grid: Sequence[StepSize]
+) -> StepSize:
+    def final_return(step: StepSize) -> float:
+        pol, lr = _with_step_size(policy, step)
+        res = adaptation_curve(pol, val, s.adapt_steps, rollouts, s.eval_episodes, seed=s.seed + 1, lr=lr)
         return float(res.returns[:, -1].mean())
 
-    return _best_on_val(LR_GRID, final_return)
+    return _best_on_val(grid, final_return)
 
 
 def _scratch(policy: TutorPolicy, seed: int) -> TutorPolicy:
@@ -371,7 +401,8 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
         )
 
     for run, maml in zip(runs, maml_policies):
-        seed = int(load_checkpoint(run / "checkpoint.pt")["config"]["seed"])
+        run_config = load_checkpoint(run / "checkpoint.pt")["config"]
+        seed = int(run_config["seed"])
         for name in (m for m in methods if m in ALL_LEARNED):
             t0 = time.time()
             if name in SB3_METHODS:
@@ -395,19 +426,23 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                     pol, lr = maml, None
                 elif name == "oracle":
                     pol, lr = _train_our_baseline(run, "oracle", True, s.log), None
-                elif name == "pooled_ppo":
-                    pol = _train_our_baseline(run, "pooled_ppo", False, s.log)
-                    lr = _choose_lr(pol, val, s, rollouts)
                 else:
-                    pol = _scratch(maml, seed + 12345)
-                    lr = _choose_lr(pol, val, s, rollouts)
+                    pol = (
+                        _train_our_baseline(run, "pooled_ppo", False, s.log)
+                        if name == "pooled_ppo"
+                        else _scratch(maml, seed + 12345)
+                    )
+                    step = _choose_lr(pol, val, s, rollouts, _step_sizes(run_config))
+                    pol, lr = _with_step_size(pol, step)
                 steps = 0 if name == "oracle" else k
                 res = adaptation_curve(pol, profiles, steps, rollouts, s.eval_episodes, seed=s.seed, lr=lr)
                 ret, met = res.returns, res.metrics
                 if name == "oracle":  # not adapted: the same policy at every step
                     ret = np.repeat(ret, k + 1, axis=1)
                     met = {m: np.repeat(v, k + 1, axis=1) for m, v in met.items()}
-                info["inner_lr"].setdefault(name, []).append(lr if lr is not None else _lr_of(pol))
+                chosen = step if name in ("pooled_ppo", "scratch_ppo") else _lr_of(pol)
+                chosen = list(chosen) if isinstance(chosen, tuple) else chosen
+                info["inner_lr"].setdefault(name, []).append(chosen)
                 if name in ("maml_ppo", "pooled_ppo", "oracle"):
                     state = load_checkpoint(
                         run / "checkpoint.pt"

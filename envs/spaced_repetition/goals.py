@@ -1,0 +1,185 @@
+"""SpacedRepetitionGoals-v0: SpacedRepetition-v0 where each student needs only some cards.
+
+Why this variant exists: in SpacedRepetition-v0 every card counts on the exam, and the
+measurements in ``docs/spaced_repetition.md`` show that one rule ("review the card most at
+risk") is near-optimal for every student there — the answers reveal each card's memory
+within the episode, so there is little for a tutor to learn *about the student* across
+episodes. Here students also differ in *which* cards deserve the scarce reviews: each
+student has a personal goal (the cards of their own exam, the words their job needs), a
+subset of the deck that the tutor is not told. The answers do not reveal it; only the
+outcome does (the reward), so a tutor can learn it from a few episodes with the student —
+the situation meta-learning is meant for.
+
+Model: exactly SpacedRepetition-v0's memory (``envs.spaced_repetition.dynamics``) with one
+more profile field ``goal`` (weight ``w_j ∈ [0, 1]`` per card, ``Σ_j w_j > 0``). Every
+average over cards that defines the exam — the recall reward's ``m(τ)``, the sampled exam
+score — becomes the goal-weighted average ``m_w(τ) = Σ_j w_j p_j(τ) / Σ_j w_j``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from envs.core import StudentEnv, StudentVectorEnv
+from envs.profiles import FieldSpec, StudentProfile
+from envs.spaced_repetition.dynamics import SpacedRepetitionDynamics
+from envs.spaced_repetition.profile import SpacedRepetitionDistribution, SpacedRepetitionProfile
+
+
+def goal_size(n_items: int, split: str) -> int:
+    """Cards in a sampled student's goal: a quarter of the deck (half on ``ood``), at least one."""
+    return max(1, round(n_items * (0.5 if split == "ood" else 0.25)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SpacedRepetitionGoalsProfile(StudentProfile):
+    """One SpacedRepetitionGoals-v0 student (hidden from the tutor).
+
+    The fields of :class:`envs.spaced_repetition.profile.SpacedRepetitionProfile` (same
+    meaning and ranges), plus:
+
+    - ``goal`` in [0, 1] per item: the card's weight in this student's exam (1: on the
+      exam, 0: not needed). At least one weight must be positive.
+    """
+
+    decay: float
+    gain: float
+    fail_effect: float
+    item_difficulty: tuple[float, ...]
+    goal: tuple[float, ...]
+
+    FIELDS = (
+        *SpacedRepetitionProfile.FIELDS,
+        FieldSpec("goal", 0.0, 1.0, "weight of the card in this student's exam (0: not needed)", "n_items"),
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if sum(self.goal) <= 0.0:
+            raise ValueError(f"profile field 'goal' needs at least one positive weight, got {self.goal!r}")
+
+
+class SpacedRepetitionGoalsDistribution(SpacedRepetitionDistribution):
+    """Population of SpacedRepetitionGoals-v0 students.
+
+    Memory parameters exactly as SpacedRepetition-v0's population (same splits, see
+    :class:`~envs.spaced_repetition.profile.SpacedRepetitionDistribution`). Goal: a
+    uniformly random subset of :func:`goal_size` cards with weight 1 (a quarter of the deck
+    on ``train`` / ``val`` / ``test``; half of it on ``ood``, whose students also forget
+    much faster), the other cards 0.
+    """
+
+    profile_cls = SpacedRepetitionGoalsProfile
+
+    def _sample_arrays(self, rng: np.random.Generator, n: int, split: str) -> dict[str, np.ndarray]:
+        arrays = super()._sample_arrays(rng, n, split)
+        order = rng.random((n, self.n_items)).argsort(axis=1)
+        goal = np.zeros((n, self.n_items))
+        np.put_along_axis(goal, order[:, : goal_size(self.n_items, split)], 1.0, axis=1)
+        arrays["goal"] = goal
+        return arrays
+
+
+class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
+    """SpacedRepetition-v0's students with a goal-weighted exam (module docstring)."""
+
+    profile_cls = SpacedRepetitionGoalsProfile
+    distribution_cls = SpacedRepetitionGoalsDistribution
+    metric_names = (*SpacedRepetitionDynamics.metric_names, "goal_review_share")
+
+    def __init__(self, num_students: int, **kwargs: Any) -> None:
+        super().__init__(num_students, **kwargs)
+        self._weight = np.full((self.n, self.n_items), 1.0 / self.n_items)
+
+    def distribution(self) -> SpacedRepetitionGoalsDistribution:
+        return SpacedRepetitionGoalsDistribution(self.n_items)
+
+    def _profiles_changed(self, idx: np.ndarray) -> None:
+        super()._profiles_changed(idx)
+        goal = self.p["goal"][idx]
+        total = goal.sum(axis=1, keepdims=True)
+        if (total <= 0.0).any():
+            raise ValueError("profile field 'goal' needs at least one positive weight per student")
+        self._weight[idx] = goal / total
+
+    def exam_weights(self) -> np.ndarray:
+        return self._weight.copy()
+
+    def _exam_mean(self, per_item: np.ndarray) -> np.ndarray:
+        return (per_item * self._weight).sum(axis=1)
+
+    def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        out = super().episode_metrics(idx)
+        shown = self.n_reviews[idx]
+        on_goal = (shown * (self._weight[idx] > 0.0)).sum(axis=1)
+        out["goal_review_share"] = on_goal / np.maximum(shown.sum(axis=1), 1)
+        return out
+
+
+class SpacedRepetitionGoalsEnv(StudentEnv):
+    """
+    ## Description
+
+    :class:`envs.spaced_repetition.SpacedRepetitionEnv` (same cards, memory models, clock,
+    actions and observations) for students who each need only some of the cards: the
+    student's *goal* — e.g. the cards on their own exam — is hidden in the profile
+    (:class:`SpacedRepetitionGoalsProfile`, field ``goal``: a weight ``w_j ∈ [0, 1]`` per
+    card). Reviews are scarce (``horizon`` presentations for ``n_items`` cards), so a tutor
+    that knows the goal spends them on the needed cards. The answers do not reveal the goal;
+    the reward does, so a tutor can learn it from a few episodes with the student.
+
+    Memory, per card ``j`` (unchanged, see SpacedRepetition-v0): ``p_j = curve(decay ·
+    exp(ℓ_j) · (τ − L_j) / S_j)``; the goal enters only the exam:
+    ``m_w(τ) = Σ_j w_j p_j(τ) / Σ_j w_j``.
+
+    ## Action Space
+
+    ``Discrete(n_items)``: the card to present next.
+
+    ## Observation Space
+
+    ``Box(0, 1, (4 · n_items + 1,), float32)``, exactly SpacedRepetition-v0's (time since
+    each card was last shown, times shown, last answer correct / wrong, elapsed steps).
+    Never the goal, the recall probabilities or the profile.
+
+    ## Rewards
+
+    ``reward_mode="recall"`` (default): ``m_w(τ_{t+1}) − m_w(τ_t)``, so the undiscounted
+    return is ``m_w(τ_T)``, the expected goal-weighted exam score. ``"exam"``: 0 until the
+    last step, then the goal-weighted fraction of cards recalled at the exam (sampled).
+    ``"correct"``: 1 if the presented card was answered correctly (ignores the goal).
+
+    ## Starting State
+
+    No card has been shown. Without a fixed task, each reset draws a new student from the
+    ``train`` split (a random quarter of the deck as the goal).
+
+    ## Episode End
+
+    Terminates after ``horizon`` steps. ``info`` at the end carries SpacedRepetition-v0's
+    metrics — ``exam_recall`` and ``final_mean_recall_prob`` and ``mean_recall`` goal-weighted,
+    ``items_never_reviewed`` and ``accuracy`` over every card — plus ``goal_review_share``,
+    the fraction of presentations spent on goal cards (weight > 0).
+
+    ## Arguments
+
+    ```python
+    gym.make("MetaTutor/SpacedRepetitionGoals-v0", n_items=20, horizon=100,
+             memory_model="exponential", step_gap=1 / 1440, session_length=10,
+             session_gap=1.0, exam_delay=1.0, reward_mode="recall", render_mode=None)
+    ```
+
+    As SpacedRepetition-v0. The student is set with ``reset(options={"profile": {...}})``
+    or ``env.unwrapped.set_task(profile)``; the profile then needs a ``goal`` list.
+    """
+
+    dynamics_cls = SpacedRepetitionGoalsDynamics
+
+
+class SpacedRepetitionGoalsVectorEnv(StudentVectorEnv):
+    """Native vector version of :class:`SpacedRepetitionGoalsEnv` (same arguments plus ``num_envs``)."""
+
+    dynamics_cls = SpacedRepetitionGoalsDynamics
