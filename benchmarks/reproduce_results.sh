@@ -5,7 +5,8 @@
 # which trains and caches every run's baselines (pooled PPO, PPO oracle, SB3 PPO; same
 # env-step budget), two at a time. SkillGraph also evaluates the optional recurrent_ppo baseline
 # (sb3-contrib RecurrentPPO: pip install -e ".[contrib]"; about 5x slower per env step than SB3 PPO).
-# Usage: bash benchmarks/reproduce_results.sh [skill_graph|zpd|spaced_repetition ...]  (default: all)
+# Usage: bash benchmarks/reproduce_results.sh [skill_graph|zpd|spaced_repetition|spaced_repetition_goals ...]
+# (default: all)
 # Needs the package installed (see README); roughly an hour per env on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,13 +14,14 @@ seeds_of() {
   echo "${SEEDS:-0 1 2}"
 }
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(skill_graph zpd spaced_repetition)
+[ ${#names[@]} -gt 0 ] || names=(skill_graph zpd spaced_repetition spaced_repetition_goals)
 
 env_id() {
   case "$1" in
     skill_graph) echo MetaTutor/SkillGraph-v0 ;;
     zpd) echo MetaTutor/ZPD-v0 ;;
     spaced_repetition) echo MetaTutor/SpacedRepetition-v0 ;;
+    spaced_repetition_goals) echo MetaTutor/SpacedRepetitionGoals-v0 ;;
     *) echo "unknown env name $1" >&2; return 1 ;;
   esac
 }

@@ -20,7 +20,7 @@ from scipy import stats
 
 import envs
 from envs.spaced_repetition import SpacedRepetitionGoalsEnv, SpacedRepetitionGoalsProfile
-from envs.spaced_repetition.goals import goal_size
+from envs.spaced_repetition.goals import card_topics, goal_topics
 from envs.tutors import make_tutor, tutor_names
 from meta_rl.envspec import EnvSpec
 
@@ -74,8 +74,12 @@ def test_same_memory_and_observations_as_spaced_repetition_and_weighted_reward()
     base, goals = run_both(profs, actions, n_items=k, horizon=h, session_length=8)
     w = np.array([p.goal for p in profs])
     w = w / w.sum(axis=1, keepdims=True)
+    topic_blocks = (card_topics(k, 4)[None, :] == np.arange(4)[:, None]).reshape(-1)
     for (obs_b, _, _, p_b), (obs_g, _, _, p_g) in zip(base, goals):
-        np.testing.assert_array_equal(obs_b, obs_g)  # same answers, nothing of the goal shown
+        # same answers, nothing of the goal shown: SpacedRepetition-v0's columns, then the topics
+        np.testing.assert_array_equal(obs_g[:, : 4 * k], obs_b[:, : 4 * k])
+        np.testing.assert_array_equal(obs_g[:, -1], obs_b[:, -1])
+        np.testing.assert_array_equal(obs_g[:, 4 * k : -1], np.broadcast_to(topic_blocks, (n, 4 * k)))
         np.testing.assert_array_equal(p_b, p_g)
     # reward = change of the goal-weighted mean recall, computed from the base env's recall
     weighted = np.array([(p * w).sum(axis=1) for *_, p in base])
@@ -123,17 +127,24 @@ def test_exam_of_a_single_goal_card_is_bernoulli_with_its_recall() -> None:
     assert abs(z) < 4.5 and p.std() > 0.01
 
 
-def test_population_goals_are_uniform_subsets_of_the_split_size() -> None:
-    k = 20
-    dist = envs.distribution(GOALS, n_items=k)
+def test_population_goals_are_whole_topics_chosen_uniformly() -> None:
+    k, n_topics = 20, 4
+    dist = envs.distribution(GOALS, n_items=k, n_topics=n_topics)
+    topics = card_topics(k, n_topics)
+    assert np.bincount(topics).tolist() == [5, 5, 5, 5]
     for split in ("train", "test", "ood"):
         goal = np.array([p.goal for p in dist.sample(3000, split, seed=0)])
         assert set(np.unique(goal)) == {0.0, 1.0}
-        assert (goal.sum(axis=1) == goal_size(k, split)).all()
-        counts = goal.sum(axis=0)
-        expected = np.full(k, counts.sum() / k)
-        assert stats.chisquare(counts, expected).pvalue > 1e-4
-    assert goal_size(k, "test") == 5 and goal_size(k, "ood") == 10 and goal_size(1, "train") == 1
+        per_topic = np.stack([goal[:, topics == c] for c in range(n_topics)], axis=1)  # (n, topic, card)
+        assert (per_topic.min(axis=2) == per_topic.max(axis=2)).all()  # a topic is needed whole or not
+        chosen = per_topic[:, :, 0]
+        assert (chosen.sum(axis=1) == goal_topics(n_topics, split)).all()
+        counts = chosen.sum(axis=0)
+        assert stats.chisquare(counts, np.full(n_topics, counts.sum() / n_topics)).pvalue > 1e-4
+    assert goal_topics(4, "test") == 1 and goal_topics(4, "ood") == 2 and goal_topics(1, "train") == 1
+    assert card_topics(7, 3).tolist() == [0, 0, 0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="n_topics"):
+        gym.make(GOALS, n_items=4, n_topics=5)
     # the memory parameters are SpacedRepetition-v0's population, draw for draw
     sr = envs.distribution(SR, n_items=k).sample(50, "val", seed=4)
     g = dist.sample(50, "val", seed=4)
@@ -210,12 +221,12 @@ def test_planner_with_every_card_on_the_goal_acts_as_on_spaced_repetition() -> N
 
 def test_privileged_item_layout_gives_each_card_its_goal_weight() -> None:
     k = 5
-    spec = EnvSpec(GOALS, {"n_items": k}, privileged=True)
+    spec = EnvSpec(GOALS, {"n_items": k, "n_topics": 2}, privileged=True)
     items, shared = spec.item_layout
-    base = 4 * k + 1  # the observation, then decay, gain, fail_effect, difficulties, goals
-    for i in range(k):
-        assert items[i] == (i, k + i, 2 * k + i, 3 * k + i, base + 3 + i, base + 3 + k + i)
-    assert shared == (4 * k, base, base + 1, base + 2)
+    base = 6 * k + 1  # the observation (4 + 2 topic blocks, time), then decay, gain, fail_effect,
+    for i in range(k):  # the cards' difficulties and goals
+        assert items[i] == tuple(b * k + i for b in range(6)) + (base + 3 + i, base + 3 + k + i)
+    assert shared == (6 * k, base, base + 1, base + 2)
     prof = draw(1, "test", 0, k)[0]
     feats = spec.profile_features([prof])[0]
     np.testing.assert_allclose(feats[3 + k :], prof.goal)

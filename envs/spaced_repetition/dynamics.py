@@ -225,7 +225,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
         obs[:, k : 2 * k] = self._review_feature[np.minimum(self.n_reviews, self.horizon)]
         obs[:, 2 * k : 3 * k] = self.seen & self.last_correct
         obs[:, 3 * k : 4 * k] = self.seen & ~self.last_correct
-        obs[:, 4 * k] = np.minimum(self.t / self.horizon, 1.0)
+        obs[:, -1] = np.minimum(self.t / self.horizon, 1.0)  # last column (variants add item blocks)
         return obs
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:

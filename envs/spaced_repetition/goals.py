@@ -4,16 +4,19 @@ Why this variant exists: in SpacedRepetition-v0 every card counts on the exam, a
 measurements in ``docs/spaced_repetition.md`` show that one rule ("review the card most at
 risk") is near-optimal for every student there — the answers reveal each card's memory
 within the episode, so there is little for a tutor to learn *about the student* across
-episodes. Here students also differ in *which* cards deserve the scarce reviews: each
-student has a personal goal (the cards of their own exam, the words their job needs), a
-subset of the deck that the tutor is not told. The answers do not reveal it; only the
-outcome does (the reward), so a tutor can learn it from a few episodes with the student —
-the situation meta-learning is meant for.
+episodes. Here students also differ in *which* cards deserve the scarce reviews: the deck
+is divided into ``n_topics`` topics (chapters; which card belongs to which is known to the
+tutor and shown in the observation), and each student needs only some topics (the
+chapters of their own exam), which the tutor is not told. The answers do not reveal the
+goal; only the outcome does (the reward), so a tutor can learn it from a few episodes with
+the student — the situation meta-learning is meant for.
 
 Model: exactly SpacedRepetition-v0's memory (``envs.spaced_repetition.dynamics``) with one
 more profile field ``goal`` (weight ``w_j ∈ [0, 1]`` per card, ``Σ_j w_j > 0``). Every
 average over cards that defines the exam — the recall reward's ``m(τ)``, the sampled exam
-score — becomes the goal-weighted average ``m_w(τ) = Σ_j w_j p_j(τ) / Σ_j w_j``.
+score — becomes the goal-weighted average ``m_w(τ) = Σ_j w_j p_j(τ) / Σ_j w_j``. Card ``j``
+belongs to topic ``⌊j · n_topics / n_items⌋`` (contiguous chapters, sizes differing by at
+most one). The population draws goals topic by topic; a profile may weigh cards freely.
 """
 
 from __future__ import annotations
@@ -21,17 +24,28 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
-from envs.core import StudentEnv, StudentVectorEnv
+from envs.core import StudentEnv, StudentVectorEnv, check_int
 from envs.profiles import FieldSpec, StudentProfile
 from envs.spaced_repetition.dynamics import SpacedRepetitionDynamics
 from envs.spaced_repetition.profile import SpacedRepetitionDistribution, SpacedRepetitionProfile
 
 
-def goal_size(n_items: int, split: str) -> int:
-    """Cards in a sampled student's goal: a quarter of the deck (half on ``ood``), at least one."""
-    return max(1, round(n_items * (0.5 if split == "ood" else 0.25)))
+def card_topics(n_items: int, n_topics: int) -> np.ndarray:
+    """Topic of every card: ``⌊j · n_topics / n_items⌋`` (contiguous, near-equal chapters)."""
+    return np.arange(n_items) * n_topics // n_items
+
+
+def _check_topics(n_topics: int | None, n_items: int) -> int:
+    """``n_topics`` validated (1 … ``n_items``); ``None``: four, or one per card on smaller decks."""
+    return min(4, n_items) if n_topics is None else check_int("n_topics", n_topics, 1, n_items)
+
+
+def goal_topics(n_topics: int, split: str) -> int:
+    """Topics in a sampled student's goal: a quarter of them (half on ``ood``), at least one."""
+    return max(1, round(n_topics * (0.5 if split == "ood" else 0.25)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,21 +79,25 @@ class SpacedRepetitionGoalsProfile(StudentProfile):
 class SpacedRepetitionGoalsDistribution(SpacedRepetitionDistribution):
     """Population of SpacedRepetitionGoals-v0 students.
 
-    Memory parameters exactly as SpacedRepetition-v0's population (same splits, see
-    :class:`~envs.spaced_repetition.profile.SpacedRepetitionDistribution`). Goal: a
-    uniformly random subset of :func:`goal_size` cards with weight 1 (a quarter of the deck
-    on ``train`` / ``val`` / ``test``; half of it on ``ood``, whose students also forget
-    much faster), the other cards 0.
+    Memory parameters exactly as SpacedRepetition-v0's population (same splits and draws,
+    see :class:`~envs.spaced_repetition.profile.SpacedRepetitionDistribution`). Goal: a
+    uniformly random set of :func:`goal_topics` topics (one of four on ``train`` / ``val`` /
+    ``test``; two of four on ``ood``, whose students also forget much faster); their cards
+    have weight 1, the others 0.
     """
 
     profile_cls = SpacedRepetitionGoalsProfile
 
+    def __init__(self, n_items: int = 20, n_topics: int | None = None) -> None:
+        super().__init__(n_items)
+        self.n_topics = _check_topics(n_topics, self.n_items)
+
     def _sample_arrays(self, rng: np.random.Generator, n: int, split: str) -> dict[str, np.ndarray]:
         arrays = super()._sample_arrays(rng, n, split)
-        order = rng.random((n, self.n_items)).argsort(axis=1)
-        goal = np.zeros((n, self.n_items))
-        np.put_along_axis(goal, order[:, : goal_size(self.n_items, split)], 1.0, axis=1)
-        arrays["goal"] = goal
+        order = rng.random((n, self.n_topics)).argsort(axis=1)
+        chosen = np.zeros((n, self.n_topics), dtype=bool)
+        np.put_along_axis(chosen, order[:, : goal_topics(self.n_topics, split)], True, axis=1)
+        arrays["goal"] = chosen[:, card_topics(self.n_items, self.n_topics)].astype(np.float64)
         return arrays
 
 
@@ -90,12 +108,29 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
     distribution_cls = SpacedRepetitionGoalsDistribution
     metric_names = (*SpacedRepetitionDynamics.metric_names, "goal_review_share")
 
-    def __init__(self, num_students: int, **kwargs: Any) -> None:
+    def __init__(self, num_students: int, n_topics: int | None = None, **kwargs: Any) -> None:
         super().__init__(num_students, **kwargs)
-        self._weight = np.full((self.n, self.n_items), 1.0 / self.n_items)
+        k = self.n_items
+        self.n_topics = _check_topics(n_topics, k)
+        self.topics = card_topics(k, self.n_topics)
+        # SpacedRepetition-v0's 4 blocks per card, then one topic-membership block per topic
+        self.item_obs_blocks = 4 + self.n_topics
+        self.obs_dim = self.item_obs_blocks * k + 1
+        self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.obs_dim,), np.float32)
+        self._topic_obs = (self.topics[None, :] == np.arange(self.n_topics)[:, None]).reshape(-1)
+        self._weight = np.full((self.n, k), 1.0 / k)
 
     def distribution(self) -> SpacedRepetitionGoalsDistribution:
-        return SpacedRepetitionGoalsDistribution(self.n_items)
+        return SpacedRepetitionGoalsDistribution(self.n_items, self.n_topics)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "n_topics": self.n_topics, "topics": self.topics.copy()}
+
+    def observe(self) -> np.ndarray:
+        obs = super().observe()
+        k = self.n_items
+        obs[:, 4 * k : (4 + self.n_topics) * k] = self._topic_obs
+        return obs
 
     def _profiles_changed(self, idx: np.ndarray) -> None:
         super()._profiles_changed(idx)
@@ -123,13 +158,15 @@ class SpacedRepetitionGoalsEnv(StudentEnv):
     """
     ## Description
 
-    :class:`envs.spaced_repetition.SpacedRepetitionEnv` (same cards, memory models, clock,
-    actions and observations) for students who each need only some of the cards: the
-    student's *goal* — e.g. the cards on their own exam — is hidden in the profile
-    (:class:`SpacedRepetitionGoalsProfile`, field ``goal``: a weight ``w_j ∈ [0, 1]`` per
-    card). Reviews are scarce (``horizon`` presentations for ``n_items`` cards), so a tutor
-    that knows the goal spends them on the needed cards. The answers do not reveal the goal;
-    the reward does, so a tutor can learn it from a few episodes with the student.
+    :class:`envs.spaced_repetition.SpacedRepetitionEnv` (same cards, memory models, clock
+    and actions) for students who each need only some of the cards. The deck is divided
+    into ``n_topics`` chapters (card ``j`` in topic ``⌊j · n_topics / n_items⌋``, shown in
+    the observation); the student's *goal* — the chapters of their own exam — is hidden in
+    the profile (:class:`SpacedRepetitionGoalsProfile`, field ``goal``: a weight
+    ``w_j ∈ [0, 1]`` per card). Reviews are scarce (``horizon`` presentations for
+    ``n_items`` cards), so a tutor that knows the goal spends them on the needed cards. The
+    answers do not reveal the goal; the reward does, so a tutor can learn it from a few
+    episodes with the student.
 
     Memory, per card ``j`` (unchanged, see SpacedRepetition-v0): ``p_j = curve(decay ·
     exp(ℓ_j) · (τ − L_j) / S_j)``; the goal enters only the exam:
@@ -141,9 +178,11 @@ class SpacedRepetitionGoalsEnv(StudentEnv):
 
     ## Observation Space
 
-    ``Box(0, 1, (4 · n_items + 1,), float32)``, exactly SpacedRepetition-v0's (time since
-    each card was last shown, times shown, last answer correct / wrong, elapsed steps).
-    Never the goal, the recall probabilities or the profile.
+    ``Box(0, 1, ((4 + n_topics) · n_items + 1,), float32)``: SpacedRepetition-v0's four
+    blocks of ``K = n_items`` columns (time since each card was last shown, times shown,
+    last answer correct, last answer wrong), then ``n_topics`` blocks ``[(4 + c)K,
+    (5 + c)K)`` with 1 for the cards of topic ``c`` (constant: the deck's structure), then
+    elapsed steps / horizon. Never the goal, the recall probabilities or the profile.
 
     ## Rewards
 
@@ -155,7 +194,7 @@ class SpacedRepetitionGoalsEnv(StudentEnv):
     ## Starting State
 
     No card has been shown. Without a fixed task, each reset draws a new student from the
-    ``train`` split (a random quarter of the deck as the goal).
+    ``train`` split (one random topic of four as the goal).
 
     ## Episode End
 
@@ -167,12 +206,13 @@ class SpacedRepetitionGoalsEnv(StudentEnv):
     ## Arguments
 
     ```python
-    gym.make("MetaTutor/SpacedRepetitionGoals-v0", n_items=20, horizon=100,
+    gym.make("MetaTutor/SpacedRepetitionGoals-v0", n_items=20, n_topics=None, horizon=100,
              memory_model="exponential", step_gap=1 / 1440, session_length=10,
              session_gap=1.0, exam_delay=1.0, reward_mode="recall", render_mode=None)
     ```
 
-    As SpacedRepetition-v0. The student is set with ``reset(options={"profile": {...}})``
+    ``n_topics`` (1 … ``n_items``; default 4, or ``n_items`` if smaller) chapters; the rest
+    as SpacedRepetition-v0. The student is set with ``reset(options={"profile": {...}})``
     or ``env.unwrapped.set_task(profile)``; the profile then needs a ``goal`` list.
     """
 
