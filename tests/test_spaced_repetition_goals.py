@@ -225,7 +225,7 @@ def test_privileged_item_layout_gives_each_card_its_goal_weight() -> None:
     items, shared = spec.item_layout
     base = 6 * k + 1  # the observation (4 + 2 topic blocks, time), then decay, gain, fail_effect,
     for i in range(k):  # the cards' difficulties and goals
-        assert items[i] == tuple(b * k + i for b in range(6)) + (base + 3 + i, base + 3 + k + i)
+        assert items[i] == (*(b * k + i for b in range(6)), base + 3 + i, base + 3 + k + i)
     assert shared == (6 * k, base, base + 1, base + 2)
     prof = draw(1, "test", 0, k)[0]
     feats = spec.profile_features([prof])[0]
