@@ -72,8 +72,9 @@ SB3_METHODS = ("sb3_ppo", "recurrent_ppo")
 LR_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 #: when the meta-training run gives the per-item logit offsets their own inner step size
 #: (``item_bias_lr``), pooled and scratch fine-tuning may too: these multiples of the run's
-#: value, each with every shared step size of ``LR_GRID`` (chosen on val like the scalar step)
+#: value, each with these step sizes of the shared weights (chosen on val like the scalar step)
 ITEM_LR_FACTORS = (1 / 3, 1.0, 3.0)
+ITEM_SHARED_LRS = (0.05, 0.5)
 SB3_LR_GRID = (1e-4, 3e-4, 1e-3)
 
 #: a profile's learning speed, for the slowest / fastest quartile subgroups
@@ -329,7 +330,7 @@ def _step_sizes(run_config: Mapping[str, Any]) -> list[StepSize]:
     item_lr = float(run_config.get("item_bias_lr", 0.0) or 0.0)
     grid: list[StepSize] = list(LR_GRID)
     if item_lr > 0:
-        grid += [(lr, item_lr * f) for lr in LR_GRID for f in ITEM_LR_FACTORS]
+        grid += [(lr, item_lr * f) for lr in ITEM_SHARED_LRS for f in ITEM_LR_FACTORS]
     return grid
 
 
