@@ -172,10 +172,14 @@ def test_bad_profiles_are_refused_with_the_field_named() -> None:
         env.reset(options={"profile": {**base, "goal": [1.0, 0.0]}})
     with pytest.raises(ValueError, match="at least one positive"):
         env.reset(options={"profile": {**base, "goal": [0.0] * 4}})
+    env.reset(options={"profile": {**base, "goal": [0.0, 1.0, 0.0, 0.0]}})
     d = env.unwrapped.dynamics
-    arrays = {name: np.asarray([v]) for name, v in {**base, "goal": [0.0] * 4}.items()}
+    arrays = {name: np.asarray([v]) for name, v in {**base, "decay": 7.0, "goal": [0.0] * 4}.items()}
     with pytest.raises(ValueError, match="at least one positive"):
         d.set_profile_arrays(np.array([0]), arrays)
+    # refused as a whole: the student is unchanged
+    assert d.p["goal"][0].tolist() == [0.0, 1.0, 0.0, 0.0] and d.p["decay"][0] == base["decay"]
+    np.testing.assert_array_equal(d.exam_weights()[0], [0.0, 1.0, 0.0, 0.0])
 
 
 def test_planner_spends_reviews_on_the_goal_and_beats_goal_blind_tutors() -> None:

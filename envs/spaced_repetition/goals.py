@@ -22,6 +22,7 @@ most one). The population draws goals topic by topic; a profile may weigh cards 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -132,13 +133,17 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
         obs[:, 4 * k : (4 + self.n_topics) * k] = self._topic_obs
         return obs
 
+    def set_profile_arrays(self, idx: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
+        # checked before anything is assigned, so a refused batch leaves every student as it was
+        goal = np.asarray(arrays["goal"]) if "goal" in arrays else None
+        if goal is not None and goal.ndim == 2 and (goal.sum(axis=1) <= 0.0).any():
+            raise ValueError("profile field 'goal' needs at least one positive weight per student")
+        super().set_profile_arrays(idx, arrays)
+
     def _profiles_changed(self, idx: np.ndarray) -> None:
         super()._profiles_changed(idx)
         goal = self.p["goal"][idx]
-        total = goal.sum(axis=1, keepdims=True)
-        if (total <= 0.0).any():
-            raise ValueError("profile field 'goal' needs at least one positive weight per student")
-        self._weight[idx] = goal / total
+        self._weight[idx] = goal / goal.sum(axis=1, keepdims=True)
 
     def exam_weights(self) -> np.ndarray:
         return self._weight.copy()
