@@ -87,7 +87,8 @@ class StudentDynamics(ABC):
     #: observation layout for item-wise policies: if ``B > 0`` and the action picks one of
     #: ``K`` items (``action_nvec == (K,)``), observation columns ``[b·K, (b+1)·K)`` hold
     #: feature ``b`` of items ``0 … K−1`` for ``b < B`` and the rest are global features
-    item_obs_blocks: ClassVar[int] = 0
+    #: (read from the instance: a variant may set it in ``__init__`` from its arguments)
+    item_obs_blocks: int = 0
     #: name (in :meth:`dims`) of the item dimension: privileged profile vectors of that
     #: dimension describe one item each
     item_dim: ClassVar[str] = ""

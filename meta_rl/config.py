@@ -352,7 +352,8 @@ def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:
 
 
 def default_config_path(env_id: str) -> Path | None:
-    """The shipped ``configs/<family>.yaml`` for ``env_id`` if it exists.
+    """The shipped ``configs/<name>.yaml`` for ``env_id`` if it exists (``name``: the family's
+    ``config``, by default its package's last part, e.g. ``skill_graph``).
 
     The files live in the package (``meta_rl/configs``, installed as package data);
     the repository's top-level ``configs`` is a link to them.

@@ -115,7 +115,13 @@ def test_shipped_skill_graph_config_is_valid() -> None:
 
 
 @pytest.mark.parametrize(
-    "env_id", ["MetaTutor/SkillGraph-v0", "MetaTutor/ZPD-v0", "MetaTutor/SpacedRepetition-v0"]
+    "env_id",
+    [
+        "MetaTutor/SkillGraph-v0",
+        "MetaTutor/ZPD-v0",
+        "MetaTutor/SpacedRepetition-v0",
+        "MetaTutor/SpacedRepetitionGoals-v0",
+    ],
 )
 def test_every_shipped_config_builds_its_policy(env_id: str) -> None:
     from meta_rl.envspec import EnvSpec
@@ -125,8 +131,8 @@ def test_every_shipped_config_builds_its_policy(env_id: str) -> None:
     assert cfg.env == env_id
     for privileged in (False, True):
         spec = policy_spec(cfg, EnvSpec(env_id, cfg.env_kwargs, privileged))
-        # SpacedRepetition's action picks a card: its config uses the item-wise policy
-        assert spec.itemwise == (env_id == "MetaTutor/SpacedRepetition-v0")
+        # SpacedRepetition's action picks a card: its configs use the item-wise policy
+        assert spec.itemwise == ("SpacedRepetition" in env_id)
 
 
 def test_switching_algorithm_reuses_a_file_of_the_other_algorithm() -> None:

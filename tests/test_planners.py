@@ -17,6 +17,7 @@ SETTINGS = {
     "MetaTutor/ZPD-v0": {},
     "MetaTutor/SkillGraph-v0": {"n_skills": 4, "n_content": 3, "horizon": 30, "prerequisites": "chain"},
     "MetaTutor/SpacedRepetition-v0": {},
+    "MetaTutor/SpacedRepetitionGoals-v0": {},
 }
 
 
@@ -25,6 +26,7 @@ PRIVILEGED = {
     "MetaTutor/ZPD-v0": ["planner"],
     "MetaTutor/SkillGraph-v0": ["planner", "belief_planner"],
     "MetaTutor/SpacedRepetition-v0": ["planner"],
+    "MetaTutor/SpacedRepetitionGoals-v0": ["planner"],
 }
 
 

@@ -59,6 +59,9 @@ def run_both(profiles: list, actions: np.ndarray, **kw: object) -> tuple[list, l
 
 @pytest.mark.parametrize("reward_mode", ["recall", "exam", "correct"])
 def test_check_env_and_docstring(reward_mode: str) -> None:
+    from meta_rl.config import default_config_path
+
+    assert default_config_path(GOALS).name == "spaced_repetition_goals.yaml"
     env = gym.make(GOALS, reward_mode=reward_mode, horizon=30)
     check_env(env.unwrapped, skip_render_check=True)
     assert isinstance(env.unwrapped, SpacedRepetitionGoalsEnv)
@@ -151,8 +154,13 @@ def test_population_goals_are_whole_topics_chosen_uniformly() -> None:
     assert [without_goal(p) for p in g] == [p.to_dict() for p in sr]
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1, max_size=6))
+@settings(max_examples=60, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1, max_size=6),
+        st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6),  # mostly valid goals
+    )
+)
 def test_goal_validation(goal: list[float]) -> None:
     base = without_goal(draw(1, "test", 0, len(goal))[0])
     ok = all(0.0 <= g <= 1.0 for g in goal) and sum(goal) > 0.0
@@ -177,6 +185,9 @@ def test_bad_profiles_are_refused_with_the_field_named() -> None:
     arrays = {name: np.asarray([v]) for name, v in {**base, "decay": 7.0, "goal": [0.0] * 4}.items()}
     with pytest.raises(ValueError, match="at least one positive"):
         d.set_profile_arrays(np.array([0]), arrays)
+    for bad in ([np.nan, 1.0, 0.0, 0.0], [-0.5, 1.0, 0.0, 0.0], [2.0, 0.0, 0.0, 0.0], [np.inf, 0, 0, 0]):
+        with pytest.raises(ValueError, match=r"goal' must lie in \[0, 1\]"):
+            d.set_profile_arrays(np.array([0]), {**arrays, "goal": np.asarray([bad])})
     # refused as a whole: the student is unchanged
     assert d.p["goal"][0].tolist() == [0.0, 1.0, 0.0, 0.0] and d.p["decay"][0] == base["decay"]
     np.testing.assert_array_equal(d.exam_weights()[0], [0.0, 1.0, 0.0, 0.0])
@@ -186,7 +197,9 @@ def test_planner_spends_reviews_on_the_goal_and_beats_goal_blind_tutors() -> Non
     n = 60
     profs = draw(n, "val", 7)
     returns, share = {}, {}
-    for name in ("planner", "threshold", "fsrs"):
+    blind = [name for name in tutor_names(GOALS) if name != "planner"]
+    assert set(blind) == {"random", "round_robin", "leitner", "sm2", "threshold", "fsrs"}
+    for name in ("planner", *blind):
         venv = make_vec(GOALS, n)
         venv.unwrapped.set_tasks(profs)
         tutor = make_tutor(name, venv, seed=0)
@@ -198,11 +211,54 @@ def test_planner_spends_reviews_on_the_goal_and_beats_goal_blind_tutors() -> Non
         assert term.all()
         returns[name], share[name] = total, info["goal_review_share"]
     assert (share["planner"] == 1.0).all()
-    assert share["threshold"].mean() < 0.4 and share["fsrs"].mean() < 0.4
-    for blind in ("threshold", "fsrs"):
-        diff = returns["planner"] - returns[blind]
-        assert stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue < 1e-6
+    for name in blind:
+        assert share[name].mean() < 0.4, name
+        diff = returns["planner"] - returns[name]
+        assert stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue < 1e-6, name
     assert set(tutor_names(GOALS)) == set(tutor_names(SR))
+
+
+def test_goal_blind_tutors_act_as_on_spaced_repetition_across_autoresets() -> None:
+    """The tutors read only SpacedRepetition-v0's columns of the wider observation."""
+    n, k, h = 6, 10, 25
+    profs = draw(n, "val", 5, k)
+    for name in (t for t in tutor_names(GOALS) if t != "planner"):
+        acts = []
+        for env_id, ps in ((SR, [without_goal(p) for p in profs]), (GOALS, profs)):
+            venv = make_vec(env_id, n, n_items=k, horizon=h, session_length=5)
+            venv.unwrapped.set_tasks(ps)
+            tutor = make_tutor(name, venv, seed=3)
+            obs, _ = venv.reset(seed=1)
+            seq = []
+            for _ in range(3 * h):  # three episodes, NEXT_STEP autoresets in between
+                a = tutor.act(obs)
+                seq.append(a)
+                obs, *_ = venv.step(a)
+            acts.append(np.array(seq))
+        np.testing.assert_array_equal(acts[0], acts[1], err_msg=name)
+
+
+def test_planner_on_spaced_repetition_is_the_goal_free_rule() -> None:
+    """On SpacedRepetition-v0 the planner's rule is the one written before goals existed:
+    threshold rule over every card, then the largest exam gain over every card."""
+    n = 16
+    venv = make_vec(SR, n, horizon=60)
+    venv.unwrapped.set_tasks(envs.distribution(SR).sample(n, "test", seed=9))
+    tutor = make_tutor("planner", venv, seed=0)
+    d = venv.unwrapped.dynamics
+    obs, _ = venv.reset(seed=0)
+    for _ in range(150):  # across NEXT_STEP autoresets
+        t = np.minimum(d.t, d.horizon - 1)
+        gain, recall = tutor.exam_gain(d.times[t])
+        weakest = np.where(d.seen, recall, np.inf).argmin(axis=1)
+        due = (d.seen & (recall < tutor.threshold)).any(axis=1)
+        new = (~d.seen).any(axis=1)
+        rule = np.where(due | ~new, weakest, (~d.seen).argmax(axis=1))
+        final = t >= d.horizon - tutor.final_sessions * d.session_length
+        expected = np.where(final, gain.argmax(axis=1), rule)
+        a = tutor.act(obs)
+        np.testing.assert_array_equal(a, expected)
+        obs, *_ = venv.step(a)
 
 
 def test_planner_with_every_card_on_the_goal_acts_as_on_spaced_repetition() -> None:
@@ -277,8 +333,9 @@ def test_item_bias_lr_is_checked() -> None:
         make_config({**TINY, "meta_sgd": False})
     with pytest.raises(ValueError, match="needs meta_sgd: true and item_bias: true"):
         make_config({**TINY, "item_bias": False})
-    with pytest.raises(ValueError, match="finite number >= 0"):
-        make_config({**TINY, "item_bias_lr": -1.0})
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite number >= 0"):
+            make_config({**TINY, "item_bias_lr": bad})
     assert make_config({**TINY, "item_bias_lr": 0.0}).item_bias_lr == 0.0  # 0: inner_lr
 
 
@@ -318,19 +375,17 @@ def test_evaluation_end_to_end_on_the_goal_variant(goals_run, tmp_path) -> None:
     rc = cli_main([
         "evaluate", "--checkpoint", str(goals_run), "--split", "test", "--n", "6", "--adapt-steps", "1",
         "--rollouts-per-step", "2", "--eval-episodes", "2", "--val-profiles", "2", "--workers", "1",
-        "--methods", "maml_ppo", "pooled_ppo", "planner", "threshold", "--out", str(out),
+        "--methods", "maml_ppo", "pooled_ppo", "scratch_ppo", "planner", "threshold", "--out", str(out),
     ])  # fmt: skip
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
-    assert res["env_id"] == GOALS and set(res["methods"]) == {
-        "maml_ppo",
-        "pooled_ppo",
-        "planner",
-        "threshold",
-    }
+    assert res["env_id"] == GOALS
+    assert set(res["methods"]) == {"maml_ppo", "pooled_ppo", "scratch_ppo", "planner", "threshold"}
     assert "goal_review_share" in res["methods"]["planner"]["metrics"]
     assert res["methods"]["planner"]["metrics"]["goal_review_share"]["mean"] == [1.0, 1.0]
     from meta_rl.evaluation.runner import _step_sizes
 
-    chosen = res["details"]["inner_lr"]["pooled_ppo"][0]
-    assert (tuple(chosen) if isinstance(chosen, list) else chosen) in _step_sizes(TINY)
+    for name in ("pooled_ppo", "scratch_ppo"):
+        chosen = res["details"]["inner_lr"][name][0]
+        assert (tuple(chosen) if isinstance(chosen, list) else chosen) in _step_sizes(TINY)
+    assert res["details"]["inner_lr"]["maml_ppo"] == ["meta-sgd"]

@@ -244,5 +244,5 @@ class SpacedRepetitionDynamics(StudentDynamics):
         now = self.times[min(int(self.t[i]), self.horizon)]
         return (
             f"t={int(self.t[i])}/{self.horizon} day {now:.2f} recall [{bars}] "
-            f"mean={p.mean():.2f} reviews={int(self.n_reviews[i].sum())}"
+            f"mean={float((p * self.exam_weights()[i]).sum()):.2f} reviews={int(self.n_reviews[i].sum())}"
         )

@@ -45,7 +45,8 @@ def _check_topics(n_topics: int | None, n_items: int) -> int:
 
 
 def goal_topics(n_topics: int, split: str) -> int:
-    """Topics in a sampled student's goal: a quarter of them (half on ``ood``), at least one."""
+    """Topics in a sampled student's goal: a quarter of them (half on ``ood``), rounded half to
+    even, at least one."""
     return max(1, round(n_topics * (0.5 if split == "ood" else 0.25)))
 
 
@@ -82,9 +83,9 @@ class SpacedRepetitionGoalsDistribution(SpacedRepetitionDistribution):
 
     Memory parameters exactly as SpacedRepetition-v0's population (same splits and draws,
     see :class:`~envs.spaced_repetition.profile.SpacedRepetitionDistribution`). Goal: a
-    uniformly random set of :func:`goal_topics` topics (one of four on ``train`` / ``val`` /
-    ``test``; two of four on ``ood``, whose students also forget much faster); their cards
-    have weight 1, the others 0.
+    uniformly random set of :func:`goal_topics` topics (about a quarter of them, at least one:
+    one of the default four, on ``train`` / ``val`` / ``test``; about half, two of four, on
+    ``ood``, whose students also forget much faster); their cards have weight 1, the others 0.
     """
 
     profile_cls = SpacedRepetitionGoalsProfile
@@ -109,7 +110,7 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
     distribution_cls = SpacedRepetitionGoalsDistribution
     metric_names = (*SpacedRepetitionDynamics.metric_names, "goal_review_share")
 
-    def __init__(self, num_students: int, n_topics: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, num_students: int, *, n_topics: int | None = None, **kwargs: Any) -> None:
         super().__init__(num_students, **kwargs)
         k = self.n_items
         self.n_topics = _check_topics(n_topics, k)
@@ -135,9 +136,12 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
 
     def set_profile_arrays(self, idx: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
         # checked before anything is assigned, so a refused batch leaves every student as it was
-        goal = np.asarray(arrays["goal"]) if "goal" in arrays else None
-        if goal is not None and goal.ndim == 2 and (goal.sum(axis=1) <= 0.0).any():
-            raise ValueError("profile field 'goal' needs at least one positive weight per student")
+        goal = np.asarray(arrays["goal"], dtype=np.float64) if "goal" in arrays else None
+        if goal is not None and goal.ndim == 2:
+            if not (np.isfinite(goal) & (goal >= 0.0) & (goal <= 1.0)).all():
+                raise ValueError("profile field 'goal' must lie in [0, 1]")
+            if (goal.sum(axis=1) <= 0.0).any():
+                raise ValueError("profile field 'goal' needs at least one positive weight per student")
         super().set_profile_arrays(idx, arrays)
 
     def _profiles_changed(self, idx: np.ndarray) -> None:
@@ -199,7 +203,7 @@ class SpacedRepetitionGoalsEnv(StudentEnv):
     ## Starting State
 
     No card has been shown. Without a fixed task, each reset draws a new student from the
-    ``train`` split (one random topic of four as the goal).
+    ``train`` split (one random topic of the default four as the goal).
 
     ## Episode End
 

@@ -1,4 +1,5 @@
-"""Heuristic tutors of SpacedRepetition-v0: Leitner, SM-2, recall threshold and FSRS.
+"""Heuristic tutors of SpacedRepetition-v0 (and SpacedRepetitionGoals-v0): Leitner, SM-2,
+recall threshold and FSRS.
 
 All four see only observations plus the course layout from ``dynamics.config()`` (number
 of cards, step times), like a flash-card app. They find the card just shown from the
@@ -33,8 +34,9 @@ from envs.spaced_repetition.memory_models import STATE_FIELDS, make_model
 from envs.tutors import Tutor, register_tutor
 
 ENV_ID = "MetaTutor/SpacedRepetition-v0"
-#: the goal-weighted variant: same observations, so every tutor runs on it (only the
-#: privileged planner reads the goal)
+#: the goal-weighted variant: its observation starts with the same 4·K columns and ends
+#: with the same time column, the only ones the tutors read, so every tutor runs on it
+#: (only the privileged planner reads the goal)
 GOALS_ENV_ID = "MetaTutor/SpacedRepetitionGoals-v0"
 _DUE_SLACK = 0.99
 

@@ -10,7 +10,8 @@ Methods (``METHODS``):
 * ``maml_ppo`` — the meta-learned initialisation with its own inner update;
 * ``pooled_ppo`` — our PPO on the pooled ``train`` population, same env-step budget
   and network, adapted with the same inner update (step size chosen on ``val``
-  students from ``LR_GRID``);
+  students from ``LR_GRID``, plus (shared, per-item) pairs when the run gives per-item
+  logit offsets their own step: ``item_bias_lr``);
 * ``scratch_ppo`` — a randomly initialised policy, same update (step size chosen on ``val``);
 * ``sb3_ppo`` — stable-baselines3 PPO on the pooled population with the same budget,
   fine-tuned per student with SB3 on the same rollouts per step;
@@ -423,6 +424,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                 info["env_steps"].setdefault(name, []).append(budget)
                 info["inner_lr"].setdefault(name, []).append(lr)
             else:
+                recorded: Any = None
                 if name == "maml_ppo":
                     pol, lr = maml, None
                 elif name == "oracle":
@@ -435,15 +437,14 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                     )
                     step = _choose_lr(pol, val, s, rollouts, _step_sizes(run_config))
                     pol, lr = _with_step_size(pol, step)
+                    recorded = list(step) if isinstance(step, tuple) else step
                 steps = 0 if name == "oracle" else k
                 res = adaptation_curve(pol, profiles, steps, rollouts, s.eval_episodes, seed=s.seed, lr=lr)
                 ret, met = res.returns, res.metrics
                 if name == "oracle":  # not adapted: the same policy at every step
                     ret = np.repeat(ret, k + 1, axis=1)
                     met = {m: np.repeat(v, k + 1, axis=1) for m, v in met.items()}
-                chosen = step if name in ("pooled_ppo", "scratch_ppo") else _lr_of(pol)
-                chosen = list(chosen) if isinstance(chosen, tuple) else chosen
-                info["inner_lr"].setdefault(name, []).append(chosen)
+                info["inner_lr"].setdefault(name, []).append(_lr_of(pol) if recorded is None else recorded)
                 if name in ("maml_ppo", "pooled_ppo", "oracle"):
                     state = load_checkpoint(
                         run / "checkpoint.pt"
