@@ -27,3 +27,19 @@ TINY_TRAIN = [
     "tensorboard=false",
     "n_iterations=4",
 ]
+
+#: config of an item-wise training run on a 4-card SpacedRepetition deck that takes seconds
+#: (add ``env``; 2 iterations)
+TINY_ITEMWISE = {
+    "env_kwargs": {"n_items": 4, "horizon": 8, "session_length": 4},
+    "architecture": "itemwise",
+    "hidden_sizes": [8],
+    "meta_batch_size": 3,
+    "rollouts_per_task": 2,
+    "outer_epochs": 2,
+    "val_tasks": 2,
+    "val_episodes": 2,
+    "eval_every": 2,
+    "n_iterations": 2,
+    "tensorboard": False,
+}

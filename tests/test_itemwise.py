@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_ITEMWISE
 
 from meta_rl.config import MAMLPPOConfig
 from meta_rl.envspec import EnvSpec
@@ -217,20 +218,7 @@ def test_itemwise_training_runs_saves_and_reloads(tmp_path) -> None:
     from meta_rl.config import make_config
     from meta_rl.trainer import Trainer
 
-    tiny = {
-        "env": SR,
-        "env_kwargs": {"n_items": 4, "horizon": 8, "session_length": 4},
-        "architecture": "itemwise",
-        "hidden_sizes": [8],
-        "meta_batch_size": 3,
-        "rollouts_per_task": 2,
-        "outer_epochs": 2,
-        "val_tasks": 2,
-        "val_episodes": 2,
-        "eval_every": 2,
-        "n_iterations": 2,
-        "tensorboard": False,
-    }
+    tiny = {**TINY_ITEMWISE, "env": SR}
     for algo, baseline, bias in (("maml_ppo", "linear", True), ("ppo", "value_net", False)):
         out = tmp_path / algo
         cfg = make_config({**tiny, "algo": algo, "baseline": baseline, "item_bias": bias})

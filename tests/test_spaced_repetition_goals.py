@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from helpers import TINY_ITEMWISE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
@@ -294,22 +295,12 @@ def test_privileged_item_layout_gives_each_card_its_goal_weight() -> None:
 
 # ---------------------------------------------------------------- per-item inner step sizes
 TINY = {
+    **TINY_ITEMWISE,
     "env": GOALS,
-    "env_kwargs": {"n_items": 4, "horizon": 8, "session_length": 4},
-    "architecture": "itemwise",
-    "hidden_sizes": [8],
     "item_bias": True,
     "meta_sgd": True,
     "inner_lr": 0.5,
     "item_bias_lr": 40.0,
-    "meta_batch_size": 3,
-    "rollouts_per_task": 2,
-    "outer_epochs": 2,
-    "val_tasks": 2,
-    "val_episodes": 2,
-    "eval_every": 2,
-    "n_iterations": 2,
-    "tensorboard": False,
 }
 
 

@@ -138,8 +138,9 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
         # checked before anything is assigned, so a refused batch leaves every student as it was
         goal = np.asarray(arrays["goal"], dtype=np.float64) if "goal" in arrays else None
         if goal is not None and goal.ndim == 2:
-            if not (np.isfinite(goal) & (goal >= 0.0) & (goal <= 1.0)).all():
-                raise ValueError("profile field 'goal' must lie in [0, 1]")
+            spec = next(s for s in self.profile_cls.FIELDS if s.name == "goal")
+            if np.isnan(goal).any() or not spec.contains(goal).all():
+                raise ValueError(f"profile field 'goal' must lie in {spec.range_text()}")
             if (goal.sum(axis=1) <= 0.0).any():
                 raise ValueError("profile field 'goal' needs at least one positive weight per student")
         super().set_profile_arrays(idx, arrays)
