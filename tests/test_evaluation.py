@@ -229,6 +229,54 @@ def test_paired_difference_is_narrower_than_unpaired() -> None:
     assert mean_ci(a).low < mean_ci(b).high  # the unpaired intervals overlap
 
 
+class _Scores:
+    """A val score per step size that records every step tried."""
+
+    def __init__(self, score) -> None:
+        self.score, self.tried = score, []
+
+    def __call__(self, step):
+        self.tried.append(step)
+        return self.score(step)
+
+
+def _peaked_at(x: float):
+    return lambda step: -abs(np.log(step) - np.log(x))
+
+
+@pytest.mark.parametrize(
+    ("peak", "expected", "extra"),
+    [
+        (0.4, 0.5, 0),  # inside the grid: only the grid is tried
+        (6.0, 8.0, 3),  # 2.0 is the edge: 4.0 and 8.0 improve, 16.0 does not
+        (1e-9, 0.05 / 2**4, 4),  # the low edge, followed at most MAX_GRID_EXTENSIONS times
+        (1e9, 2.0 * 2**4, 4),
+    ],
+)
+def test_step_size_search_follows_a_grid_edge_outwards(peak, expected, extra) -> None:
+    from meta_rl.evaluation.runner import LR_GRID, MAX_GRID_EXTENSIONS, _best_on_val
+
+    assert MAX_GRID_EXTENSIONS == 4
+    f = _Scores(_peaked_at(peak))
+    assert _best_on_val(LR_GRID, f) == pytest.approx(expected)
+    assert f.tried[: len(LR_GRID)] == list(LR_GRID)
+    assert len(f.tried) == len(LR_GRID) + extra
+
+
+def test_step_size_search_uses_the_grid_ratio_at_its_edge_and_never_extends_pairs() -> None:
+    from meta_rl.evaluation.runner import SB3_LR_GRID, _best_on_val
+
+    f = _Scores(_peaked_at(4e-3))
+    assert _best_on_val(SB3_LR_GRID, f) == pytest.approx(1e-3 * (1e-3 / 3e-4))  # 3.3e-3; 1.1e-2 is worse
+    pairs = [0.05, 2.0, (0.05, 100.0)]
+    f = _Scores(lambda step: 1.0 if isinstance(step, tuple) else step / 10)
+    assert _best_on_val(pairs, f) == (0.05, 100.0)
+    assert f.tried == pairs
+    f = _Scores(lambda step: 1.0)  # a tie at the edge keeps the grid's value
+    assert _best_on_val([0.5, 1.0], f) == 0.5
+    assert f.tried == [0.5, 1.0, 0.25]
+
+
 def test_build_results_rejects_mismatched_students() -> None:
     with pytest.raises(ValueError, match="same students"):
         build_results(

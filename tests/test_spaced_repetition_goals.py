@@ -374,9 +374,12 @@ def test_evaluation_end_to_end_on_the_goal_variant(goals_run, tmp_path) -> None:
     assert set(res["methods"]) == {"maml_ppo", "pooled_ppo", "scratch_ppo", "planner", "threshold"}
     assert "goal_review_share" in res["methods"]["planner"]["metrics"]
     assert res["methods"]["planner"]["metrics"]["goal_review_share"]["mean"] == [1.0, 1.0]
-    from meta_rl.evaluation.runner import _step_sizes
+    from meta_rl.evaluation.runner import LR_GRID, MAX_GRID_EXTENSIONS, _step_sizes
 
+    # the grid, or its scalar edge followed outwards (ratio 2 at the top, 1/2 at the bottom)
+    edges = [max(LR_GRID) * 2**j for j in range(1, MAX_GRID_EXTENSIONS + 1)]
+    edges += [min(LR_GRID) / 2**j for j in range(1, MAX_GRID_EXTENSIONS + 1)]
     for name in ("pooled_ppo", "scratch_ppo"):
         chosen = res["details"]["inner_lr"][name][0]
-        assert (tuple(chosen) if isinstance(chosen, list) else chosen) in _step_sizes(TINY)
+        assert (tuple(chosen) if isinstance(chosen, list) else chosen) in _step_sizes(TINY) + edges
     assert res["details"]["inner_lr"]["maml_ppo"] == ["meta-sgd"]

@@ -10,11 +10,14 @@ Methods (``METHODS``):
 * ``maml_ppo`` — the meta-learned initialisation with its own inner update;
 * ``pooled_ppo`` — our PPO on the pooled ``train`` population, same env-step budget
   and network, adapted with the same inner update (step size chosen on ``val``
-  students from ``LR_GRID``, plus (shared, per-item) pairs when the run gives per-item
-  logit offsets their own step: ``item_bias_lr``);
-* ``scratch_ppo`` — a randomly initialised policy, same update (step size chosen on ``val``);
+  students from ``LR_GRID``, followed outwards when the best is at its edge, plus
+  (shared, per-item) pairs when the run gives per-item logit offsets their own step:
+  ``item_bias_lr``);
+* ``scratch_ppo`` — a randomly initialised policy, same update (step size chosen on ``val``
+  the same way);
 * ``sb3_ppo`` — stable-baselines3 PPO on the pooled population with the same budget,
-  fine-tuned per student with SB3 on the same rollouts per step;
+  fine-tuned per student with SB3 on the same rollouts per step (learning rate chosen on
+  ``val`` from ``SB3_LR_GRID``, edges followed outwards likewise);
 * ``recurrent_ppo`` (only when asked for: ``--methods``) — sb3-contrib's ``RecurrentPPO``
   (LSTM policy) on the pooled population with the same budget, fine-tuned per student like
   ``sb3_ppo``: the context-based (RL²-style) alternative, which infers the student from the
@@ -77,6 +80,8 @@ LR_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 ITEM_LR_FACTORS = (1 / 3, 1.0, 3.0)
 ITEM_SHARED_LRS = (0.05, 0.5)
 SB3_LR_GRID = (1e-4, 3e-4, 1e-3)
+#: how far a best step size at a grid's edge is followed outwards (see ``_best_on_val``)
+MAX_GRID_EXTENSIONS = 4
 
 #: a profile's learning speed, for the slowest / fastest quartile subgroups
 SPEED: dict[str, Callable[[Mapping[str, Any]], float]] = {
@@ -317,9 +322,30 @@ def prepare_baselines(
 
 
 def _best_on_val(grid: Sequence[Any], final_return: Callable[[Any], float]) -> Any:
-    """The step size of ``grid`` whose adapted return on val students (after K steps) is highest."""
-    scores = [final_return(lr) for lr in grid]
-    return grid[int(np.argmax(scores))]
+    """The step size whose adapted return on val students (after K steps) is highest.
+
+    Every entry of ``grid`` is tried. When the best is the largest (or smallest) scalar
+    step of the grid, the search follows that edge outwards with the grid's own ratio there
+    (e.g. 2.0 -> 4.0 -> 8.0) while the val return keeps improving, at most
+    ``MAX_GRID_EXTENSIONS`` times: a baseline's step size must not be capped by a grid that
+    stopped too early (a sceptical reader would rightly call that an under-tuned baseline).
+    Tuple entries (per-parameter-group steps) are tried as given and never extended.
+    """
+    scores = [final_return(step) for step in grid]
+    best_i = int(np.argmax(scores))
+    best, best_score = grid[best_i], scores[best_i]
+    scalars = sorted(float(g) for g in grid if not isinstance(g, tuple))
+    if isinstance(best, tuple) or len(scalars) < 2 or best not in (scalars[0], scalars[-1]):
+        return best
+    ratio = scalars[-1] / scalars[-2] if best == scalars[-1] else scalars[0] / scalars[1]
+    step = float(best)
+    for _ in range(MAX_GRID_EXTENSIONS):
+        step *= ratio
+        score = final_return(step)
+        if not score > best_score:  # ties keep the grid's value
+            break
+        best, best_score = step, score
+    return best
 
 
 #: a fine-tuning step size: one scalar, or (shared weights, per-item logit offsets)
