@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 import envs
@@ -275,6 +276,54 @@ def test_step_size_search_uses_the_grid_ratio_at_its_edge_and_never_extends_pair
     f = _Scores(lambda step: 1.0)  # a tie at the edge keeps the grid's value
     assert _best_on_val([0.5, 1.0], f) == 0.5
     assert f.tried == [0.5, 1.0, 0.25]
+
+
+def test_step_sizes_chosen_on_val_are_reused_across_splits_and_rechosen_when_anything_changes(
+    run_dir, tmp_path, monkeypatch
+) -> None:
+    import shutil
+
+    from meta_rl.evaluation import runner
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "baselines" / runner.STEP_CACHE).unlink(missing_ok=True)  # other tests' choices
+    chosen = []
+    choose_lr, choose_sb3 = runner._choose_lr, runner._choose_sb3_lr
+    monkeypatch.setattr(runner, "_choose_lr", lambda *a: chosen.append("ours") or choose_lr(*a))
+    monkeypatch.setattr(runner, "_choose_sb3_lr", lambda *a: chosen.append("sb3") or choose_sb3(*a))
+
+    def evaluate(split: str, adapt_steps: int = 1) -> dict:
+        s = runner.EvaluationSettings(
+            split=split, n_profiles=3, adapt_steps=adapt_steps, rollouts_per_step=2, eval_episodes=2,
+            val_profiles=2, workers=1, methods=["pooled_ppo", "scratch_ppo", "sb3_ppo"], log=lambda _: None,
+        )  # fmt: skip
+        res = runner.evaluate([run], s)
+        return res["details"]["inner_lr"]
+
+    first = evaluate("test")
+    assert sorted(chosen) == ["ours", "ours", "sb3"]
+    cache = json.loads((run / "baselines" / runner.STEP_CACHE).read_text())
+    assert len(cache) == 3
+    chosen.clear()
+    assert evaluate("ood") == first  # another split: the same val choice, not recomputed
+    assert chosen == []
+    evaluate("ood", adapt_steps=2)  # the choice depends on K: chosen again, kept beside the first
+    assert sorted(chosen) == ["ours", "ours", "sb3"]
+    assert len(json.loads((run / "baselines" / runner.STEP_CACHE).read_text())) == 6
+    chosen.clear()
+    (run / "baselines" / runner.STEP_CACHE).write_text("{not json")
+    with pytest.warns(UserWarning, match="not a valid step-size cache"):
+        assert evaluate("test") == first
+    assert sorted(chosen) == ["ours", "ours", "sb3"]
+    chosen.clear()
+    # a retrained pooled baseline (other weights) is chosen afresh; the others are not
+    pooled = run / "baselines" / "pooled_ppo" / "checkpoint.pt"
+    state = torch.load(pooled, weights_only=True)
+    state["params"] = {k: v + 0.01 for k, v in state["params"].items()}
+    torch.save(state, pooled)
+    evaluate("test")
+    assert chosen == ["ours"]
 
 
 def test_build_results_rejects_mismatched_students() -> None:

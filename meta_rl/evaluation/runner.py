@@ -42,6 +42,7 @@ each run's mean curve.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -50,6 +51,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,7 @@ import torch
 import envs
 from envs.tutors import make_tutor, omniscient_tutor_names, privileged_tutor_names, tutor_names
 from meta_rl.adaptation import adaptation_curve
-from meta_rl.checkpoint import load_checkpoint, load_policy
+from meta_rl.checkpoint import atomic_write, load_checkpoint, load_policy
 from meta_rl.config import ALGORITHMS, PPOConfig
 from meta_rl.evaluation import heuristics, sb3_baseline
 from meta_rl.evaluation.report import MethodCurve, build_results, write_report
@@ -82,6 +84,8 @@ ITEM_SHARED_LRS = (0.05, 0.5)
 SB3_LR_GRID = (1e-4, 3e-4, 1e-3)
 #: how far a best step size at a grid's edge is followed outwards (see ``_best_on_val``)
 MAX_GRID_EXTENSIONS = 4
+#: the fine-tuning step sizes chosen on val, per run (see ``_cached_step``)
+STEP_CACHE = "step_sizes.json"
 
 #: a profile's learning speed, for the slowest / fastest quartile subgroups
 SPEED: dict[str, Callable[[Mapping[str, Any]], float]] = {
@@ -381,6 +385,59 @@ def _choose_lr(
     return _best_on_val(grid, final_return)
 
 
+def _cached_step(
+    run: Path,
+    name: str,
+    policy_file: Path,
+    grid: Sequence[StepSize],
+    val: Sequence[dict],
+    s: EvaluationSettings,
+    rollouts: int,
+    choose: Callable[[], StepSize],
+) -> StepSize:
+    """``choose()``, remembered in ``RUN_DIR/baselines/step_sizes.json``.
+
+    The choice depends on the policy, the grid and the val protocol but not on the split
+    being evaluated, so evaluating the same run again (``--split ood`` after ``test``)
+    reuses it instead of repeating every candidate's val adaptation. The key holds all it
+    depends on (hashes of the policy file and of the val students included): a retrained
+    baseline or any other setting is chosen afresh. Two evaluations of one run writing at
+    the same time may drop each other's entry; that only costs a recomputation.
+    """
+    key = json.dumps(
+        {
+            "method": name,
+            "policy_sha256": hashlib.sha256(policy_file.read_bytes()).hexdigest(),
+            "val_sha256": hashlib.sha256(json.dumps(list(val), sort_keys=True).encode()).hexdigest(),
+            "grid": [list(g) if isinstance(g, tuple) else g for g in grid],
+            "max_grid_extensions": MAX_GRID_EXTENSIONS,
+            "seed": s.seed,
+            "adapt_steps": s.adapt_steps,
+            "rollouts": rollouts,
+            "eval_episodes": s.eval_episodes,
+        },
+        sort_keys=True,
+    )
+    path = run / "baselines" / STEP_CACHE
+    cache: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            cache = json.loads(path.read_text())
+            if not isinstance(cache, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            warnings.warn(f"{path} is not a valid step-size cache ({e}): choosing again", stacklevel=2)
+            cache = {}
+    if key in cache:
+        value = cache[key]
+        s.log(f"{run.name}: {name:<14} step size {value} (chosen on val earlier: {path})")
+        return tuple(value) if isinstance(value, list) else value
+    step = choose()
+    cache[key] = list(step) if isinstance(step, tuple) else step
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n"))
+    return step
+
+
 def _scratch(policy: TutorPolicy, seed: int) -> TutorPolicy:
     gen = torch.Generator().manual_seed(seed)
     return policy.with_params(init_params(policy.spec, gen))
@@ -435,7 +492,10 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
             t0 = time.time()
             if name in SB3_METHODS:
                 model, budget = _train_sb3(run, env_id, env_kwargs, s.log, name)
-                lr = _choose_sb3_lr(model, env_id, env_kwargs, val, s, rollouts)
+                lr = _cached_step(
+                    run, name, run / "baselines" / f"{name}.zip", SB3_LR_GRID, val, s, rollouts,
+                    partial(_choose_sb3_lr, model, env_id, env_kwargs, val, s, rollouts),
+                )  # fmt: skip
                 ret, met = sb3_baseline.adaptation_curve(
                     model,
                     env_id,
@@ -461,7 +521,14 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                         if name == "pooled_ppo"
                         else _scratch(maml, seed + 12345)
                     )
-                    step = _choose_lr(pol, val, s, rollouts, _step_sizes(run_config))
+                    grid = _step_sizes(run_config)
+                    # scratch starts from the run's architecture: its checkpoint stands for it
+                    policy_dir = run / "baselines" / name if name == "pooled_ppo" else run
+                    policy_file = policy_dir / "checkpoint.pt"
+                    step = _cached_step(
+                        run, name, policy_file, grid, val, s, rollouts,
+                        partial(_choose_lr, pol, val, s, rollouts, grid),
+                    )  # fmt: skip
                     pol, lr = _with_step_size(pol, step)
                     recorded = list(step) if isinstance(step, tuple) else step
                 steps = 0 if name == "oracle" else k
