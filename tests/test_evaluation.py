@@ -276,6 +276,11 @@ def test_step_size_search_uses_the_grid_ratio_at_its_edge_and_never_extends_pair
     f = _Scores(lambda step: 1.0)  # a tie at the edge keeps the grid's value
     assert _best_on_val([0.5, 1.0], f) == 0.5
     assert f.tried == [0.5, 1.0, 0.25]
+    f = _Scores(lambda step: float("nan") if step >= 1.0 else step)  # a diverging step never wins
+    assert _best_on_val([0.25, 0.5, 1.0], f) == 0.5
+    assert f.tried == [0.25, 0.5, 1.0]
+    f = _Scores(lambda step: step)  # zero or duplicates at an edge: the ratio comes from distinct steps > 0
+    assert _best_on_val([0.0, 0.5, 1.0, 1.0], f) == 16.0
 
 
 def test_step_sizes_chosen_on_val_are_reused_across_splits_and_rechosen_when_anything_changes(
@@ -317,8 +322,16 @@ def test_step_sizes_chosen_on_val_are_reused_across_splits_and_rechosen_when_any
         assert evaluate("test") == first
     assert sorted(chosen) == ["ours", "ours", "sb3"]
     chosen.clear()
-    # a retrained pooled baseline (other weights) is chosen afresh; the others are not
-    pooled = run / "baselines" / "pooled_ppo" / "checkpoint.pt"
+    cache = json.loads((run / "baselines" / runner.STEP_CACHE).read_text())
+    (run / "baselines" / runner.STEP_CACHE).write_text(json.dumps({k: "fast" for k in cache}))
+    with pytest.warns(UserWarning, match="'fast' is not a step size"):
+        assert evaluate("test") == first
+    assert sorted(chosen) == ["ours", "ours", "sb3"]
+    chosen.clear()
+    # a retrained pooled baseline (other weights in the file that is loaded) is chosen afresh
+    pooled = next(
+        f for f in (run / "baselines" / "pooled_ppo" / n for n in ("best.pt", "checkpoint.pt")) if f.is_file()
+    )
     state = torch.load(pooled, weights_only=True)
     state["params"] = {k: v + 0.01 for k, v in state["params"].items()}
     torch.save(state, pooled)

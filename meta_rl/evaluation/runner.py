@@ -86,6 +86,7 @@ SB3_LR_GRID = (1e-4, 3e-4, 1e-3)
 MAX_GRID_EXTENSIONS = 4
 #: the fine-tuning step sizes chosen on val, per run (see ``_cached_step``)
 STEP_CACHE = "step_sizes.json"
+STEP_CACHE_VERSION = 1
 
 #: a profile's learning speed, for the slowest / fastest quartile subgroups
 SPEED: dict[str, Callable[[Mapping[str, Any]], float]] = {
@@ -333,12 +334,14 @@ def _best_on_val(grid: Sequence[Any], final_return: Callable[[Any], float]) -> A
     (e.g. 2.0 -> 4.0 -> 8.0) while the val return keeps improving, at most
     ``MAX_GRID_EXTENSIONS`` times: a baseline's step size must not be capped by a grid that
     stopped too early (a sceptical reader would rightly call that an under-tuned baseline).
-    Tuple entries (per-parameter-group steps) are tried as given and never extended.
+    Tuple entries (per-parameter-group steps) are tried as given and never extended, and
+    so is a grid with fewer than two distinct positive scalars. A NaN score (a diverging
+    step) never wins.
     """
     scores = [final_return(step) for step in grid]
-    best_i = int(np.argmax(scores))
+    best_i = int(np.argmax(np.nan_to_num(np.asarray(scores, dtype=float), nan=-np.inf)))
     best, best_score = grid[best_i], scores[best_i]
-    scalars = sorted(float(g) for g in grid if not isinstance(g, tuple))
+    scalars = sorted({float(g) for g in grid if not isinstance(g, tuple) and g > 0})
     if isinstance(best, tuple) or len(scalars) < 2 or best not in (scalars[0], scalars[-1]):
         return best
     ratio = scalars[-1] / scalars[-2] if best == scalars[-1] else scalars[0] / scalars[1]
@@ -388,7 +391,8 @@ def _choose_lr(
 def _cached_step(
     run: Path,
     name: str,
-    policy_file: Path,
+    policy_files: Sequence[Path],
+    env: tuple[str, Mapping[str, Any]],
     grid: Sequence[StepSize],
     val: Sequence[dict],
     s: EvaluationSettings,
@@ -400,14 +404,23 @@ def _cached_step(
     The choice depends on the policy, the grid and the val protocol but not on the split
     being evaluated, so evaluating the same run again (``--split ood`` after ``test``)
     reuses it instead of repeating every candidate's val adaptation. The key holds all it
-    depends on (hashes of the policy file and of the val students included): a retrained
-    baseline or any other setting is chosen afresh. Two evaluations of one run writing at
-    the same time may drop each other's entry; that only costs a recomputation.
+    depends on (hashes of the policy files and of the val students included): a retrained
+    baseline or any other setting is chosen afresh. ``STEP_CACHE_VERSION`` stands for the
+    rules in code (val seed, SB3's val subset, scoring): bump it when they change. Two
+    evaluations of one run writing at the same time may drop each other's entry; that only
+    costs a recomputation.
     """
+    policy_hash = hashlib.sha256()
+    for f in policy_files:
+        if f.is_file():
+            policy_hash.update(f.name.encode() + hashlib.sha256(f.read_bytes()).digest())
     key = json.dumps(
         {
+            "version": STEP_CACHE_VERSION,
             "method": name,
-            "policy_sha256": hashlib.sha256(policy_file.read_bytes()).hexdigest(),
+            "env_id": env[0],
+            "env_kwargs": dict(env[1]),
+            "policy_sha256": policy_hash.hexdigest(),
             "val_sha256": hashlib.sha256(json.dumps(list(val), sort_keys=True).encode()).hexdigest(),
             "grid": [list(g) if isinstance(g, tuple) else g for g in grid],
             "max_grid_extensions": MAX_GRID_EXTENSIONS,
@@ -428,14 +441,23 @@ def _cached_step(
         except ValueError as e:
             warnings.warn(f"{path} is not a valid step-size cache ({e}): choosing again", stacklevel=2)
             cache = {}
-    if key in cache:
-        value = cache[key]
+    value = cache.get(key)
+    if _is_step_size(value):
         s.log(f"{run.name}: {name:<14} step size {value} (chosen on val earlier: {path})")
-        return tuple(value) if isinstance(value, list) else value
+        return tuple(value) if isinstance(value, list) else float(value)
+    if value is not None:
+        warnings.warn(f"{path}: {value!r} is not a step size: choosing again", stacklevel=2)
     step = choose()
     cache[key] = list(step) if isinstance(step, tuple) else step
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n"))
     return step
+
+
+def _is_step_size(value: Any) -> bool:
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x) and x > 0
+
+    return number(value) or (isinstance(value, list) and len(value) == 2 and all(map(number, value)))
 
 
 def _scratch(policy: TutorPolicy, seed: int) -> TutorPolicy:
@@ -493,7 +515,8 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
             if name in SB3_METHODS:
                 model, budget = _train_sb3(run, env_id, env_kwargs, s.log, name)
                 lr = _cached_step(
-                    run, name, run / "baselines" / f"{name}.zip", SB3_LR_GRID, val, s, rollouts,
+                    run, name, [run / "baselines" / f"{name}.zip"], (env_id, env_kwargs), SB3_LR_GRID,
+                    val, s, rollouts,
                     partial(_choose_sb3_lr, model, env_id, env_kwargs, val, s, rollouts),
                 )  # fmt: skip
                 ret, met = sb3_baseline.adaptation_curve(
@@ -522,11 +545,12 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                         else _scratch(maml, seed + 12345)
                     )
                     grid = _step_sizes(run_config)
-                    # scratch starts from the run's architecture: its checkpoint stands for it
+                    # load_policy reads best.pt, else checkpoint.pt: hash both. Scratch starts
+                    # from the run's architecture: the run's checkpoint stands for it.
                     policy_dir = run / "baselines" / name if name == "pooled_ppo" else run
-                    policy_file = policy_dir / "checkpoint.pt"
                     step = _cached_step(
-                        run, name, policy_file, grid, val, s, rollouts,
+                        run, name, [policy_dir / "best.pt", policy_dir / "checkpoint.pt"],
+                        (env_id, env_kwargs), grid, val, s, rollouts,
                         partial(_choose_lr, pol, val, s, rollouts, grid),
                     )  # fmt: skip
                     pol, lr = _with_step_size(pol, step)
