@@ -245,12 +245,13 @@ def test_render_ansi() -> None:
 def test_sb3_ppo_trains_and_beats_random() -> None:
     from stable_baselines3 import PPO
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
 
     kwargs = {"n_skills": 3, "n_content": 2, "horizon": 15, "prerequisites": "chain"}
     env = gym.make(ENV_ID, **kwargs)
     model = PPO("MlpPolicy", env, n_steps=512, batch_size=128, seed=0, verbose=0, device="cpu")
     model.learn(total_timesteps=8_192)
-    eval_env = gym.make(ENV_ID, **kwargs)
+    eval_env = Monitor(gym.make(ENV_ID, **kwargs))  # evaluate_policy reads its episode stats
     eval_env.reset(seed=123)
     trained, _ = evaluate_policy(model, eval_env, n_eval_episodes=200, deterministic=False)
 
