@@ -219,23 +219,31 @@ def test_planner_spends_reviews_on_the_goal_and_beats_goal_blind_tutors() -> Non
     assert set(tutor_names(GOALS)) == set(tutor_names(SR))
 
 
+def _actions_on_both(name: str, profs, steps: int, tutor_seed: int, reset_seed: int, **kwargs) -> list:
+    """Tutor ``name``'s actions over ``steps`` steps with the same students on SpacedRepetition-v0
+    (goals dropped) and on the goal variant."""
+    acts = []
+    for env_id, ps in ((SR, [without_goal(p) for p in profs]), (GOALS, profs)):
+        venv = make_vec(env_id, len(profs), **kwargs)
+        venv.unwrapped.set_tasks(ps)
+        tutor = make_tutor(name, venv, seed=tutor_seed)
+        obs, _ = venv.reset(seed=reset_seed)
+        seq = []
+        for _ in range(steps):
+            a = tutor.act(obs)
+            seq.append(a)
+            obs, *_ = venv.step(a)
+        acts.append(np.array(seq))
+    return acts
+
+
 def test_goal_blind_tutors_act_as_on_spaced_repetition_across_autoresets() -> None:
     """The tutors read only SpacedRepetition-v0's columns of the wider observation."""
     n, k, h = 6, 10, 25
     profs = draw(n, "val", 5, k)
     for name in (t for t in tutor_names(GOALS) if t != "planner"):
-        acts = []
-        for env_id, ps in ((SR, [without_goal(p) for p in profs]), (GOALS, profs)):
-            venv = make_vec(env_id, n, n_items=k, horizon=h, session_length=5)
-            venv.unwrapped.set_tasks(ps)
-            tutor = make_tutor(name, venv, seed=3)
-            obs, _ = venv.reset(seed=1)
-            seq = []
-            for _ in range(3 * h):  # three episodes, NEXT_STEP autoresets in between
-                a = tutor.act(obs)
-                seq.append(a)
-                obs, *_ = venv.step(a)
-            acts.append(np.array(seq))
+        # three episodes, NEXT_STEP autoresets in between
+        acts = _actions_on_both(name, profs, 3 * h, 3, 1, n_items=k, horizon=h, session_length=5)
         np.testing.assert_array_equal(acts[0], acts[1], err_msg=name)
 
 
@@ -265,18 +273,7 @@ def test_planner_on_spaced_repetition_is_the_goal_free_rule() -> None:
 def test_planner_with_every_card_on_the_goal_acts_as_on_spaced_repetition() -> None:
     n, k = 12, 8
     profs = [SpacedRepetitionGoalsProfile(**{**p.to_dict(), "goal": [1.0] * k}) for p in draw(n, "val", 2, k)]
-    acts = []
-    for env_id, ps in ((SR, [without_goal(p) for p in profs]), (GOALS, profs)):
-        venv = make_vec(env_id, n, n_items=k, horizon=40)
-        venv.unwrapped.set_tasks(ps)
-        tutor = make_tutor("planner", venv, seed=0)
-        obs, _ = venv.reset(seed=0)
-        seq = []
-        for _ in range(40):
-            a = tutor.act(obs)
-            seq.append(a)
-            obs, *_ = venv.step(a)
-        acts.append(np.array(seq))
+    acts = _actions_on_both("planner", profs, 40, 0, 0, n_items=k, horizon=40)
     np.testing.assert_array_equal(acts[0], acts[1])
 
 
