@@ -156,13 +156,9 @@ def adaptation_curve(
         raise ValueError("adaptation_curve needs at least one profile")
     n_p, k_max = len(profs), int(steps)
     e_adapt = int(rollouts_per_step or policy.rollouts_per_step)
-    inner = inner or policy.inner
-    rate: Any = policy.lr
+    inner = (inner or policy.inner).detached()
     if lr is not None:
-        rate = float(lr)
         inner = replace(inner, lr=float(lr))
-    elif isinstance(rate, float):
-        rate = float(inner.lr)
     seeds = _seeds(seed, k_max)
 
     params = expand_params({k: v.detach() for k, v in policy.params.items()}, n_p)
@@ -182,7 +178,7 @@ def adaptation_curve(
         env_steps += roll.env_steps
         adapt_returns[:, k] = roll.returns.mean(1)
         data, _ = rollout_step_data(policy.spec, roll, policy.advantage, policy.value_params)
-        params = inner_step(policy.spec, params, data, rate, inner, create_graph=False)
+        params = inner_step(policy.spec, params, data, inner, create_graph=False, step=k)
     return AdaptationResult(returns, metrics, adapt_returns, params, profs, env_steps)
 
 

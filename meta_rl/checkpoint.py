@@ -85,8 +85,12 @@ def export_policy(policy: TutorPolicy, out_dir: str | os.PathLike[str]) -> Path:
 
     out = Path(out_dir)
     tensors = {f"policy.{k}": v for k, v in policy.params.items()}
-    if policy.inner_lrs is not None:
-        tensors.update({f"inner_lr.{k}": v for k, v in policy.inner_lrs.items()})
+    lrs = policy.inner_lrs
+    if isinstance(lrs, dict):
+        tensors.update({f"inner_lr.{k}": v for k, v in lrs.items()})
+    elif lrs is not None:  # per-step rates (LSLR): one group per inner step
+        for step, rates in enumerate(lrs):
+            tensors.update({f"inner_lr_step{step}.{k}": v for k, v in rates.items()})
     if policy.value_params is not None:
         tensors.update({f"value.{k}": v for k, v in policy.value_params.items()})
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
@@ -106,14 +110,21 @@ def _load_export(directory: Path) -> TutorPolicy:
     except (json.JSONDecodeError, SafetensorError, OSError) as e:
         raise ValueError(f"{directory} is not a meta-tutor export: {e}") from e
     groups: dict[str, dict[str, torch.Tensor]] = {"policy": {}, "inner_lr": {}, "value": {}}
+    steps: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         group, _, name = k.partition(".")
+        if group.startswith("inner_lr_step") and group[len("inner_lr_step") :].isdigit():
+            steps.setdefault(int(group[len("inner_lr_step") :]), {})[name] = v
+            continue
         if group not in groups:
             raise ValueError(f"{directory}: unexpected tensor {k!r} in {EXPORT_WEIGHTS}")
         groups[group][name] = v
     if not isinstance(meta, dict):
         raise ValueError(f"{directory}/{EXPORT_META} is not a meta-tutor policy description")
-    return TutorPolicy.from_meta(meta, groups["policy"], groups["inner_lr"] or None, groups["value"] or None)
+    if steps and sorted(steps) != list(range(len(steps))):
+        raise ValueError(f"{directory}: per-step step sizes of steps {sorted(steps)} are not 0..K-1")
+    lrs = tuple(steps[k] for k in range(len(steps))) if steps else groups["inner_lr"] or None
+    return TutorPolicy.from_meta(meta, groups["policy"], lrs, groups["value"] or None)
 
 
 def load_policy(path: str | os.PathLike[str]) -> TutorPolicy:

@@ -47,7 +47,11 @@ class TrainConfig:
 
     ALGO: ClassVar[str] = ""
 
-    algo: str = _f("maml_ppo", "algorithm: maml_ppo (meta-learning) or ppo (pooled PPO baseline)")
+    algo: str = _f(
+        "maml_ppo",
+        "algorithm: maml_ppo (meta-learning) or ppo (pooled PPO baseline); every registered one: "
+        "meta-tutor train --list-keys",
+    )
     env: str = _f("MetaTutor/SkillGraph-v0", "gymnasium env id")
     env_kwargs: dict = _f({}, "keyword arguments of the env (e.g. n_skills, horizon)")  # noqa: RUF009 - _f returns a field
     seed: int = _f(0, "random seed of the run (same seed and config give identical metrics)")
@@ -220,7 +224,20 @@ class PPOConfig(TrainConfig):
     algo: str = _f("ppo", "algorithm: maml_ppo (meta-learning) or ppo (pooled PPO baseline)")
 
 
-ALGORITHMS: dict[str, type[TrainConfig]] = {"maml_ppo": MAMLPPOConfig, "ppo": PPOConfig}
+def config_classes() -> dict[str, type[TrainConfig]]:
+    """``{algo: config dataclass}`` of every registered algorithm
+    (:data:`meta_rl.algorithms.ALGORITHMS` is the one registry)."""
+    from meta_rl.algorithms import ALGORITHMS as REGISTRY
+
+    return {name: cls.config_class for name, cls in REGISTRY.items()}
+
+
+def __getattr__(name: str) -> Any:
+    # ``ALGORITHMS`` (algo -> config class) is derived from the algorithm registry on
+    # access: the algorithms import this module, so it cannot import them at load time
+    if name == "ALGORITHMS":
+        return config_classes()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _choice(name: str, value: Any, choices: Sequence[str]) -> None:
@@ -274,12 +291,20 @@ def make_config(data: Mapping[str, Any]) -> TrainConfig:
     if not isinstance(data, Mapping):
         raise ValueError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
     algo = data.get("algo", "maml_ppo")
-    if algo not in ALGORITHMS:
-        raise ValueError(f"unknown algo {algo!r}; valid: {list(ALGORITHMS)}")
-    cls = ALGORITHMS[algo]
+    classes = config_classes()
+    if algo not in classes:
+        raise ValueError(f"unknown algo {algo!r}; valid: {list(classes)}")
+    cls = classes[algo]
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(names))
+    for k in unknown:  # a key of another algorithm is named with the algorithm it belongs to
+        owners = [a for a, c in classes.items() if k in {f.name for f in dataclasses.fields(c)}]
+        if owners:
+            raise ValueError(
+                f"unknown config key {k!r} for algo {algo!r}: it belongs to algo "
+                + " / ".join(repr(a) for a in owners)
+            )
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown} for algo {algo!r}; valid keys: {', '.join(names)}")
     values = {k: _check_type(cls, k, v, hints[k]) for k, v in data.items()}
@@ -335,10 +360,11 @@ def load_config(
     data = read_yaml_mapping(path, "config") if path is not None else {}
     given = merge(fields, parse_overrides(overrides))
     algo = given.get("algo")
-    if algo in ALGORITHMS and algo != data.get("algo", "maml_ppo"):
+    classes = config_classes()
+    if algo in classes and algo != data.get("algo", "maml_ppo"):
         # the file was written for another algorithm (e.g. --set algo=ppo on the MAML
         # config, for a baseline with the same settings): drop the keys only it knows
-        valid = {f.name for f in dataclasses.fields(ALGORITHMS[algo])}
+        valid = {f.name for f in dataclasses.fields(classes[algo])}
         data = {k: v for k, v in data.items() if k in valid}
     data = merge(data, given)
     try:

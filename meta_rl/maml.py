@@ -5,7 +5,11 @@ with ``θ_i^k``, ``θ_i^0 = θ``)::
 
     θ_i^{k+1} = θ_i^k − α ⊙ ∇_θ L_inner(θ_i^k; D_i^k)
 
-``α`` is a scalar (MAML) or a learned tensor per parameter (Meta-SGD, Li et al. 2017).
+``α`` is ``InnerUpdate.lr``, the one place the inner step size lives: a scalar (MAML), a
+learned tensor per parameter (Meta-SGD, Li et al. 2017: one rate per parameter
+element), or one mapping per inner step ``k`` (MAML++'s LSLR, Antoniou et al. 2019:
+one learned scalar per parameter tensor and step; steps beyond the last trained one
+reuse its rates).
 Inner objectives, with ``π_old`` the (stored, constant) probability under which
 ``D^k`` was sampled and ``A`` its advantages:
 
@@ -43,7 +47,7 @@ own gradient in one backward pass (second order included).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -64,11 +68,20 @@ from meta_rl.ppo import approx_kl, clip_fraction, clipped_surrogate, masked_mean
 INNER_OBJECTIVES = ("lvc", "vpg")
 
 
-@dataclass(frozen=True)
-class InnerUpdate:
-    """Settings of the inner (adaptation) update, stored with every trained policy."""
+#: an inner step size: a scalar, learned rates per parameter (Meta-SGD: each tensor of a
+#: parameter's shape), or one such mapping per inner step (LSLR: 0-dim tensors)
+LearningRate = float | Mapping[str, Tensor] | tuple[Mapping[str, Tensor], ...]
 
-    lr: float = 0.5
+
+@dataclass(frozen=True, eq=False)
+class InnerUpdate:
+    """Settings of the inner (adaptation) update, stored with every trained policy.
+
+    ``lr`` is the step size ``α`` in every form (see the module docstring); the learned
+    forms are tensors (part of the outer optimisation while training).
+    """
+
+    lr: LearningRate = 0.5
     objective: str = "lvc"
     ent_coef: float = 0.0
 
@@ -77,9 +90,66 @@ class InnerUpdate:
             raise ValueError(
                 f"inner objective must be one of {list(INNER_OBJECTIVES)}, got {self.objective!r}"
             )
+        if isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool):
+            object.__setattr__(self, "lr", float(self.lr))
+        elif isinstance(self.lr, list):
+            object.__setattr__(self, "lr", tuple(self.lr))
+        elif not isinstance(self.lr, (Mapping, tuple)):
+            raise ValueError(f"inner lr must be a number or learned rate tensors, got {self.lr!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InnerUpdate):
+            return NotImplemented
+        mine, theirs = self.tensors(), other.tensors()
+        return (
+            (self.objective, self.ent_coef, type(self.lr))
+            == (other.objective, other.ent_coef, type(other.lr))
+            and (self.lr == other.lr if not self.learned else len(mine) == len(theirs))
+            and all(torch.equal(a, b) for a, b in zip(mine, theirs))
+        )
+
+    __hash__ = None  # type: ignore[assignment] - holds tensors
+
+    @property
+    def learned(self) -> bool:
+        """Whether ``lr`` holds learned tensors (Meta-SGD or per-step rates)."""
+        return not isinstance(self.lr, float)
+
+    def rate(self, name: str, step: int) -> float | Tensor:
+        """``α`` of parameter ``name`` at inner step ``step``."""
+        lr = self.lr
+        if isinstance(lr, float):
+            return lr
+        if isinstance(lr, tuple):
+            return lr[min(step, len(lr) - 1)][name]
+        return lr[name]
+
+    def tensors(self) -> list[Tensor]:
+        """The learned rate tensors (empty for a scalar step size)."""
+        if isinstance(self.lr, float):
+            return []
+        if isinstance(self.lr, tuple):
+            return [v for m in self.lr for v in m.values()]
+        return list(self.lr.values())
+
+    def detached(self) -> InnerUpdate:
+        """A copy whose learned rates are detached (for rollouts and logging)."""
+        if isinstance(self.lr, float):
+            return self
+        if isinstance(self.lr, tuple):
+            return replace(self, lr=tuple({k: v.detach() for k, v in m.items()} for m in self.lr))
+        return replace(self, lr={k: v.detach() for k, v in self.lr.items()})
+
+    def mean_lr(self) -> float:
+        """The scalar step size, or the mean of the learned rates (a summary for logs)."""
+        if isinstance(self.lr, float):
+            return self.lr
+        return float(torch.cat([v.detach().reshape(-1) for v in self.tensors()]).mean())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready settings; learned rates are summarised by their mean (the tensors
+        are stored apart, see :mod:`meta_rl.checkpoint`)."""
+        return {"lr": self.mean_lr(), "objective": self.objective, "ent_coef": self.ent_coef}
 
 
 class StepData(NamedTuple):
@@ -116,26 +186,24 @@ def inner_losses(
     return -(obj * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1.0)
 
 
-LearningRate = float | Mapping[str, Tensor]
-
-
 def inner_step(
     spec: PolicySpec,
     params: Mapping[str, Tensor],
     data: StepData,
-    lr: LearningRate,
     inner: InnerUpdate,
     create_graph: bool,
+    step: int = 0,
 ) -> Params:
-    """One batched inner step ``θ_i ← θ_i − α ⊙ ∇L_inner,i(θ_i)`` for all tasks.
+    """One batched inner step ``θ_i ← θ_i − α_k ⊙ ∇L_inner,i(θ_i)`` for all tasks.
 
-    ``params`` must be batched over tasks. With ``create_graph=False`` the gradient is
+    ``α_k = inner.rate(name, step)``. ``params`` must be batched over tasks. With
+    ``create_graph=False`` the gradient is
     a constant (first order); if ``params`` are not part of a graph at all (test-time
     adaptation), they are treated as fresh leaves and the result is detached.
     """
     if not is_batched(params):
         raise ValueError("inner_step needs parameters batched over tasks (see expand_params)")
-    rates = list(lr.values()) if not isinstance(lr, float) else []
+    rates = inner.tensors()
     # nothing to differentiate through (test-time adaptation): return plain tensors
     detached = not any(v.requires_grad for v in [*params.values(), *rates])
     # the inner gradient needs leaves for parameters that are outside any graph
@@ -146,8 +214,7 @@ def inner_step(
         grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph and not detached)
         new: Params = {}
         for (k, p), g in zip(params.items(), grads):
-            rate = lr if isinstance(lr, float) else lr[k]
-            new[k] = p - rate * g
+            new[k] = p - inner.rate(k, step) * g
     if detached:
         new = {k: v.detach() for k, v in new.items()}
     return new
@@ -157,7 +224,6 @@ def adapt_params(
     spec: PolicySpec,
     theta: Mapping[str, Tensor],
     datas: Sequence[StepData],
-    lr: LearningRate,
     inner: InnerUpdate,
     first_order: bool = False,
 ) -> Params:
@@ -166,8 +232,8 @@ def adapt_params(
         return dict(theta)
     n_tasks = datas[0].obs.shape[0]
     params = expand_params(theta, n_tasks) if not is_batched(theta) else dict(theta)
-    for d in datas:
-        params = inner_step(spec, params, d, lr, inner, create_graph=not first_order)
+    for k, d in enumerate(datas):
+        params = inner_step(spec, params, d, inner, create_graph=not first_order, step=k)
     return params
 
 
@@ -184,27 +250,46 @@ class OuterSettings:
 def meta_loss(
     spec: PolicySpec,
     theta: Mapping[str, Tensor],
-    lr: LearningRate,
     inner: InnerUpdate,
     inner_datas: Sequence[StepData],
     outer_data: StepData,
     outer: OuterSettings,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The MAML-PPO objective ``J(θ)`` (module docstring) and its parts for logging."""
-    adapted = adapt_params(spec, theta, inner_datas, lr, inner, outer.first_order)
-    logits = policy_logits(spec, adapted, outer_data.obs)
-    logp = log_prob(spec, logits, outer_data.actions)
-    mask = outer_data.mask
-    surr = clipped_surrogate(logp, outer_data.logp_old, outer_data.adv, outer.clip_eps, mask)
+    adapted = adapt_params(spec, theta, inner_datas, inner, outer.first_order)
+    loss, stats = _ppo_objective(spec, adapted, outer_data, outer)
+    d0 = inner_datas[0] if inner_datas else outer_data
+    return _with_kl_penalty(spec, theta, d0, outer, loss, stats)
+
+
+def _ppo_objective(
+    spec: PolicySpec, params: Mapping[str, Tensor], data: StepData, outer: OuterSettings
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """``L_clip − c_H H`` of ``params`` on ``data`` (pooled over all valid steps) and its parts."""
+    logits = policy_logits(spec, params, data.obs)
+    logp = log_prob(spec, logits, data.actions)
+    mask = data.mask
+    surr = clipped_surrogate(logp, data.logp_old, data.adv, outer.clip_eps, mask)
     ent = masked_mean(entropy(spec, logits), mask)
     loss = surr - outer.ent_coef * ent
     stats = {
         "surrogate": surr.detach(),
         "entropy": ent.detach(),
-        "approx_kl": approx_kl(logp, outer_data.logp_old, mask).detach(),
-        "clip_fraction": clip_fraction(logp, outer_data.logp_old, outer.clip_eps, mask).detach(),
+        "approx_kl": approx_kl(logp, data.logp_old, mask).detach(),
+        "clip_fraction": clip_fraction(logp, data.logp_old, outer.clip_eps, mask).detach(),
     }
-    d0 = inner_datas[0] if inner_datas else outer_data
+    return loss, stats
+
+
+def _with_kl_penalty(
+    spec: PolicySpec,
+    theta: Mapping[str, Tensor],
+    d0: StepData,
+    outer: OuterSettings,
+    loss: Tensor,
+    stats: dict[str, Tensor],
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Add ``β KL(π_θ_sample ‖ π_θ)`` on the pre-update data ``d0`` (if ``β > 0``)."""
     if outer.kl_coef and d0.logits_old is not None:
         pre_logits = policy_logits(spec, theta, d0.obs)
         kl_pre = masked_mean(kl_divergence(spec, d0.logits_old.to(pre_logits.dtype), pre_logits), d0.mask)

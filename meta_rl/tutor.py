@@ -9,7 +9,7 @@ advantage estimation). Checkpoints and exports store exactly this.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -53,16 +53,26 @@ class TutorPolicy:
     inner: InnerUpdate = field(default_factory=InnerUpdate)
     advantage: AdvantageSettings = field(default_factory=AdvantageSettings)
     rollouts_per_step: int = 20
-    inner_lrs: dict[str, Tensor] | None = None
     value_params: dict[str, Tensor] | None = None
     algo: str = "maml_ppo"
     profile: StudentProfile | None = None
     _gen: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0), repr=False)
 
     @property
-    def lr(self) -> LearningRate:
-        """The inner step size: the learned tensors (Meta-SGD) or the scalar."""
-        return self.inner_lrs if self.inner_lrs is not None else float(self.inner.lr)
+    def inner_lrs(self) -> dict[str, Tensor] | tuple[dict[str, Tensor], ...] | None:
+        """The learned inner step sizes of ``inner.lr`` (``None`` for a scalar step size):
+        one mapping (Meta-SGD) or one mapping per inner step (LSLR). Read-only view, for
+        checkpoints; the step size itself lives in ``inner.lr``."""
+        lr = self.inner.lr
+        if isinstance(lr, float):
+            return None
+        if isinstance(lr, tuple):
+            return tuple(dict(m) for m in lr)
+        return dict(lr)
+
+    def with_inner_lr(self, lr: LearningRate) -> TutorPolicy:
+        """A copy whose inner step size is ``lr`` (a scalar or rate tensors)."""
+        return replace(self, inner=replace(self.inner, lr=lr))
 
     def with_params(self, params: Mapping[str, Tensor], profile: StudentProfile | None = None) -> TutorPolicy:
         """A copy with other parameters (e.g. adapted to ``profile``).
@@ -124,7 +134,8 @@ class TutorPolicy:
             "inner": self.inner.to_dict(),
             "advantage": self.advantage.to_dict(),
             "rollouts_per_step": self.rollouts_per_step,
-            "meta_sgd": self.inner_lrs is not None,
+            "meta_sgd": isinstance(self.inner_lrs, dict),
+            "per_step_lrs": isinstance(self.inner_lrs, tuple),
             "value_net": self.value_params is not None,
             "profile": None if self.profile is None else self.profile.to_dict(),
         }
@@ -134,7 +145,7 @@ class TutorPolicy:
         cls,
         meta: Mapping[str, Any],
         params: Mapping[str, Tensor],
-        inner_lrs: Mapping[str, Tensor] | None = None,
+        inner_lrs: Mapping[str, Tensor] | Sequence[Mapping[str, Tensor]] | None = None,
         value_params: Mapping[str, Tensor] | None = None,
     ) -> TutorPolicy:
         if meta.get("format") != POLICY_FORMAT:
@@ -142,8 +153,14 @@ class TutorPolicy:
         env = EnvSpec.from_dict(meta["env"])
         spec = PolicySpec.from_dict(meta["policy"])
         _check_shapes(spec, params)
-        if inner_lrs:
+        lr: LearningRate = float(meta["inner"]["lr"])
+        if isinstance(inner_lrs, Mapping) and inner_lrs:
             _check_shapes(spec, inner_lrs, "Meta-SGD step sizes")
+            lr = dict(inner_lrs)
+        elif inner_lrs:
+            for k, rates in enumerate(inner_lrs):
+                _check_shapes(spec, rates, f"per-step step sizes of inner step {k}", scalar=True)
+            lr = tuple(dict(m) for m in inner_lrs)
         if value_params:
             _check_shapes(spec, value_params, "value-network parameters", out_dim=1)
         profile = None if meta.get("profile") is None else env.coerce([meta["profile"]])[0]
@@ -151,10 +168,9 @@ class TutorPolicy:
             spec=spec,
             env=env,
             params=dict(params),
-            inner=InnerUpdate(**meta["inner"]),
+            inner=InnerUpdate(**{**meta["inner"], "lr": lr}),
             advantage=AdvantageSettings(**meta["advantage"]),
             rollouts_per_step=int(meta.get("rollouts_per_step", 20)),
-            inner_lrs=None if not inner_lrs else dict(inner_lrs),
             value_params=None if not value_params else dict(value_params),
             algo=str(meta.get("algo", "maml_ppo")),
             profile=profile,
@@ -162,9 +178,13 @@ class TutorPolicy:
 
 
 def _check_shapes(
-    spec: PolicySpec, params: Mapping[str, Tensor], what: str = "parameters", out_dim: int | None = None
+    spec: PolicySpec,
+    params: Mapping[str, Tensor],
+    what: str = "parameters",
+    out_dim: int | None = None,
+    scalar: bool = False,
 ) -> None:
-    expected = {k: tuple(v.shape) for k, v in init_params(spec, out_dim=out_dim).items()}
+    expected = {k: () if scalar else tuple(v.shape) for k, v in init_params(spec, out_dim=out_dim).items()}
     got = {k: tuple(v.shape) for k, v in params.items()}
     if expected != got:
         raise ValueError(f"{what} do not match the architecture: expected {expected}, got {got}")

@@ -30,9 +30,8 @@ def _policy(meta_sgd: bool = False, privileged: bool = False) -> TutorPolicy:
     spec = PolicySpec(env.obs_dim, env.action_nvec, (8, 8))
     params = init_params(spec, torch.Generator().manual_seed(0), out_gain=1.0)
     lrs = {k: torch.rand_like(v) for k, v in params.items()} if meta_sgd else None
-    return TutorPolicy(
-        spec, env, params, InnerUpdate(0.3, "vpg", 0.01), AdvantageSettings(0.9, 0.8, "time_mean"), 7, lrs
-    )
+    inner = InnerUpdate(lrs if lrs is not None else 0.3, "vpg", 0.01)
+    return TutorPolicy(spec, env, params, inner, AdvantageSettings(0.9, 0.8, "time_mean"), 7)
 
 
 def _same(a: TutorPolicy, b: TutorPolicy) -> None:

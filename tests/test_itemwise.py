@@ -106,7 +106,7 @@ def test_second_order_meta_gradient_equals_finite_differences(spec: PolicySpec) 
         for k in names:
             params[k] = vec[i : i + theta[k].numel()].reshape(theta[k].shape)
             i += theta[k].numel()
-        return meta_loss(spec, params, inner.lr, inner, [pre], outer_data, outer)[0]
+        return meta_loss(spec, params, inner, [pre], outer_data, outer)[0]
 
     x = torch.cat([theta[k].reshape(-1) for k in names]).requires_grad_(True)
     (grad,) = torch.autograd.grad(f(x), x)
@@ -117,7 +117,7 @@ def test_second_order_meta_gradient_equals_finite_differences(spec: PolicySpec) 
         fd[i] = (f(x.detach() + step) - f(x.detach() - step)) / 2e-6
     assert float((grad - fd).norm() / fd.norm()) < 1e-4
     # adaptation really moves the parameters (the gradient is not just the outer one)
-    adapted = adapt_params(spec, theta, [pre], inner.lr, inner, first_order=True)
+    adapted = adapt_params(spec, theta, [pre], inner, first_order=True)
     assert float((adapted["l0.weight"] - theta["l0.weight"]).abs().max()) > 1e-4
 
 
@@ -233,5 +233,5 @@ def test_itemwise_training_runs_saves_and_reloads(tmp_path) -> None:
         np.testing.assert_allclose(probs, trainer.policy().action_probs(obs), rtol=1e-6)
         assert not np.allclose(probs, 0.25, atol=1e-4)  # trained, not the near-uniform start
         if baseline == "value_net":
-            for k, v in trainer.value.items():
+            for k, v in trainer.algo.value.items():
                 torch.testing.assert_close(policy.value_params[k], v.detach())

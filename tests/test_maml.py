@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -56,10 +58,10 @@ def _setup(objective: str, steps: int):
     datas = [_data(theta, 10)]
     for k in range(1, steps):
         with torch.no_grad():
-            sampled = adapt_params(SPEC, theta, datas, inner.lr, inner, first_order=True)
+            sampled = adapt_params(SPEC, theta, datas, inner, first_order=True)
         datas.append(_data(theta, 10 + k, sampled))
     with torch.no_grad():
-        post = adapt_params(SPEC, theta, datas, inner.lr, inner, first_order=True)
+        post = adapt_params(SPEC, theta, datas, inner, first_order=True)
     # outer data sampled by a slightly different policy, so ratios ≠ 1; clip wide enough
     # that no ratio sits on a kink of the clipped surrogate
     outer_data = _data(theta, 99, {k: v + 0.05 for k, v in post.items()})
@@ -85,7 +87,7 @@ def test_second_order_meta_gradient_equals_finite_differences(objective: str, st
     outer = OuterSettings(clip_eps=5.0, ent_coef=0.01, kl_coef=0.3, first_order=False)
 
     def f(vec: torch.Tensor) -> torch.Tensor:
-        return meta_loss(SPEC, _unflat(vec, theta), inner.lr, inner, datas, outer_data, outer)[0]
+        return meta_loss(SPEC, _unflat(vec, theta), inner, datas, outer_data, outer)[0]
 
     x = _flat(theta).requires_grad_(True)
     (grad,) = torch.autograd.grad(f(x), x)
@@ -93,9 +95,7 @@ def test_second_order_meta_gradient_equals_finite_differences(objective: str, st
     assert _rel_err(grad, fd) < 1e-4
     # the Hessian term matters here: first order is measurably different
     first = OuterSettings(clip_eps=5.0, ent_coef=0.01, kl_coef=0.3, first_order=True)
-    (fo,) = torch.autograd.grad(
-        meta_loss(SPEC, _unflat(x, theta), inner.lr, inner, datas, outer_data, first)[0], x
-    )
+    (fo,) = torch.autograd.grad(meta_loss(SPEC, _unflat(x, theta), inner, datas, outer_data, first)[0], x)
     assert _rel_err(fo, fd) > 1e-2
 
 
@@ -103,17 +103,15 @@ def test_first_order_meta_gradient_equals_gradient_with_inner_steps_frozen() -> 
     theta, inner, datas, outer_data = _setup("lvc", 2)
     outer = OuterSettings(clip_eps=5.0, ent_coef=0.01, kl_coef=0.0, first_order=True)
     x = _flat(theta).requires_grad_(True)
-    (fo,) = torch.autograd.grad(
-        meta_loss(SPEC, _unflat(x, theta), inner.lr, inner, datas, outer_data, outer)[0], x
-    )
+    (fo,) = torch.autograd.grad(meta_loss(SPEC, _unflat(x, theta), inner, datas, outer_data, outer)[0], x)
     with torch.no_grad():
-        adapted = adapt_params(SPEC, theta, datas, inner.lr, inner, first_order=True)
+        adapted = adapt_params(SPEC, theta, datas, inner, first_order=True)
     # θ'_i(θ + δ) = θ'_i + δ when the inner gradients are constants
     shift = {k: v - theta[k] for k, v in adapted.items()}
 
     def f(vec: torch.Tensor) -> torch.Tensor:
         params = {k: v.unsqueeze(0) + shift[k] for k, v in _unflat(vec, theta).items()}
-        return meta_loss(SPEC, params, inner.lr, inner, [], outer_data, outer)[0]
+        return meta_loss(SPEC, params, inner, [], outer_data, outer)[0]
 
     fd = _central_fd(f, x.detach())
     assert _rel_err(fo, fd) < 1e-4
@@ -125,7 +123,7 @@ def test_meta_sgd_learning_rate_gradient_equals_finite_differences() -> None:
     lrs = {k: torch.full_like(v, 0.5) + 0.1 * torch.rand_like(v) for k, v in theta.items()}
 
     def f(vec: torch.Tensor) -> torch.Tensor:
-        return meta_loss(SPEC, theta, _unflat(vec, lrs), inner, datas, outer_data, outer)[0]
+        return meta_loss(SPEC, theta, replace(inner, lr=_unflat(vec, lrs)), datas, outer_data, outer)[0]
 
     x = _flat(lrs).requires_grad_(True)
     (grad,) = torch.autograd.grad(f(x), x)
@@ -137,10 +135,10 @@ def test_meta_sgd_learning_rate_gradient_equals_finite_differences() -> None:
 def test_batched_adaptation_equals_per_task_loop(objective: str) -> None:
     theta, inner, datas, _ = _setup(objective, 2)
     inner = InnerUpdate(lr=0.7, objective=objective)
-    batched = adapt_params(SPEC, theta, datas, inner.lr, inner)
+    batched = adapt_params(SPEC, theta, datas, inner)
     for i in range(T):
         one = [StepData(*(None if x is None else x[i : i + 1] for x in d)) for d in datas]
-        alone = adapt_params(SPEC, theta, one, inner.lr, inner)
+        alone = adapt_params(SPEC, theta, one, inner)
         for k in theta:
             torch.testing.assert_close(batched[k][i], alone[k][0], rtol=1e-12, atol=1e-13)
 
@@ -162,7 +160,7 @@ def test_small_inner_step_decreases_each_tasks_inner_loss() -> None:
     data = _data(theta, 6)
     inner = InnerUpdate(lr=0.01, objective="vpg")
     before = inner_losses(SPEC, expand_params(theta, T), data, "vpg", 0.0)
-    after_params = inner_step(SPEC, expand_params(theta, T), data, inner.lr, inner, create_graph=False)
+    after_params = inner_step(SPEC, expand_params(theta, T), data, inner, create_graph=False)
     after = inner_losses(SPEC, after_params, data, "vpg", 0.0)
     assert torch.all(after < before)
     assert not any(v.requires_grad for v in after_params.values())

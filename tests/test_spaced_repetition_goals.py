@@ -6,7 +6,6 @@ goal changes no memory, no answer, no observation) and the closed form of the we
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import gymnasium as gym
@@ -308,7 +307,7 @@ def goals_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("goals_run")
     trainer = Trainer(make_config(TINY), out, progress=False)
-    for k, v in trainer.lrs.items():  # Meta-SGD starts from item_bias_lr for the offsets only
+    for k, v in trainer.algo.inner.lr.items():  # Meta-SGD starts from item_bias_lr for the offsets only
         assert torch.all(v == (40.0 if k == "item_bias" else 0.5)), k
     trainer.train()
     return out
@@ -335,7 +334,7 @@ def test_fine_tuning_with_a_pair_of_step_sizes_scales_each_gradient(goals_run) -
     from meta_rl.checkpoint import load_policy
     from meta_rl.evaluation.runner import LR_GRID, _step_sizes, _with_step_size
 
-    policy = dataclasses.replace(load_policy(goals_run), inner_lrs=None)  # as a pooled policy
+    policy = load_policy(goals_run).with_inner_lr(0.5)  # as a pooled policy
     profs = draw(3, "val", 0, 4)
     theta = {k: v.detach().clone() for k, v in policy.params.items()}
     unit_pol, unit_lr = _with_step_size(policy, 1.0)

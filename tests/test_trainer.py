@@ -151,9 +151,9 @@ def test_learned_value_network_trains(tmp_path: Path) -> None:
         None, [*TINY, "algo=ppo", "baseline=value_net", "n_iterations=12", "value_lr=3e-3", "outer_epochs=4"]
     )
     trainer = Trainer(cfg, tmp_path / "v", progress=False)
-    before = {k: v.detach().clone() for k, v in trainer.value.items()}
+    before = {k: v.detach().clone() for k, v in trainer.algo.value.items()}
     trainer.train()
-    after = trainer._value_detached()
+    after = trainer.algo.value_detached()
     # prediction error on fresh episodes (never trained on) against their Monte-Carlo returns
     pol = trainer.policy()
     roll = Sampler(trainer.env, trainer.spec).collect(
@@ -299,7 +299,7 @@ def test_best_checkpoint_is_the_best_validation_iteration(tmp_path: Path, select
 
 
 def test_kill_between_best_and_checkpoint_writes_keeps_best_pt_current(tmp_path: Path, monkeypatch) -> None:
-    import meta_rl.trainer as trainer_module
+    import meta_rl.rundir as trainer_module
 
     # a run whose best validation is neither the first (no checkpoint.pt to resume from yet)
     # nor the last iteration, so that later validations do not beat it

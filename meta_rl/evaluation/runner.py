@@ -50,7 +50,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -373,7 +373,7 @@ def _with_step_size(policy: TutorPolicy, step: StepSize) -> tuple[TutorPolicy, f
     if isinstance(step, tuple):
         shared, item = step
         lrs = {k: torch.full_like(v, item if k == "item_bias" else shared) for k, v in policy.params.items()}
-        return replace(policy, inner_lrs=lrs), None
+        return policy.with_inner_lr(lrs), None
     return policy, float(step)
 
 
