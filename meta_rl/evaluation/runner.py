@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -74,14 +74,6 @@ LEARNED = ("maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle")
 #: learned methods evaluated only when asked for (``--methods``): slow or optional dependencies
 OPTIONAL_LEARNED = ("recurrent_ppo",)
 ALL_LEARNED = (*LEARNED, *OPTIONAL_LEARNED)
-
-#: a profile's learning speed, for the slowest / fastest quartile subgroups
-SPEED: dict[str, Callable[[Mapping[str, Any]], float]] = {
-    "MetaTutor/SkillGraph-v0": lambda p: float(np.mean(p["learn"]) * np.max(p["content_affinity"])),
-    "MetaTutor/SpacedRepetition-v0": lambda p: -float(p["decay"]),
-    "MetaTutor/SpacedRepetitionGoals-v0": lambda p: -float(p["decay"]),
-    "MetaTutor/ZPD-v0": lambda p: float(p["learn_rate"]),
-}
 
 
 def available_methods(env_id: str) -> list[str]:
@@ -304,8 +296,8 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                 m: np.nanmean([d[m] for d in per_run_metrics[name]], axis=0) for m in per_run_metrics[name][0]
             }
         curves.append(MethodCurve(name, kind, returns, metrics))
-    speed = np.array([SPEED[env_id](p) for p in profiles]) if env_id in SPEED else None
     subgroups = {}
+    speed = speed_of(env_id, profiles)
     if speed is not None and n >= 8:
         lo, hi = np.quantile(speed, [0.25, 0.75])
         subgroups = {"slowest quartile": speed <= lo, "fastest quartile": speed >= hi}
@@ -331,6 +323,13 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     results["details"] = info
     results["profiles_file" if s.profiles_file else "profile_seed"] = s.profiles_file or s.profile_seed
     return results
+
+
+def speed_of(env_id: str, profiles: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+    """Every student's learning speed, as the family's profile distribution defines it
+    (:meth:`envs.ProfileDistribution.learning_speed`), or ``None`` if it defines none."""
+    speeds = [envs.family(env_id).load("distribution").learning_speed(p) for p in profiles]
+    return None if any(v is None for v in speeds) else np.array(speeds)
 
 
 def _val_profiles(run: Path, env_id: str, env_kwargs: dict, s: EvaluationSettings) -> list[dict]:
