@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -98,11 +98,19 @@ def sb3_path(run: Path, name: str) -> Path:
 
 
 def train_sb3(
-    run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None], name: str = "sb3_ppo"
+    run: Path,
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    log: Callable[[str], None],
+    name: str = "sb3_ppo",
+    *,
+    recurrent: bool | None = None,
 ) -> tuple[Any, int]:
-    """SB3 baseline ``name`` (``sb3_ppo`` or ``recurrent_ppo``) with the run's budget; cached.
+    """SB3 baseline ``name`` with the run's budget, cached in ``RUN_DIR/baselines/NAME.zip``:
+    PPO, or RecurrentPPO when ``recurrent`` (default: when ``name`` is ``recurrent_ppo``).
     Returns the model and the env steps it was trained for."""
-    recurrent = name == "recurrent_ppo"
+    if recurrent is None:
+        recurrent = name == "recurrent_ppo"
     cls, _ = sb3_baseline.algorithm(recurrent)
     path = sb3_path(run, name)
     state = load_checkpoint(run / "checkpoint.pt")
@@ -152,39 +160,36 @@ def run_population(config: Mapping[str, Any], env_id: str, env_kwargs: Mapping[s
     return population_distribution(config["population"], env_id, env_kwargs)
 
 
-SB3_METHODS = ("sb3_ppo", "recurrent_ppo")
+class Trainable(Protocol):
+    """What :func:`prepare_baselines` needs of a method (see ``methods.Method``)."""
+
+    name: str
+
+    def needs_training(self, run: Path) -> bool: ...
+
+    def train(
+        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
+    ) -> None: ...
 
 
-def _train_sb3_job(run: Path, env_id: str, env_kwargs: dict, name: str) -> None:
+def _train_job(method: Trainable, run: Path, env_id: str, env_kwargs: dict) -> None:
     torch.set_num_threads(1)
-    train_sb3(run, env_id, env_kwargs, print, name)
-
-
-def _train_ours_job(run: Path, name: str) -> None:
-    torch.set_num_threads(1)
-    train_our_baseline(run, name, print, privileged=name == "oracle")
+    method.train(run, env_id, env_kwargs, print)
 
 
 def prepare_baselines(
-    runs: Sequence[Path], methods: Sequence[str], env_id: str, env_kwargs: dict, workers: int
+    runs: Sequence[Path], methods: Sequence[Trainable], env_id: str, env_kwargs: dict, workers: int
 ) -> None:
     """Train every missing baseline of every run, ``workers`` at a time (separate processes)."""
-    jobs: list[tuple[Callable[..., None], tuple]] = []
-    for run in runs:
-        for name in ("pooled_ppo", "oracle"):
-            if name in methods and not (run / "baselines" / name / "done").is_file():
-                jobs.append((_train_ours_job, (run, name)))
-        for name in SB3_METHODS:
-            if name in methods and not (run / "baselines" / f"{name}.zip").is_file():
-                jobs.append((_train_sb3_job, (run, env_id, env_kwargs, name)))
+    jobs = [(m, run) for run in runs for m in methods if m.needs_training(run)]
     if workers <= 1 or len(jobs) <= 1:
-        for fn, a in jobs:
-            fn(*a)
+        for m, run in jobs:
+            _train_job(m, run, env_id, env_kwargs)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # spawn: a fresh interpreter per worker (forking a process that holds torch threads is unsafe)
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for f in [pool.submit(fn, *a) for fn, a in jobs]:
+        for f in [pool.submit(_train_job, m, run, env_id, env_kwargs) for m, run in jobs]:
             f.result()

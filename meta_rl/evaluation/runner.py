@@ -5,14 +5,15 @@ adaptation steps are run (each: ``rollouts_per_step`` episodes with that student
 then the method's update) and after each step the policy's mean return is measured
 on ``eval_episodes`` fresh episodes with the same student (step 0 = unadapted).
 
-Methods (``METHODS``):
+The methods are objects in one registry (:mod:`meta_rl.evaluation.registry`; what a method
+is: :mod:`meta_rl.evaluation.methods`). The built-in ones:
 
 * ``maml_ppo`` — the meta-learned initialisation with its own inner update;
 * ``pooled_ppo`` — our PPO on the pooled ``train`` population, same env-step budget
   and network, adapted with the same inner update (step size chosen on ``val``
   students from ``LR_GRID``, followed outwards when the best is at its edge, plus
   (shared, per-item) pairs when the run gives per-item logit offsets their own step:
-  ``item_bias_lr``);
+  ``item_bias_lr``; see :mod:`meta_rl.evaluation.step_sizes`);
 * ``scratch_ppo`` — a randomly initialised policy, same update (step size chosen on ``val``
   the same way);
 * ``sb3_ppo`` — stable-baselines3 PPO on the pooled population with the same budget,
@@ -35,9 +36,11 @@ method of kind ``"oracle"`` (``oracle_method`` in ``results.json``) – a tutor 
 who the student is, not one that also sees what no tutor can observe.
 
 Baselines are trained once per meta-training run (same seed) and cached in
-``RUN_DIR/baselines/``. With several runs (training seeds) each student's numbers are
-averaged over the runs before intervals are taken over students; ``per_seed`` keeps
-each run's mean curve.
+``RUN_DIR/baselines/`` (:mod:`meta_rl.evaluation.baselines`). With several runs (training
+seeds) each student's numbers are averaged over the runs before intervals are taken over
+students; ``per_seed`` keeps each run's mean curve. The subgroup tables split students by
+their learning speed as the family's profile distribution defines it
+(:meth:`envs.ProfileDistribution.learning_speed`).
 """
 
 from __future__ import annotations
@@ -46,7 +49,6 @@ import json
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,74 +56,30 @@ import numpy as np
 import torch
 
 import envs
-from envs.tutors import make_tutor, omniscient_tutor_names, privileged_tutor_names, tutor_names
-from meta_rl.adaptation import adaptation_curve
 from meta_rl.checkpoint import load_checkpoint, load_policy
-from meta_rl.evaluation import heuristics, sb3_baseline, step_sizes
-from meta_rl.evaluation.baselines import (
-    SB3_METHODS,
-    prepare_baselines,
-    run_population,
-    train_our_baseline,
-    train_sb3,
+from meta_rl.evaluation.baselines import prepare_baselines, run_population
+from meta_rl.evaluation.heuristics import tutor_error
+from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run
+from meta_rl.evaluation.registry import (
+    available_methods,
+    default_methods,
+    expand_methods,
+    method_kind,
+    methods_for,
 )
 from meta_rl.evaluation.report import MethodCurve, build_results, write_report
 from meta_rl.evaluation.settings import EvaluationSettings
-from meta_rl.policy import init_params
-from meta_rl.tutor import TutorPolicy
 
-LEARNED = ("maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle")
-#: learned methods evaluated only when asked for (``--methods``): slow or optional dependencies
-OPTIONAL_LEARNED = ("recurrent_ppo",)
-ALL_LEARNED = (*LEARNED, *OPTIONAL_LEARNED)
-
-
-def available_methods(env_id: str) -> list[str]:
-    return [*LEARNED, *OPTIONAL_LEARNED, *tutor_names(env_id)]
-
-
-def tutor_error(env_id: str, env_kwargs: Mapping[str, Any], name: str) -> str | None:
-    """Why tutor ``name`` cannot run on this env configuration (e.g. ``belief_planner`` on
-    more skills than its exact filter enumerates), or ``None`` if it can."""
-    probe = envs.family(env_id).load("vector_env")(num_envs=1, **dict(env_kwargs))
-    try:
-        make_tutor(name, probe)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
-def default_methods(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> list[str]:
-    """What ``evaluate`` runs without ``--methods``: every method but the optional ones, and
-    (given ``env_kwargs``) but the tutors that cannot run on that configuration."""
-    tutors = tutor_names(env_id)
-    if env_kwargs is not None:
-        tutors = [t for t in tutors if tutor_error(env_id, env_kwargs, t) is None]
-    return [*LEARNED, *tutors]
-
-
-def expand_methods(methods: Sequence[str] | None, defaults: Sequence[str]) -> list[str]:
-    """``None`` → ``defaults`` (:func:`default_methods`); the word ``default`` in a list stands
-    for them too (``--methods default recurrent_ppo``). Order kept, duplicates dropped."""
-    names = ["default"] if not methods else list(methods)
-    out: list[str] = []
-    for name in names:
-        for m in defaults if name == "default" else [name]:
-            if m not in out:
-                out.append(m)
-    return out
-
-
-def method_kind(env_id: str, name: str) -> str:
-    """``"oracle"`` (knows the true profile: the PPO oracle, privileged tutors such as
-    ``planner``), ``"omniscient"`` (privileged tutors that also read hidden state the profile
-    does not determine, e.g. SkillGraph's ``planner``), ``"adaptive"`` (the other learned
-    methods) or ``"heuristic"``."""
-    if name == "oracle":
-        return "oracle"
-    if name not in ALL_LEARNED and name in privileged_tutor_names(env_id):
-        return "omniscient" if name in omniscient_tutor_names(env_id) else "oracle"
-    return "adaptive" if name in ALL_LEARNED else "heuristic"
+__all__ = [
+    "EvaluationSettings",
+    "available_methods",
+    "default_methods",
+    "evaluate",
+    "expand_methods",
+    "method_kind",
+    "run_evaluation",
+    "tutor_error",
+]
 
 
 def _run_dir(path: str | Path) -> Path:
@@ -161,175 +119,117 @@ def _load_profiles(
     return envs.sample_profiles(env_id, s.n_profiles, split=s.split, seed=s.profile_seed, **dict(env_kwargs))
 
 
-def _scratch(policy: TutorPolicy, seed: int) -> TutorPolicy:
-    gen = torch.Generator().manual_seed(seed)
-    return policy.with_params(init_params(policy.spec, gen))
+def select_methods(env_id: str, env_kwargs: Mapping[str, Any], names: Sequence[str] | None) -> list[Method]:
+    """The methods of ``--methods`` (``None``: the defaults), checked before anything is trained:
+    an unknown name or a method that cannot run on this env configuration is a ``ValueError``."""
+    available = methods_for(env_id)
+    defaults = default_methods(env_id, env_kwargs)  # only methods that can run here
+    chosen = expand_methods(names, defaults)
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {list(available)}")
+    for name in (m for m in chosen if m not in defaults):
+        # before any baseline is trained: a method that cannot run would otherwise fail at the end
+        error = available[name].cannot_run(env_id, env_kwargs)
+        if error is not None:
+            raise ValueError(f"method {name} cannot run on {env_id} {env_kwargs}: {error}")
+    return [available[name] for name in chosen]
 
 
 def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[str, Any]:
     """Run the protocol for every run in ``checkpoints`` and return ``results.json``'s dict."""
     # these networks are tiny: one thread is fastest, and more threads thrash on a shared 2-core machine
     torch.set_num_threads(1)
-    runs = [_run_dir(c) for c in checkpoints]
-    if not runs:
+    paths = [_run_dir(c) for c in checkpoints]
+    if not paths:
         raise ValueError("need at least one checkpoint or run directory")
-    maml_policies = [load_policy(r) for r in runs]
-    env = maml_policies[0].env
-    for r, p in zip(runs, maml_policies):
-        if p.env.env_id != env.env_id or dict(p.env.env_kwargs) != dict(env.env_kwargs):
+    runs = [Run(r, load_checkpoint(r / "checkpoint.pt")["config"], load_policy(r)) for r in paths]
+    env = runs[0].policy.env
+    for r in runs:
+        if r.policy.env.env_id != env.env_id or dict(r.policy.env.env_kwargs) != dict(env.env_kwargs):
             raise ValueError(
-                f"{r}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
+                f"{r.path}: trained on {r.policy.env.env_id} {r.policy.env.env_kwargs}, "
+                f"not {env.env_id} {env.env_kwargs}"
             )
     env_id, env_kwargs = env.env_id, dict(env.env_kwargs)
-    defaults = default_methods(env_id, env_kwargs)  # only tutors that can run here
-    methods = expand_methods(s.methods, defaults)
-    unknown = sorted(set(methods) - set(available_methods(env_id)))
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; available for {env_id}: {available_methods(env_id)}")
-    for name in (m for m in methods if m not in ALL_LEARNED and m not in defaults):
-        # before any baseline is trained: a tutor that cannot run would otherwise fail at the end
-        error = tutor_error(env_id, env_kwargs, name)
-        if error is not None:
-            raise ValueError(f"method {name} cannot run on {env_id} {env_kwargs}: {error}")
-    population_path = load_checkpoint(runs[0] / "checkpoint.pt")["config"].get("population", "")
-    population = run_population(load_checkpoint(runs[0] / "checkpoint.pt")["config"], env_id, env_kwargs)
-    profiles = _load_profiles(s, env_id, env_kwargs, population)
-    rollouts = int(s.rollouts_per_step or maml_policies[0].rollouts_per_step)
-    val = _val_profiles(runs[0], env_id, env_kwargs, s)
-    prepare_baselines(runs, methods, env_id, env_kwargs, s.workers)
-    n, k = len(profiles), s.adapt_steps
-    per_run: dict[str, list[np.ndarray]] = {}
-    per_run_metrics: dict[str, list[dict[str, np.ndarray]]] = {}
-    info: dict[str, Any] = {"runs": [str(r) for r in runs], "env_steps": {}, "inner_lr": {}, "seconds": {}}
+    methods = select_methods(env_id, env_kwargs, s.methods)
+    population = run_population(runs[0].config, env_id, env_kwargs)
+    ctx = EvalContext(
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        profiles=_load_profiles(s, env_id, env_kwargs, population),
+        val=_val_profiles(runs[0].path, env_id, env_kwargs, s),
+        rollouts=int(s.rollouts_per_step or runs[0].policy.rollouts_per_step),
+        settings=s,
+    )
+    learned = [m for m in methods if m.needs_run]
+    prepare_baselines(paths, learned, env_id, env_kwargs, s.workers)
+    per_run: dict[str, list[Curve]] = {}
+    info: dict[str, Any] = {"runs": [str(r) for r in paths], "env_steps": {}, "inner_lr": {}, "seconds": {}}
 
-    def add(name: str, returns: np.ndarray, metrics: Mapping[str, np.ndarray]) -> None:
-        per_run.setdefault(name, []).append(np.asarray(returns, dtype=np.float64))
-        per_run_metrics.setdefault(name, []).append(
-            {m: np.asarray(v, dtype=np.float64) for m, v in metrics.items()}
-        )
-
-    for run, maml in zip(runs, maml_policies):
-        run_config = load_checkpoint(run / "checkpoint.pt")["config"]
-        seed = int(run_config["seed"])
-        for name in (m for m in methods if m in ALL_LEARNED):
-            t0 = time.time()
-            if name in SB3_METHODS:
-                model, budget = train_sb3(run, env_id, env_kwargs, s.log, name)
-                lr = step_sizes.cached_step(
-                    run, name, [run / "baselines" / f"{name}.zip"], (env_id, env_kwargs),
-                    step_sizes.SB3_LR_GRID, val, s, rollouts,
-                    partial(step_sizes.choose_sb3_lr, model, env_id, env_kwargs, val, s, rollouts),
-                )  # fmt: skip
-                ret, met = sb3_baseline.adaptation_curve(
-                    model,
-                    env_id,
-                    env_kwargs,
-                    profiles,
-                    k,
-                    rollouts,
-                    s.eval_episodes,
-                    s.seed,
-                    learning_rate=lr,
-                )
-                info["env_steps"].setdefault(name, []).append(budget)
-                info["inner_lr"].setdefault(name, []).append(lr)
-            else:
-                recorded: Any = None
-                if name == "maml_ppo":
-                    pol, lr = maml, None
-                elif name == "oracle":
-                    pol, lr = train_our_baseline(run, "oracle", s.log, privileged=True), None
-                else:
-                    pol = (
-                        train_our_baseline(run, "pooled_ppo", s.log)
-                        if name == "pooled_ppo"
-                        else _scratch(maml, seed + 12345)
-                    )
-                    grid = step_sizes.fine_tuning_grid(run_config)
-                    # load_policy reads best.pt, else checkpoint.pt: hash both. Scratch starts
-                    # from the run's architecture: the run's checkpoint stands for it.
-                    policy_dir = run / "baselines" / name if name == "pooled_ppo" else run
-                    step = step_sizes.cached_step(
-                        run, name, [policy_dir / "best.pt", policy_dir / "checkpoint.pt"],
-                        (env_id, env_kwargs), grid, val, s, rollouts,
-                        partial(step_sizes.choose_lr, pol, val, s, rollouts, grid),
-                    )  # fmt: skip
-                    pol, lr = step_sizes.with_step_size(pol, step)
-                    recorded = list(step) if isinstance(step, tuple) else step
-                steps = 0 if name == "oracle" else k
-                res = adaptation_curve(pol, profiles, steps, rollouts, s.eval_episodes, seed=s.seed, lr=lr)
-                ret, met = res.returns, res.metrics
-                if name == "oracle":  # not adapted: the same policy at every step
-                    ret = np.repeat(ret, k + 1, axis=1)
-                    met = {m: np.repeat(v, k + 1, axis=1) for m, v in met.items()}
-                info["inner_lr"].setdefault(name, []).append(_lr_of(pol) if recorded is None else recorded)
-                if name in ("maml_ppo", "pooled_ppo", "oracle"):
-                    state = load_checkpoint(
-                        run / "checkpoint.pt"
-                        if name == "maml_ppo"
-                        else run / "baselines" / name / "checkpoint.pt"
-                    )
-                    info["env_steps"].setdefault(name, []).append(int(state["env_steps"]))
-            add(name, ret, met)
-            info["seconds"][name] = info["seconds"].get(name, 0.0) + time.time() - t0
-            s.log(f"{run.name}: {name:<14} return by step {np.round(np.asarray(ret).mean(0), 3).tolist()}")
-
-    for name in (m for m in methods if m not in ALL_LEARNED):
+    def measure(m: Method, run: Run | None) -> Curve:
         t0 = time.time()
-        ret, met = heuristics.evaluate_tutor(name, env_id, env_kwargs, profiles, s.eval_episodes, s.seed)
-        add(
-            name,
-            np.repeat(ret[:, None], k + 1, axis=1),
-            {m: np.repeat(v[:, None], k + 1, axis=1) for m, v in met.items()},
-        )
-        info["seconds"][name] = time.time() - t0
-        label = "heuristic" if method_kind(env_id, name) == "heuristic" else "privileged"
-        s.log(f"{label} {name:<22} return {ret.mean():.3f}")
+        c = m.curve(ctx, run)
+        per_run.setdefault(m.name, []).append(c)
+        for key, value in (("env_steps", c.env_steps), ("inner_lr", c.step_size)):
+            if value is not None:
+                info[key].setdefault(m.name, []).append(value)
+        info["seconds"][m.name] = info["seconds"].get(m.name, 0.0) + time.time() - t0
+        return c
 
-    curves = []
-    for name in methods:
-        kind = method_kind(env_id, name)
-        returns = np.mean(per_run[name], axis=0)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every run stays NaN
-            metrics = {
-                m: np.nanmean([d[m] for d in per_run_metrics[name]], axis=0) for m in per_run_metrics[name][0]
-            }
-        curves.append(MethodCurve(name, kind, returns, metrics))
-    subgroups = {}
-    speed = speed_of(env_id, profiles)
-    if speed is not None and n >= 8:
-        lo, hi = np.quantile(speed, [0.25, 0.75])
-        subgroups = {"slowest quartile": speed <= lo, "fastest quartile": speed >= hi}
+    for run in runs:
+        for m in learned:
+            c = measure(m, run)
+            s.log(f"{run.path.name}: {m.name:<14} return by step {np.round(c.returns.mean(0), 3).tolist()}")
+    for m in (m for m in methods if not m.needs_run):
+        c = measure(m, None)
+        label = "heuristic" if m.kind(env_id) == "heuristic" else "privileged"
+        s.log(f"{label} {m.name:<22} return {c.returns[:, 0].mean():.3f}")
     results = build_results(
-        curves,
+        [_mean_over_runs(m.name, m.kind(env_id), per_run[m.name]) for m in methods],
         env_id=env_id,
         split=(
             f"students of {s.profiles_file}"
             if s.profiles_file
-            else f"held-out students of {population_path}"
+            else f"held-out students of {runs[0].config.get('population', '')}"
             if population is not None
             else s.split
         ),
-        adapt_steps=k,
-        rollouts_per_step=rollouts,
+        adapt_steps=s.adapt_steps,
+        rollouts_per_step=ctx.rollouts,
         eval_episodes=s.eval_episodes,
-        seeds=[int(load_checkpoint(r / "checkpoint.pt")["config"]["seed"]) for r in runs],
+        seeds=[r.seed for r in runs],
         command=s.command,
-        subgroups=subgroups,
+        subgroups=speed_quartiles(env_id, ctx.profiles),
         seed=s.seed,
     )
-    results["per_seed"] = {name: [r.mean(axis=0).tolist() for r in per_run[name]] for name in per_run}
+    results["per_seed"] = {
+        name: [c.returns.mean(axis=0).tolist() for c in curves] for name, curves in per_run.items()
+    }
     results["details"] = info
     results["profiles_file" if s.profiles_file else "profile_seed"] = s.profiles_file or s.profile_seed
     return results
 
 
-def speed_of(env_id: str, profiles: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
-    """Every student's learning speed, as the family's profile distribution defines it
-    (:meth:`envs.ProfileDistribution.learning_speed`), or ``None`` if it defines none."""
+def _mean_over_runs(name: str, kind: str, curves: Sequence[Curve]) -> MethodCurve:
+    """Each student's returns and metrics averaged over the runs (training seeds)."""
+    returns = np.mean([c.returns for c in curves], axis=0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a metric undefined in every run stays NaN
+        metrics = {m: np.nanmean([c.metrics[m] for c in curves], axis=0) for m in curves[0].metrics}
+    return MethodCurve(name, kind, returns, metrics)
+
+
+def speed_quartiles(env_id: str, profiles: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The slowest and fastest quartile of the students by learning speed, as the family's
+    profile distribution defines it (:meth:`envs.ProfileDistribution.learning_speed`);
+    none when it defines none or with fewer than 8 students."""
     speeds = [envs.family(env_id).load("distribution").learning_speed(p) for p in profiles]
-    return None if any(v is None for v in speeds) else np.array(speeds)
+    if len(profiles) < 8 or any(v is None for v in speeds):
+        return {}
+    speed = np.array(speeds)
+    lo, hi = np.quantile(speed, [0.25, 0.75])
+    return {"slowest quartile": speed <= lo, "fastest quartile": speed >= hi}
 
 
 def _val_profiles(run: Path, env_id: str, env_kwargs: dict, s: EvaluationSettings) -> list[dict]:
@@ -338,10 +238,6 @@ def _val_profiles(run: Path, env_id: str, env_kwargs: dict, s: EvaluationSetting
     if dist is not None:
         return [p.to_dict() for p in dist.sample(s.val_profiles, "val", seed=s.profile_seed + 1)]
     return envs.sample_profiles(env_id, s.val_profiles, split="val", seed=s.profile_seed + 1, **env_kwargs)
-
-
-def _lr_of(policy: TutorPolicy) -> float | str:
-    return "meta-sgd" if policy.inner_lrs is not None else float(policy.inner.lr)
 
 
 def run_evaluation(
