@@ -190,6 +190,17 @@ class ProfileDistribution(ABC):
 
     profile_cls: ClassVar[type[StudentProfile]]
 
+    @classmethod
+    def learning_speed(cls, profile: Mapping[str, Any]) -> float | None:
+        """How fast this student learns, one number (larger = faster), or ``None`` when the
+        family defines none.
+
+        The evaluation splits held-out students into the slowest and fastest quartiles of
+        this number (``subgroups`` in ``results.json``); ``profile`` is the dict form of a
+        profile (:meth:`StudentProfile.to_dict`). Families override it.
+        """
+        return None
+
     @abstractmethod
     def _sample_arrays(self, rng: np.random.Generator, n: int, split: str) -> dict[str, np.ndarray]:
         """Return one array per profile field, shape ``(n,)`` or ``(n, dim)``."""

@@ -124,19 +124,19 @@ def test_sb3_cache_with_other_hidden_layers_is_refused(run_dir, tmp_path) -> Non
     import shutil
 
     from meta_rl.checkpoint import load_checkpoint, save_checkpoint
-    from meta_rl.evaluation import runner
+    from meta_rl.evaluation import baselines
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    runner._train_sb3(run, ENV_ID, KW, lambda _: None)  # cached (or trained) with the run's layers
+    baselines.train_sb3(run, ENV_ID, KW, lambda _: None)  # cached (or trained) with the run's layers
     state = load_checkpoint(run / "checkpoint.pt")
     state["config"] = {**state["config"], "hidden_sizes": [7]}
     save_checkpoint(run / "checkpoint.pt", state)
     with pytest.raises(ValueError, match=r"hidden layers \[64, 64\] but .* asks for \[7\]"):
-        runner._train_sb3(run, ENV_ID, KW, lambda _: None)
+        baselines.train_sb3(run, ENV_ID, KW, lambda _: None)
     # an item-wise run compares SB3's default MLP, which SB3 has instead of an item-wise policy
-    assert runner.sb3_hidden_sizes({"architecture": "itemwise", "hidden_sizes": [7]}) == (64, 64)
-    assert runner.sb3_hidden_sizes({"hidden_sizes": [7]}) == (7,)
+    assert baselines.sb3_hidden_sizes({"architecture": "itemwise", "hidden_sizes": [7]}) == (64, 64)
+    assert baselines.sb3_hidden_sizes({"hidden_sizes": [7]}) == (7,)
 
 
 def test_unknown_method_and_missing_run(run_dir, tmp_path, capsys) -> None:
@@ -255,32 +255,32 @@ def _peaked_at(x: float):
     ],
 )
 def test_step_size_search_follows_a_grid_edge_outwards(peak, expected, extra) -> None:
-    from meta_rl.evaluation.runner import LR_GRID, MAX_GRID_EXTENSIONS, _best_on_val
+    from meta_rl.evaluation.step_sizes import LR_GRID, MAX_GRID_EXTENSIONS, best_on_val
 
     assert MAX_GRID_EXTENSIONS == 4
     f = _Scores(_peaked_at(peak))
-    assert _best_on_val(LR_GRID, f) == pytest.approx(expected)
+    assert best_on_val(LR_GRID, f) == pytest.approx(expected)
     assert f.tried[: len(LR_GRID)] == list(LR_GRID)
     assert len(f.tried) == len(LR_GRID) + extra
 
 
 def test_step_size_search_uses_the_grid_ratio_at_its_edge_and_never_extends_pairs() -> None:
-    from meta_rl.evaluation.runner import SB3_LR_GRID, _best_on_val
+    from meta_rl.evaluation.step_sizes import SB3_LR_GRID, best_on_val
 
     f = _Scores(_peaked_at(4e-3))
-    assert _best_on_val(SB3_LR_GRID, f) == pytest.approx(1e-3 * (1e-3 / 3e-4))  # 3.3e-3; 1.1e-2 is worse
+    assert best_on_val(SB3_LR_GRID, f) == pytest.approx(1e-3 * (1e-3 / 3e-4))  # 3.3e-3; 1.1e-2 is worse
     pairs = [0.05, 2.0, (0.05, 100.0)]
     f = _Scores(lambda step: 1.0 if isinstance(step, tuple) else step / 10)
-    assert _best_on_val(pairs, f) == (0.05, 100.0)
+    assert best_on_val(pairs, f) == (0.05, 100.0)
     assert f.tried == pairs
     f = _Scores(lambda step: 1.0)  # a tie at the edge keeps the grid's value
-    assert _best_on_val([0.5, 1.0], f) == 0.5
+    assert best_on_val([0.5, 1.0], f) == 0.5
     assert f.tried == [0.5, 1.0, 0.25]
     f = _Scores(lambda step: float("nan") if step >= 1.0 else step)  # a diverging step never wins
-    assert _best_on_val([0.25, 0.5, 1.0], f) == 0.5
+    assert best_on_val([0.25, 0.5, 1.0], f) == 0.5
     assert f.tried == [0.25, 0.5, 1.0]
     f = _Scores(lambda step: step)  # zero or duplicates at an edge: the ratio comes from distinct steps > 0
-    assert _best_on_val([0.0, 0.5, 1.0, 1.0], f) == 16.0
+    assert best_on_val([0.0, 0.5, 1.0, 1.0], f) == 16.0
 
 
 def test_step_sizes_chosen_on_val_are_reused_across_splits_and_rechosen_when_anything_changes(
@@ -288,15 +288,15 @@ def test_step_sizes_chosen_on_val_are_reused_across_splits_and_rechosen_when_any
 ) -> None:
     import shutil
 
-    from meta_rl.evaluation import runner
+    from meta_rl.evaluation import runner, step_sizes
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    (run / "baselines" / runner.STEP_CACHE).unlink(missing_ok=True)  # other tests' choices
+    (run / "baselines" / step_sizes.STEP_CACHE).unlink(missing_ok=True)  # other tests' choices
     chosen = []
-    choose_lr, choose_sb3 = runner._choose_lr, runner._choose_sb3_lr
-    monkeypatch.setattr(runner, "_choose_lr", lambda *a: chosen.append("ours") or choose_lr(*a))
-    monkeypatch.setattr(runner, "_choose_sb3_lr", lambda *a: chosen.append("sb3") or choose_sb3(*a))
+    choose_lr, choose_sb3 = step_sizes.choose_lr, step_sizes.choose_sb3_lr
+    monkeypatch.setattr(step_sizes, "choose_lr", lambda *a: chosen.append("ours") or choose_lr(*a))
+    monkeypatch.setattr(step_sizes, "choose_sb3_lr", lambda *a: chosen.append("sb3") or choose_sb3(*a))
 
     def evaluate(split: str, adapt_steps: int = 1) -> dict:
         s = runner.EvaluationSettings(
@@ -308,22 +308,22 @@ def test_step_sizes_chosen_on_val_are_reused_across_splits_and_rechosen_when_any
 
     first = evaluate("test")
     assert sorted(chosen) == ["ours", "ours", "sb3"]
-    cache = json.loads((run / "baselines" / runner.STEP_CACHE).read_text())
+    cache = json.loads((run / "baselines" / step_sizes.STEP_CACHE).read_text())
     assert len(cache) == 3
     chosen.clear()
     assert evaluate("ood") == first  # another split: the same val choice, not recomputed
     assert chosen == []
     evaluate("ood", adapt_steps=2)  # the choice depends on K: chosen again, kept beside the first
     assert sorted(chosen) == ["ours", "ours", "sb3"]
-    assert len(json.loads((run / "baselines" / runner.STEP_CACHE).read_text())) == 6
+    assert len(json.loads((run / "baselines" / step_sizes.STEP_CACHE).read_text())) == 6
     chosen.clear()
-    (run / "baselines" / runner.STEP_CACHE).write_text("{not json")
+    (run / "baselines" / step_sizes.STEP_CACHE).write_text("{not json")
     with pytest.warns(UserWarning, match="not a valid step-size cache"):
         assert evaluate("test") == first
     assert sorted(chosen) == ["ours", "ours", "sb3"]
     chosen.clear()
-    cache = json.loads((run / "baselines" / runner.STEP_CACHE).read_text())
-    (run / "baselines" / runner.STEP_CACHE).write_text(json.dumps({k: "fast" for k in cache}))
+    cache = json.loads((run / "baselines" / step_sizes.STEP_CACHE).read_text())
+    (run / "baselines" / step_sizes.STEP_CACHE).write_text(json.dumps({k: "fast" for k in cache}))
     with pytest.warns(UserWarning, match="'fast' is not a step size"):
         assert evaluate("test") == first
     assert sorted(chosen) == ["ours", "ours", "sb3"]
@@ -415,7 +415,7 @@ def test_recurrent_ppo_is_evaluated_only_when_asked(run_dir, tmp_path) -> None:
     pytest.importorskip("sb3_contrib")
     import shutil
 
-    from meta_rl.evaluation import runner, sb3_baseline
+    from meta_rl.evaluation import baselines, runner, sb3_baseline
 
     assert "recurrent_ppo" in runner.available_methods(ENV_ID)
     assert "recurrent_ppo" not in runner.default_methods(ENV_ID)
@@ -433,7 +433,7 @@ def test_recurrent_ppo_is_evaluated_only_when_asked(run_dir, tmp_path) -> None:
     assert np.asarray(res["methods"]["recurrent_ppo"]["per_profile"]).shape == (4, 2)
     cached = run / "baselines" / "recurrent_ppo.zip"
     assert cached.is_file()
-    model, budget = runner._train_sb3(run, ENV_ID, KW, lambda _: None, "recurrent_ppo")  # from the cache
+    model, budget = baselines.train_sb3(run, ENV_ID, KW, lambda _: None, "recurrent_ppo")  # from the cache
     assert sb3_baseline.is_recurrent(model) and budget == res["details"]["env_steps"]["recurrent_ppo"][0] > 0
 
 

@@ -130,6 +130,28 @@ def test_ood_split_is_shifted_as_documented() -> None:
     assert mean_forget(ood) > 3 * mean_forget(test)
 
 
+def test_learning_speed_of_each_family() -> None:
+    """The evaluation's subgroup tables split students by their distribution's learning speed:
+    hand-computed on one profile per family, ``None`` for a distribution that defines none,
+    and lower on the documented slower ``ood`` populations (SkillGraph, SpacedRepetition)."""
+    from envs.profiles import ProfileDistribution
+
+    assert SkillGraphDistribution.learning_speed(VALID) == pytest.approx(0.35 * 1.0)
+    sr = envs.family("MetaTutor/SpacedRepetition-v0").load("distribution")
+    goals = envs.family("MetaTutor/SpacedRepetitionGoals-v0").load("distribution")
+    zpd = envs.family("MetaTutor/ZPD-v0").load("distribution")
+    assert sr.learning_speed({"decay": 2.5}) == goals.learning_speed({"decay": 2.5}) == -2.5
+    assert zpd.learning_speed({"learn_rate": 0.2}) == 0.2
+    assert ProfileDistribution.learning_speed(VALID) is None
+    for env_id in ("MetaTutor/SkillGraph-v0", "MetaTutor/SpacedRepetition-v0"):
+        dist = envs.family(env_id).load("distribution")
+        speed = {
+            s: np.mean([dist.learning_speed(p) for p in envs.sample_profiles(env_id, 500, s)])
+            for s in ("test", "ood")
+        }
+        assert speed["ood"] < speed["test"], (env_id, speed)
+
+
 def test_each_student_has_one_preferred_content() -> None:
     for p in SkillGraphDistribution().sample(300, "train", seed=0):
         aff = np.asarray(p.content_affinity)

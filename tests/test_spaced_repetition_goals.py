@@ -332,13 +332,13 @@ def test_fine_tuning_with_a_pair_of_step_sizes_scales_each_gradient(goals_run) -
     gradient step of a plain lr = 1 update on the same rollouts."""
     from meta_rl.adaptation import adaptation_curve
     from meta_rl.checkpoint import load_policy
-    from meta_rl.evaluation.runner import LR_GRID, _step_sizes, _with_step_size
+    from meta_rl.evaluation.step_sizes import LR_GRID, fine_tuning_grid, with_step_size
 
     policy = load_policy(goals_run).with_inner_lr(0.5)  # as a pooled policy
     profs = draw(3, "val", 0, 4)
     theta = {k: v.detach().clone() for k, v in policy.params.items()}
-    unit_pol, unit_lr = _with_step_size(policy, 1.0)
-    pair_pol, pair_lr = _with_step_size(policy, (0.5, 40.0))
+    unit_pol, unit_lr = with_step_size(policy, 1.0)
+    pair_pol, pair_lr = with_step_size(policy, (0.5, 40.0))
     assert unit_lr == 1.0 and pair_lr is None and unit_pol.inner_lrs is None
     unit = adaptation_curve(unit_pol, profs, 1, 2, eval_episodes=0, seed=3, lr=unit_lr).params
     pair = adaptation_curve(pair_pol, profs, 1, 2, eval_episodes=0, seed=3, lr=pair_lr).params
@@ -348,8 +348,8 @@ def test_fine_tuning_with_a_pair_of_step_sizes_scales_each_gradient(goals_run) -
         torch.testing.assert_close(pair[k] - v, scale * (unit[k] - v), rtol=1e-4, atol=1e-6)
         moved |= bool((unit[k] - v).abs().max() > 0)
     assert moved
-    assert _step_sizes({"item_bias_lr": 0.0}) == list(LR_GRID)
-    grid = _step_sizes({"item_bias_lr": 30.0})
+    assert fine_tuning_grid({"item_bias_lr": 0.0}) == list(LR_GRID)
+    grid = fine_tuning_grid({"item_bias_lr": 30.0})
     assert grid[: len(LR_GRID)] == list(LR_GRID)
     assert sorted({item for _, item in grid[len(LR_GRID) :]}) == pytest.approx([10.0, 30.0, 90.0])
     assert len(grid) == len(LR_GRID) + 6
@@ -370,12 +370,12 @@ def test_evaluation_end_to_end_on_the_goal_variant(goals_run, tmp_path) -> None:
     assert set(res["methods"]) == {"maml_ppo", "pooled_ppo", "scratch_ppo", "planner", "threshold"}
     assert "goal_review_share" in res["methods"]["planner"]["metrics"]
     assert res["methods"]["planner"]["metrics"]["goal_review_share"]["mean"] == [1.0, 1.0]
-    from meta_rl.evaluation.runner import LR_GRID, MAX_GRID_EXTENSIONS, _step_sizes
+    from meta_rl.evaluation.step_sizes import LR_GRID, MAX_GRID_EXTENSIONS, fine_tuning_grid
 
     # the grid, or its scalar edge followed outwards (ratio 2 at the top, 1/2 at the bottom)
     edges = [max(LR_GRID) * 2**j for j in range(1, MAX_GRID_EXTENSIONS + 1)]
     edges += [min(LR_GRID) / 2**j for j in range(1, MAX_GRID_EXTENSIONS + 1)]
     for name in ("pooled_ppo", "scratch_ppo"):
         chosen = res["details"]["inner_lr"][name][0]
-        assert (tuple(chosen) if isinstance(chosen, list) else chosen) in _step_sizes(TINY) + edges
+        assert (tuple(chosen) if isinstance(chosen, list) else chosen) in fine_tuning_grid(TINY) + edges
     assert res["details"]["inner_lr"]["maml_ppo"] == ["meta-sgd"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +62,12 @@ class SkillGraphDistribution(ProfileDistribution):
     """
 
     profile_cls = SkillGraphProfile
+
+    @classmethod
+    def learning_speed(cls, profile: Mapping[str, Any]) -> float:
+        """``mean_k learn_k · max_c content_affinity_c``: the mean P(learn) of a teaching
+        action with the student's preferred content."""
+        return float(np.mean(profile["learn"]) * np.max(profile["content_affinity"]))
 
     def __init__(self, n_skills: int = 8, n_content: int = 3) -> None:
         self.n_skills = check_int("n_skills", n_skills, 1, 64)

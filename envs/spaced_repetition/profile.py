@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +73,11 @@ class SpacedRepetitionDistribution(ProfileDistribution):
     """
 
     profile_cls = SpacedRepetitionProfile
+
+    @classmethod
+    def learning_speed(cls, profile: Mapping[str, Any]) -> float:
+        """``−decay``: the slower the student forgets, the faster they build up recall."""
+        return -float(profile["decay"])
 
     def __init__(self, n_items: int = 20) -> None:
         self.n_items = check_int("n_items", n_items, 1, 1000)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +75,11 @@ class ZPDDistribution(ProfileDistribution):
     """
 
     profile_cls = ZPDProfile
+
+    @classmethod
+    def learning_speed(cls, profile: Mapping[str, Any]) -> float:
+        """``learn_rate``: the largest ability gain of one attempt (logits)."""
+        return float(profile["learn_rate"])
 
     def __init__(self, n_skills: int = 4) -> None:
         self.n_skills = check_int("n_skills", n_skills, 1, 64)

@@ -1,0 +1,195 @@
+"""The baselines trained from a meta-training run, with its budget, cached in ``RUN_DIR/baselines/``.
+
+* our trainer's baselines (``baselines/NAME/``): pooled PPO and the privileged oracle today,
+  any algorithm of :data:`meta_rl.config.ALGORITHMS` tomorrow, trained with
+  :func:`derived_config` (the run's shared settings and env-episode budget);
+* the stable-baselines3 ones (``baselines/NAME.zip``): SB3 PPO and sb3-contrib's RecurrentPPO,
+  given the run's env steps.
+
+A cached baseline trained with another budget than the run's is refused with a message that
+names the file to delete. :func:`prepare_baselines` trains the missing ones, a few at a time
+in worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from meta_rl.checkpoint import load_checkpoint, load_policy
+from meta_rl.config import ALGORITHMS, PPOConfig, TrainConfig
+from meta_rl.evaluation import sb3_baseline
+from meta_rl.trainer import Trainer
+from meta_rl.tutor import TutorPolicy
+
+
+def derived_config(run_config: Mapping[str, Any], algo: str, *, privileged: bool = False) -> TrainConfig:
+    """The config to train ``algo`` with the meta-training run's budget.
+
+    The run's shared settings (env, network, PPO hyper-parameters, seed, iterations) with
+    ``episodes_per_iteration`` equal to the episodes of one of the run's iterations
+    (:attr:`TrainConfig.pooled_episodes`), no warm start, and the true profile in the
+    observation when ``privileged`` (the oracle). Only ``algo="ppo"`` is derived here;
+    ``meta_rl.algorithms.derived_config`` (same signature) covers every registered algorithm.
+    """
+    if algo != "ppo":
+        raise ValueError(f"no budget-matched config for algo {algo!r} here: only 'ppo' (pooled PPO)")
+    cfg = dict(run_config)
+    run = ALGORITHMS[cfg["algo"]](**cfg)
+    base = {k: v for k, v in cfg.items() if k in PPOConfig.__dataclass_fields__}
+    base.update(
+        algo="ppo",
+        privileged=privileged,
+        init_from="",
+        # the same env episodes per iteration and the same number of iterations as meta-training
+        episodes_per_iteration=run.pooled_episodes,
+    )
+    return PPOConfig(**base)
+
+
+def our_baseline_dir(run: Path, name: str) -> Path:
+    """Where our trainer's baseline ``name`` of ``run`` lives (a run directory of its own)."""
+    return run / "baselines" / name
+
+
+def our_baseline_done(run: Path, name: str) -> bool:
+    return (our_baseline_dir(run, name) / "done").is_file()
+
+
+def train_our_baseline(
+    run: Path, name: str, log: Callable[[str], None], *, algo: str = "ppo", privileged: bool = False
+) -> TutorPolicy:
+    """Our trainer's baseline ``name``: ``algo`` with the run's budget (:func:`derived_config`),
+    trained (or resumed) in ``RUN_DIR/baselines/NAME`` unless done there already; its policy."""
+    out = our_baseline_dir(run, name)
+    state = load_checkpoint(run / "checkpoint.pt")
+    if (out / "best.pt").is_file() and (out / "done").is_file():
+        done_iterations = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
+        if done_iterations != int(state["iteration"]):
+            raise ValueError(
+                f"{out} was trained for {done_iterations} iterations but {run} now has "
+                f"{state['iteration']}: delete {out} to retrain the baseline with the same budget"
+            )
+        return load_policy(out)
+    cfg = replace(
+        derived_config(state["config"], algo, privileged=privileged),
+        tensorboard=False,
+        # baselines train in this process (or an evaluation worker process), never on Ray
+        sampler="local",
+        # the oracle is used unadapted: pick its checkpoint on pre-adaptation validation return
+        select_on="pre" if privileged else "post",
+    )
+    resume = (out / "checkpoint.pt").is_file()
+    log(f"training {name} ({cfg.n_iterations} iterations, cached in {out}) …")
+    trainer = Trainer(cfg, out, resume=resume, progress=False)
+    trainer.train()
+    (out / "done").write_text("")
+    return load_policy(out)
+
+
+def sb3_path(run: Path, name: str) -> Path:
+    """Where the SB3 baseline ``name`` of ``run`` is cached."""
+    return run / "baselines" / f"{name}.zip"
+
+
+def train_sb3(
+    run: Path,
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    log: Callable[[str], None],
+    name: str = "sb3_ppo",
+    *,
+    recurrent: bool | None = None,
+) -> tuple[Any, int]:
+    """SB3 baseline ``name`` with the run's budget, cached in ``RUN_DIR/baselines/NAME.zip``:
+    PPO, or RecurrentPPO when ``recurrent`` (default: when ``name`` is ``recurrent_ppo``).
+    Returns the model and the env steps it was trained for."""
+    if recurrent is None:
+        recurrent = name == "recurrent_ppo"
+    cls, _ = sb3_baseline.algorithm(recurrent)
+    path = sb3_path(run, name)
+    state = load_checkpoint(run / "checkpoint.pt")
+    budget, seed = int(state["env_steps"]), int(state["config"]["seed"])
+    hidden = sb3_hidden_sizes(state["config"])
+    if path.is_file():
+        model = cls.load(path, device="cpu")
+        # SB3 rounds the budget up to whole rollouts; anything else is a stale cache
+        if not budget <= model.num_timesteps < budget + model.n_steps * model.n_envs:
+            raise ValueError(
+                f"{path} was trained for {model.num_timesteps} env steps but {run} now has {budget}: "
+                f"delete it to retrain the baseline with the same budget"
+            )
+        cached = tuple(model.policy_kwargs.get("net_arch", ()))
+        if cached != hidden:
+            raise ValueError(
+                f"{path} has hidden layers {list(cached)} but {run} asks for {list(hidden)}: "
+                f"delete it to retrain the baseline"
+            )
+        return model, int(model.num_timesteps)
+    log(f"training {name} ({budget} env steps, cached in {path}) …")
+    population = run_population(state["config"], env_id, env_kwargs)
+    model = sb3_baseline.train_pooled(
+        env_id, env_kwargs, budget, seed, hidden=hidden, population=population, recurrent=recurrent
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{name}.tmp.zip")
+    model.save(tmp)
+    os.replace(tmp, path)  # a crash never leaves a half-written cache
+    return model, int(model.num_timesteps)
+
+
+def sb3_hidden_sizes(config: Mapping[str, Any]) -> tuple[int, ...]:
+    """Hidden layers of the SB3 baseline: the run's MLP, or SB3's default (64, 64) when the
+    run uses an item-wise policy, which SB3's ``MlpPolicy`` has no counterpart for."""
+    if config.get("architecture", "mlp") == "mlp":
+        return tuple(int(h) for h in config["hidden_sizes"])
+    return sb3_baseline.SB3_DEFAULT_HIDDEN
+
+
+def run_population(config: Mapping[str, Any], env_id: str, env_kwargs: Mapping[str, Any]):
+    """The calibrated population a run was trained on, or ``None`` (the env's own)."""
+    if not config.get("population"):
+        return None
+    from envs.calibration import population_distribution
+
+    return population_distribution(config["population"], env_id, env_kwargs)
+
+
+class Trainable(Protocol):
+    """What :func:`prepare_baselines` needs of a method (see ``methods.Method``)."""
+
+    name: str
+
+    def needs_training(self, run: Path) -> bool: ...
+
+    def train(
+        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
+    ) -> None: ...
+
+
+def _train_job(method: Trainable, run: Path, env_id: str, env_kwargs: dict) -> None:
+    torch.set_num_threads(1)
+    method.train(run, env_id, env_kwargs, print)
+
+
+def prepare_baselines(
+    runs: Sequence[Path], methods: Sequence[Trainable], env_id: str, env_kwargs: dict, workers: int
+) -> None:
+    """Train every missing baseline of every run, ``workers`` at a time (separate processes)."""
+    jobs = [(m, run) for run in runs for m in methods if m.needs_training(run)]
+    if workers <= 1 or len(jobs) <= 1:
+        for m, run in jobs:
+            _train_job(m, run, env_id, env_kwargs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn: a fresh interpreter per worker (forking a process that holds torch threads is unsafe)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for f in [pool.submit(_train_job, m, run, env_id, env_kwargs) for m, run in jobs]:
+            f.result()

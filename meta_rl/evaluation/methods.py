@@ -1,0 +1,148 @@
+"""An evaluation method as an object: what it is, how it is prepared, how it adapts.
+
+Every method of ``meta-tutor evaluate`` is a :class:`Method` held in the registry
+(:mod:`meta_rl.evaluation.registry`). A method says
+
+* its ``kind`` on an env (``"adaptive"``, ``"heuristic"``, ``"oracle"`` or ``"omniscient"``;
+  see :mod:`meta_rl.evaluation.report` for how the report uses them);
+* whether it ``needs_run``: learned methods are evaluated once per meta-training run
+  (training seed) and their curves averaged over runs; the others (tutors) once;
+* how it is prepared from a run: :meth:`Method.needs_training` / :meth:`Method.train`
+  train its baseline into ``RUN_DIR/baselines/`` (possibly in a worker process) before
+  any curve is measured;
+* how it produces an adaptation curve on the held-out students: :meth:`Method.curve`
+  returns a :class:`Curve`, returns and metrics of shape ``(students, K + 1)``, where column
+  ``k`` is measured after ``k`` adaptation steps (a method that does not adapt repeats its
+  column ``K + 1`` times).
+
+The evaluation protocol itself (students, episodes, seeds) is in :class:`EvalContext`, the
+same for every method, so that all of them see the same students and the same env seeds.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from meta_rl.evaluation.settings import EvaluationSettings
+from meta_rl.tutor import TutorPolicy
+
+#: what a method records as its step size in ``results.json`` (``details.inner_lr``): a
+#: number, a (shared, per-item) pair, or a word such as ``"meta-sgd"`` (learned step sizes)
+StepRecord = float | list[float] | str
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """The protocol every method is evaluated with (one evaluation, all runs)."""
+
+    env_id: str
+    env_kwargs: Mapping[str, Any]
+    #: the held-out students (profile dicts)
+    profiles: Sequence[dict]
+    #: students of the val split, for choosing fine-tuning step sizes (never the held-out ones)
+    val: Sequence[dict]
+    #: episodes per student before each adaptation step
+    rollouts: int
+    settings: EvaluationSettings
+
+    @property
+    def adapt_steps(self) -> int:
+        """``K``: adaptation steps per student."""
+        return self.settings.adapt_steps
+
+    @property
+    def log(self) -> Callable[[str], None]:
+        return self.settings.log
+
+
+@dataclass(frozen=True)
+class Run:
+    """One meta-training run being evaluated."""
+
+    path: Path
+    #: its training config (``TrainConfig.to_dict()`` as saved in the checkpoint)
+    config: Mapping[str, Any]
+    #: the meta-trained tutor (``best.pt``, chosen on val students)
+    policy: TutorPolicy
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+
+@dataclass
+class Curve:
+    """One method's results on the held-out students of one run (or once, for tutors)."""
+
+    #: mean return of student ``i`` after ``k`` adaptation steps, shape ``(students, K + 1)``
+    returns: np.ndarray
+    #: per metric, shape ``(students, K + 1)`` (NaN where undefined)
+    metrics: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: the env steps the method was trained with (``details.env_steps``; ``None``: not recorded)
+    env_steps: int | None = None
+    #: the step size it adapted with (``details.inner_lr``; ``None``: not recorded)
+    step_size: StepRecord | None = None
+
+    def __post_init__(self) -> None:
+        self.returns = np.asarray(self.returns, dtype=np.float64)
+        self.metrics = {m: np.asarray(v, dtype=np.float64) for m, v in self.metrics.items()}
+
+    @classmethod
+    def constant(cls, returns: np.ndarray, metrics: Mapping[str, np.ndarray], steps: int, **kw: Any) -> Curve:
+        """The curve of a method that does not adapt: per-student values ``(students,)`` or
+        ``(students, 1)`` repeated at every step ``k = 0 … steps``."""
+
+        def repeat(v: np.ndarray) -> np.ndarray:
+            v = np.asarray(v)
+            return np.repeat(v if v.ndim == 2 else v[:, None], steps + 1, axis=1)
+
+        return cls(repeat(returns), {m: repeat(v) for m, v in metrics.items()}, **kw)
+
+
+@dataclass(frozen=True)
+class Method(ABC):
+    """An evaluation method (see the module docstring). Subclasses set ``KIND`` (or override
+    :meth:`kind`) and implement :meth:`curve`; a learned one also ``needs_run`` and, when it
+    has a baseline to train, :meth:`needs_training` and :meth:`train`."""
+
+    KIND: ClassVar[str] = "adaptive"
+
+    #: the name in ``--methods``, ``results.json`` and ``summary.md``
+    name: str
+    #: left out of the default methods (evaluated only when named in ``--methods``)
+    optional: bool = False
+
+    #: evaluated once per meta-training run (``True``) or once per evaluation (``False``)
+    needs_run: ClassVar[bool] = True
+
+    def kind(self, env_id: str) -> str:
+        """``"adaptive"``, ``"heuristic"``, ``"oracle"`` or ``"omniscient"`` on ``env_id``."""
+        return self.KIND
+
+    def cannot_run(self, env_id: str, env_kwargs: Mapping[str, Any]) -> str | None:
+        """Why this method cannot run on that env configuration, or ``None`` if it can."""
+        return None
+
+    def needs_training(self, run: Path) -> bool:
+        """Whether its baseline for ``run`` is missing (then :meth:`train` is called first)."""
+        return False
+
+    def train(
+        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
+    ) -> None:
+        """Train (and cache in ``RUN_DIR/baselines/``) its baseline for ``run``; called when
+        :meth:`needs_training`. Runs in a worker process when several are missing, so the
+        method must be picklable (a class at a module's top level) and take everything from
+        ``run``."""
+        raise NotImplementedError(f"method {self.name!r} needs training but has no train()")
+
+    @abstractmethod
+    def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
+        """Adapt to every student of ``ctx.profiles`` and measure after each step
+        (``run`` is ``None`` exactly when the method does not ``needs_run``)."""
