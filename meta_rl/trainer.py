@@ -58,7 +58,7 @@ from torch import Tensor
 
 from envs.profiles import ProfileDistribution
 from meta_rl.adaptation import adaptation_curve, rollout_step_data
-from meta_rl.checkpoint import load_checkpoint, load_policy, save_checkpoint
+from meta_rl.checkpoint import load_checkpoint, load_policy, one_line_error, save_checkpoint
 from meta_rl.config import MAMLPPOConfig, TrainConfig, make_config, save_config
 from meta_rl.envspec import EnvSpec
 from meta_rl.maml import InnerUpdate, OuterSettings, StepData, inner_step, meta_loss, policy_logits
@@ -521,26 +521,33 @@ class Trainer:
 
     def _resume(self) -> None:
         path = self.out / "checkpoint.pt"
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, resume=True)
         saved = make_config(state["config"])
         diff = sorted(
             k for k in saved.to_dict() if k != "n_iterations" and saved.to_dict()[k] != self.cfg.to_dict()[k]
         )
         if diff:
             raise ValueError(f"{path}: cannot resume with a different config (changed keys: {diff})")
-        with torch.no_grad():
-            for k, v in self.theta.items():
-                v.copy_(state["params"][k])
-            if self.lrs is not None:
-                for k, v in self.lrs.items():
-                    v.copy_(state["inner_lrs"][k])
-            if self.value is not None:
-                for k, v in self.value.items():
-                    v.copy_(state["value_params"][k])
-        self.opt.load_state_dict(state["optimizer"])
-        if self.value_opt is not None:
-            self.value_opt.load_state_dict(state["value_optimizer"])
-        self.rng.bit_generator.state = state["rng"]
+        if PolicySpec.from_dict(state["policy_meta"]["policy"]) != self.spec:
+            raise ValueError(f"{path}: its policy architecture differs from the one its config describes")
+        try:  # load_checkpoint checked the structure; this checks it fits this run's tensors
+            with torch.no_grad():
+                for k, v in self.theta.items():
+                    v.copy_(state["params"][k])
+                if self.lrs is not None:
+                    for k, v in self.lrs.items():
+                        v.copy_(state["inner_lrs"][k])
+                if self.value is not None:
+                    for k, v in self.value.items():
+                        v.copy_(state["value_params"][k])
+            self.opt.load_state_dict(state["optimizer"])
+            if self.value_opt is not None:
+                self.value_opt.load_state_dict(state["value_optimizer"])
+            self.rng.bit_generator.state = state["rng"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(
+                f"{path}: its training state does not fit this run ({one_line_error(e)})"
+            ) from None
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.best_val = float(state["best_val"])
