@@ -64,6 +64,7 @@ from meta_rl.envspec import EnvSpec
 from meta_rl.maml import InnerUpdate, OuterSettings, StepData, inner_step, meta_loss, policy_logits
 from meta_rl.policy import PolicySpec, init_params, kl_divergence, state_value
 from meta_rl.ppo import masked_mean, value_loss
+from meta_rl.runlock import RunLock
 from meta_rl.sampler import Rollouts, Sampler, nan_mean, spaced_seed
 from meta_rl.tutor import AdvantageSettings, TutorPolicy
 
@@ -92,6 +93,8 @@ class Trainer:
         self.cfg = cfg = config
         self.out = Path(out_dir)
         self.progress = progress
+        # one writer per run directory, from before the first write until close() (or exit)
+        self._lock = RunLock(self.out, "training", create=not resume)
         torch.set_num_threads(cfg.num_threads)
         self.is_maml = isinstance(cfg, MAMLPPOConfig)
         self.env = EnvSpec(cfg.env, cfg.env_kwargs, cfg.privileged)
@@ -190,13 +193,15 @@ class Trainer:
         return row
 
     def close(self) -> None:
-        """Close the TensorBoard writer and release the sampler's workers (Ray actors)."""
+        """Close the TensorBoard writer, release the sampler's workers (Ray actors) and the
+        run directory's lock (:mod:`meta_rl.runlock`)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         close = getattr(self.sampler, "close", None)
         if close is not None:
             close()
+        self._lock.release()
 
     # ------------------------------------------------------------- iteration
     def _one_iteration(self) -> dict[str, Any]:
