@@ -21,12 +21,16 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from meta_rl.policy import PolicySpec, init_params
 from meta_rl.tutor import TutorPolicy
 
 CHECKPOINT_FORMAT = "meta-tutor-checkpoint"
@@ -56,20 +60,191 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> N
     atomic_write(path, lambda p: torch.save(payload, p))
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``); a foreign file is a ``ValueError``."""
+def load_checkpoint(path: str | os.PathLike[str], resume: bool = False) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``) and check its whole structure.
+
+    Anything that is not a complete meta-tutor checkpoint — an empty, truncated or foreign
+    file, a pickle of arbitrary objects (refused without running anything), missing keys,
+    ill-typed values, tensors whose shapes do not fit the stored architecture — is one
+    ``ValueError`` naming the file and the first problem (:func:`check_checkpoint`).
+    ``resume=True`` also requires the training state (optimisers, RNG, counters).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError) as e:
-        raise ValueError(f"{path} is not a meta-tutor checkpoint (cannot be read safely: {e})") from e
+    state = _read(path)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a meta-tutor checkpoint (no {CHECKPOINT_FORMAT!r} marker)")
     if state.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: unsupported checkpoint version {state.get('version')!r}")
+    problem = check_checkpoint(state, resume)
+    if problem is not None:
+        raise ValueError(f"{path} is not a valid meta-tutor checkpoint: {problem}")
     return state
+
+
+def _read(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with our own one-line reasons for what it refuses.
+
+    Torch's messages suggest re-running with ``weights_only=False``, which would execute
+    whatever the file holds; they are never passed on.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"{path} is not a meta-tutor checkpoint: the file is empty (0 bytes)")
+    if not zipfile.is_zipfile(path):
+        # torch.save writes a zip archive; its directory sits at the end, so a cut file fails here
+        raise ValueError(
+            f"{path} is not a meta-tutor checkpoint: not a torch archive ({size} bytes; "
+            "truncated, or another kind of file)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol of a foreign file
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported (global: GLOBAL [\w.]+|operand \d+)", str(e))
+        detail = f" ({found.group(0).strip()})" if found else ""
+        raise ValueError(
+            f"{path} is not a meta-tutor checkpoint: it holds Python objects other than tensors and "
+            f"plain data{detail}; refused without running them"
+        ) from None
+    except Exception as e:  # any failure to parse a foreign file is the same user error
+        first = str(e).split(". ")[0].splitlines()[0] if str(e) else ""
+        reason = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        raise ValueError(f"{path} is not a meta-tutor checkpoint: cannot be read ({reason})") from None
+
+
+#: keys of every checkpoint, with their types (``check_checkpoint``)
+REQUIRED_KEYS: dict[str, type | tuple[type, ...]] = {
+    "policy_meta": dict,
+    "params": dict,
+    "config": dict,
+    "iteration": int,
+    "env_steps": int,
+}
+#: keys a training run needs to continue (``load_checkpoint(resume=True)``)
+RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
+    "optimizer": dict,
+    "rng": dict,
+    "best_val": (int, float),
+    "wall_time": (int, float),
+}
+#: keys that may be ``None`` (absent when the run has no Meta-SGD step sizes / value network)
+OPTIONAL_KEYS: dict[str, type | tuple[type, ...]] = {
+    "inner_lrs": dict,
+    "value_params": dict,
+    "value_optimizer": dict,
+}
+POLICY_META_KEYS = ("format", "env", "policy", "inner", "advantage")
+
+
+def check_checkpoint(state: Mapping[str, Any], resume: bool = False) -> str | None:
+    """The first structural problem of a checkpoint dict, or ``None`` if it is sound.
+
+    Checks: required keys and their types; every parameter group a mapping of names to
+    finite floating-point tensors whose names and shapes are exactly those of the stored
+    architecture (:meth:`TutorPolicy.from_meta`); the architecture's input and output
+    sizes against the stored env (``obs_dim``, ``n_actions``); the config valid and for the
+    same env as the policy; counters non-negative integers.
+    """
+    from meta_rl.config import make_config
+
+    required = {**REQUIRED_KEYS, **(RESUME_KEYS if resume else {})}
+    missing = [k for k in required if k not in state]
+    if missing:
+        return f"missing key(s) {missing}"
+    for key, typ in {**required, **OPTIONAL_KEYS}.items():
+        value = state.get(key)
+        if value is None and key not in required:
+            continue
+        if isinstance(value, bool) or not isinstance(value, typ):
+            return f"{key!r} must be of type {_type_name(typ)}, got {type(value).__name__}"
+    for key in ("iteration", "env_steps"):
+        if state[key] < 0:
+            return f"{key!r} must be >= 0, got {state[key]}"
+    meta = state["policy_meta"]
+    absent = [k for k in POLICY_META_KEYS if k not in meta]
+    if absent:
+        return f"'policy_meta' lacks key(s) {absent}"
+    for key in ("params", "inner_lrs", "value_params"):
+        group = state.get(key)
+        if group is None:
+            continue
+        for name, value in group.items():
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+                return f"{key}[{name!r}] must be a floating-point tensor, got {type(value).__name__}"
+            if not bool(torch.isfinite(value).all()):
+                return f"{key}[{name!r}] holds NaN or infinite values"
+    try:
+        spec = PolicySpec.from_dict(meta["policy"])
+        for key, out_dim in (("params", None), ("inner_lrs", None), ("value_params", 1)):
+            if state.get(key) is not None:
+                problem = shape_problem(spec, state[key], out_dim)
+                if problem is not None:
+                    return f"{key} do not fit the stored architecture: {problem}"
+        policy = policy_from_state(state)
+        env = policy.env
+        if (policy.spec.obs_dim, policy.spec.n_actions) != (env.obs_dim, env.n_actions):
+            return (
+                f"the policy takes {policy.spec.obs_dim} inputs and {policy.spec.n_actions} actions, but "
+                f"{env.env_id} {dict(env.env_kwargs)} has {env.obs_dim} and {env.n_actions}"
+            )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return f"'policy_meta' or the parameters do not describe a policy ({one_line_error(e)})"
+    if bool(meta.get("meta_sgd")) != (state.get("inner_lrs") is not None):
+        return "'policy_meta' and 'inner_lrs' disagree on Meta-SGD step sizes"
+    try:
+        config = make_config(state["config"])
+    except (ValueError, TypeError) as e:
+        return f"its 'config' is not valid ({one_line_error(e)})"
+    if (config.env, dict(config.env_kwargs)) != (env.env_id, dict(env.env_kwargs)):
+        return (
+            f"its config is for {config.env} {config.env_kwargs}, its policy for "
+            f"{env.env_id} {dict(env.env_kwargs)}"
+        )
+    if resume:
+        rng = state["rng"]
+        if not isinstance(rng.get("bit_generator"), str) or not isinstance(rng.get("state"), dict):
+            return "'rng' is not a numpy generator state"
+        if (state.get("value_optimizer") is None) != (state.get("value_params") is None):
+            return "'value_params' and 'value_optimizer' must both be present or both absent"
+    return None
+
+
+def shape_problem(spec: PolicySpec, tensors: Mapping[str, Any], out_dim: int | None = None) -> str | None:
+    """Missing, unexpected and wrongly shaped tensors of a parameter group, or ``None``.
+
+    The expected shapes come from :func:`~meta_rl.policy.init_params` on torch's ``meta``
+    device (shapes only, nothing allocated: a corrupt architecture cannot exhaust memory).
+    """
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in init_params(spec, out_dim=out_dim).items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    parts = []
+    missing = [k for k in expected if k not in got]
+    if missing:
+        parts.append(f"missing {missing}")
+    unexpected = [k for k in got if k not in expected]
+    if unexpected:
+        parts.append(f"unexpected {unexpected}")
+    parts += [
+        f"{k} has shape {list(got[k])}, expected {list(expected[k])}"
+        for k in expected
+        if k in got and got[k] != expected[k]
+    ]
+    return "; ".join(parts) or None
+
+
+def _type_name(typ: type | tuple[type, ...]) -> str:
+    names = {dict: "mapping", int: "integer", float: "number"}
+    types = typ if isinstance(typ, tuple) else (typ,)
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def one_line_error(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if isinstance(e, KeyError) else text
 
 
 def policy_from_state(state: Mapping[str, Any]) -> TutorPolicy:

@@ -8,12 +8,14 @@ only dispatches, so adding a command never touches the others.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 #: subcommand name -> module; a module that is not present is simply not offered
 COMMANDS: dict[str, str] = {
@@ -44,6 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _one_line_warnings(prefix: str) -> Iterator[None]:
+    """Show warnings as ``PREFIX: warning: message`` (not Python's file:line + source line)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"{prefix}: warning: {message}", file=sys.stderr if file is None else file)
+
+    saved = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -51,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the command line as a user would type it, recorded in reports so results can be regenerated
     args.command_line = "meta-tutor " + " ".join(shlex.quote(a) for a in argv)
     try:
-        return int(args._run(args) or 0)
+        with _one_line_warnings(f"meta-tutor {args.command}"):
+            return int(args._run(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         # user errors: one clear line, no traceback (META_TUTOR_DEBUG=1 shows it, for bug reports)
         if os.environ.get("META_TUTOR_DEBUG"):

@@ -18,6 +18,7 @@ import dataclasses
 import math
 import os
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,12 @@ from meta_rl.policy import ACTIVATIONS
 SAMPLERS = ("local", "ray")
 #: policy networks (see meta_rl.policy)
 ARCHITECTURES = ("mlp", "itemwise")
+#: seeds seed numpy and torch generators; torch takes at most 64 bits, and 32 bits is the
+#: range every generator here accepts (numpy's legacy seeding included)
+MAX_SEED = 2**32 - 1
+#: an Adam learning rate above this is almost surely a typo (1e3 for 1e-3): Adam moves each
+#: parameter by up to ``lr`` per update, and the initial weights are O(1)
+ADAM_LR_WARN = 1.0
 
 
 def _f(default: Any, help: str) -> Any:
@@ -164,13 +171,33 @@ class TrainConfig:
         if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden_sizes):
             raise ValueError(f"hidden_sizes must be a list of positive integers, got {self.hidden_sizes}")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError("gamma and gae_lambda must lie in [0, 1]")
+            raise ValueError(
+                f"gamma and gae_lambda must lie in [0, 1], got {self.gamma} and {self.gae_lambda}"
+            )
+        # `not x > 0` (not `x <= 0`): NaN fails every comparison and must not slip through
         for name in ("inner_lr", "outer_lr", "value_lr", "clip_eps"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be > 0 and finite, got {value}")
         for name in ("max_grad_norm", "target_kl", "ent_coef", "inner_ent_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be >= 0 and finite, got {value}")
+        for name in ("seed", "val_seed"):
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_SEED:
+                raise ValueError(f"{name} must be an integer in [0, 2**32 - 1], got {value}")
+        for name in ("outer_lr", "value_lr"):
+            # a warning, not an error: a large step is not invalid (a sweep may probe it on
+            # purpose, and a run that blows up stops with TrainingDiverged), but it is rarely meant
+            value = getattr(self, name)
+            if value > ADAM_LR_WARN:
+                warnings.warn(
+                    f"{name}={value:g} is an unusually large Adam learning rate (typical: 1e-4 to 1e-2); "
+                    "each update can move every parameter by up to that much",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
     @property
     def pooled_episodes(self) -> int:
@@ -205,12 +232,14 @@ class MAMLPPOConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.kl_coef < 0 or self.pretrain_iterations < 0:
-            raise ValueError("kl_coef and pretrain_iterations must be >= 0")
+        if not (self.kl_coef >= 0 and math.isfinite(self.kl_coef)):
+            raise ValueError(f"kl_coef must be >= 0 and finite, got {self.kl_coef}")
+        if self.pretrain_iterations < 0:
+            raise ValueError(f"pretrain_iterations must be >= 0, got {self.pretrain_iterations}")
         if self.inner_steps < 1:
             raise ValueError("maml_ppo needs inner_steps >= 1")
         if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
-            raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
+            raise ValueError(f"item_bias_lr must be >= 0 and finite, got {self.item_bias_lr}")
         if self.item_bias_lr > 0 and not (self.meta_sgd and self.item_bias):
             raise ValueError("item_bias_lr needs meta_sgd: true and item_bias: true")
 
@@ -318,7 +347,11 @@ def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ValueError(f"--set {item}: the value is not valid YAML ({problem})") from None
         if "." in key:
             top, sub = key.split(".", 1)
             out.setdefault(top, {})[sub] = value
@@ -343,9 +376,11 @@ def read_yaml_mapping(path: str | os.PathLike[str], what: str = "config") -> dic
     if not p.is_file():
         raise FileNotFoundError(f"{what} file {p} does not exist")
     try:
-        loaded = yaml.safe_load(p.read_text())
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{p}: not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x})") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"{p}: not valid YAML ({e})") from e
+        raise ValueError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from e
     if loaded is not None and not isinstance(loaded, dict):
         raise ValueError(f"{p}: a {what} file must be a mapping of keys to values")
     return dict(loaded or {})
@@ -358,6 +393,9 @@ def load_config(
 ) -> TrainConfig:
     """Read a YAML config (optional), apply keyword ``fields`` then ``--set`` overrides."""
     data = read_yaml_mapping(path, "config") if path is not None else {}
+    if path is not None and not data:
+        # an empty file silently meaning "all defaults" hides a wrong or truncated file
+        raise ValueError(f"{path}: the config file is empty; leave out --config to use the built-in defaults")
     given = merge(fields, parse_overrides(overrides))
     algo = given.get("algo")
     classes = config_classes()
@@ -366,11 +404,38 @@ def load_config(
         # config, for a baseline with the same settings): drop the keys only it knows
         valid = {f.name for f in dataclasses.fields(classes[algo])}
         data = {k: v for k, v in data.items() if k in valid}
-    data = merge(data, given)
     try:
-        return make_config(data)
+        return make_config(merge(data, given))
     except ValueError as e:
-        raise ValueError(f"{path}: {e}" if path is not None else str(e)) from e
+        source = _blame(data, fields, overrides, str(e), path)
+        raise ValueError(f"{source}: {e}" if source else str(e)) from None
+
+
+def _blame(
+    data: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    overrides: Sequence[str],
+    error: str,
+    path: str | os.PathLike[str] | None,
+) -> str | None:
+    """Where a config error comes from: the first ``--set`` item that brings it in, else the
+    file; ``None`` when neither alone is the cause (e.g. a keyword field)."""
+
+    def fails(d: Mapping[str, Any]) -> bool:
+        try:
+            make_config(d)
+        except ValueError as e:
+            return str(e) == error
+        return False
+
+    base = merge(data, fields)
+    if not fails(base):
+        for n in range(1, len(overrides) + 1):
+            if fails(merge(base, parse_overrides(overrides[:n]))):
+                return f"--set {overrides[n - 1]}"
+    if path is not None and (fails(data) or not fields):
+        return str(path)
+    return None
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:

@@ -41,7 +41,11 @@ class EnvSpec:
     @cached_property
     def probe(self) -> StudentDynamics:
         """A one-student dynamics instance (validates ``env_kwargs``; read-only use)."""
-        return envs.family(self.env_id).load("dynamics")(1, **self.env_kwargs)
+        try:
+            return envs.family(self.env_id).load("dynamics")(1, **self.env_kwargs)
+        except TypeError as e:
+            # an unknown or missing keyword: name the setting the user wrote (env_kwargs)
+            raise ValueError(f"env_kwargs {self.env_kwargs} do not fit {self.env_id}: {e}") from None
 
     @property
     def env_obs_dim(self) -> int:

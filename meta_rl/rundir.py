@@ -21,6 +21,7 @@ from typing import Any
 
 from meta_rl.checkpoint import load_checkpoint, save_checkpoint
 from meta_rl.config import TrainConfig, make_config, save_config
+from meta_rl.runlock import RunLock
 
 
 class RunDirectory:
@@ -34,6 +35,7 @@ class RunDirectory:
         self.tensorboard = tensorboard
         self._writer: Any = None
         self._purge_step: int | None = None
+        self._lock: RunLock | None = None
 
     @property
     def metrics_path(self) -> Path:
@@ -44,8 +46,12 @@ class RunDirectory:
         return its last checkpoint (metrics rows written after it are dropped).
 
         A new run refuses a directory that holds a run already; a resumed run refuses
-        a checkpoint written with another config (``n_iterations`` may differ).
+        a checkpoint written with another config (``n_iterations`` may differ). The
+        directory's lock (:mod:`meta_rl.runlock`) is taken first and held until
+        :meth:`close`: a second writer fails at once, naming this process.
         """
+        if self._lock is None:
+            self._lock = RunLock(self.path, "training", create=not resume)
         if resume:
             state = self._read_resume_state(config)
             self._truncate_metrics(int(state["iteration"]))
@@ -68,7 +74,7 @@ class RunDirectory:
 
     def _read_resume_state(self, config: TrainConfig) -> dict[str, Any]:
         path = self.path / "checkpoint.pt"
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, resume=True)
         saved = make_config(state["config"]).to_dict()
         mine = config.to_dict()
         diff = sorted(k for k in saved if k != "n_iterations" and saved[k] != mine.get(k))
@@ -113,9 +119,13 @@ class RunDirectory:
         return self._writer
 
     def close(self) -> None:
+        """Close the TensorBoard writer and release the directory's lock."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def _fmt(v: Any) -> str:

@@ -31,6 +31,7 @@ import numpy as np
 
 from meta_rl.config import TrainConfig, default_config_path, load_config, merge, read_yaml_mapping
 from meta_rl.envspec import EnvSpec
+from meta_rl.runlock import RunLock
 
 INSTALL_HINT = "meta-tutor sweep needs Ray: pip install 'meta-tutor[ray]'"
 DEFAULT_ENV = "MetaTutor/SkillGraph-v0"
@@ -220,11 +221,12 @@ def run_sweep(
     instance (and shuts down what it started).
     """
     ray, tune = _import_ray()
+    # one sweep at a time per directory (each trial also locks its own run directory)
+    lock = RunLock(sweep.out, "sweep")
     started = not ray.is_initialized()
     if started:
         ray.init(address=ray_address or None, include_dashboard=False, log_to_driver=verbose > 0)
     try:
-        sweep.out.mkdir(parents=True, exist_ok=True)
         specs = {t.name: (str(t.run_dir), t.config.to_dict()) for t in sweep.trials}
         trainable = tune.with_resources(
             tune.with_parameters(_run_trial, trials=specs), {"cpu": sweep.cpus_per_trial}
@@ -253,6 +255,7 @@ def run_sweep(
     finally:
         if started:
             ray.shutdown()
+        lock.release()
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

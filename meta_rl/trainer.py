@@ -37,6 +37,7 @@ from envs.profiles import ProfileDistribution
 from meta_rl.adaptation import adaptation_curve
 from meta_rl.algorithms import ALGORITHMS, Algorithm, Context, TrainingDiverged
 from meta_rl.algorithms.base import STAT_COLUMNS
+from meta_rl.checkpoint import one_line_error
 from meta_rl.config import TrainConfig
 from meta_rl.envspec import EnvSpec
 from meta_rl.policy import PolicySpec
@@ -131,7 +132,8 @@ class Trainer:
         return row
 
     def close(self) -> None:
-        """Close the TensorBoard writer and release the sampler's workers (Ray actors)."""
+        """Close the TensorBoard writer, release the sampler's workers (Ray actors) and the
+        run directory's lock (:mod:`meta_rl.runlock`)."""
         self.run_dir.close()
         close = getattr(self.sampler, "close", None)
         if close is not None:
@@ -230,7 +232,15 @@ class Trainer:
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        self.algo.load_state(state)
+        path = self.out / "checkpoint.pt"
+        if PolicySpec.from_dict(state["policy_meta"]["policy"]) != self.spec:
+            raise ValueError(f"{path}: its policy architecture differs from the one its config describes")
+        try:  # load_checkpoint checked the structure; this checks it fits this run's tensors
+            self.algo.load_state(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(
+                f"{path}: its training state does not fit this run ({one_line_error(e)})"
+            ) from None
         self.rng.bit_generator.state = state["rng"]
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])

@@ -93,12 +93,23 @@ class TutorPolicy:
     def observation(self, obs: np.ndarray) -> np.ndarray:
         """Policy input for env observations (appends profile features if privileged)."""
         o = np.asarray(obs, dtype=np.float32)
+        if o.ndim not in (1, 2) or o.shape[-1] != self.env.env_obs_dim:
+            raise ValueError(self._obs_mismatch(o.shape))
         if not self.env.privileged:
             return o
         if self.profile is None:
             raise ValueError("a privileged policy needs the student's profile (adapt it to a profile first)")
         feats = self.env.profile_features([self.profile])[0]
         return np.concatenate([o, np.broadcast_to(feats, (*o.shape[:-1], len(feats)))], axis=-1)
+
+    def _obs_mismatch(self, shape: tuple[int, ...]) -> str:
+        """Which env the policy was trained on, for an observation that does not fit it."""
+        return (
+            f"observation of shape {tuple(shape)} does not fit this policy: it expects "
+            f"({self.env.env_obs_dim},) or (n, {self.env.env_obs_dim}), the observations of "
+            f"{self.env.env_id} with env_kwargs {dict(self.env.env_kwargs)}; "
+            "build the env with those settings"
+        )
 
     def act(self, obs: np.ndarray, deterministic: bool = False) -> int | np.ndarray:
         """Action(s) for one observation ``(obs_dim,)`` or a batch ``(n, obs_dim)``.

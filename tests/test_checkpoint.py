@@ -17,6 +17,7 @@ from meta_rl.checkpoint import (
     policy_from_state,
     save_checkpoint,
 )
+from meta_rl.config import MAMLPPOConfig
 from meta_rl.envspec import EnvSpec
 from meta_rl.maml import InnerUpdate
 from meta_rl.policy import PolicySpec, init_params
@@ -42,6 +43,14 @@ def _same(a: TutorPolicy, b: TutorPolicy) -> None:
         assert all(torch.equal(a.inner_lrs[k], b.inner_lrs[k]) for k in a.inner_lrs)
 
 
+def _full(pol: TutorPolicy, **state: object) -> dict[str, object]:
+    """A complete checkpoint state of ``pol`` (what the trainer writes, less the optimisers)."""
+    config = MAMLPPOConfig(env=pol.env.env_id, env_kwargs=dict(pol.env.env_kwargs), hidden_sizes=[8, 8])
+    full = {"policy_meta": pol.meta(), "params": pol.params, "config": config.to_dict()}
+    full.update({"inner_lrs": pol.inner_lrs, "iteration": 0, "env_steps": 0, **state})
+    return full
+
+
 class _Evil:
     def __reduce__(self):
         return (Path.touch, (Path("/tmp/meta_tutor_pwned"),))
@@ -50,13 +59,7 @@ class _Evil:
 def test_checkpoint_round_trip_is_exact(tmp_path: Path) -> None:
     pol = _policy(meta_sgd=True)
     rng = np.random.default_rng(5)
-    state = {
-        "policy_meta": pol.meta(),
-        "params": pol.params,
-        "inner_lrs": pol.inner_lrs,
-        "rng": rng.bit_generator.state,
-        "iteration": 3,
-    }
+    state = _full(pol, rng=rng.bit_generator.state, iteration=3)
     save_checkpoint(tmp_path / "c.pt", state)
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
     loaded = load_checkpoint(tmp_path / "c.pt")
@@ -88,9 +91,9 @@ def test_foreign_files_are_rejected_clearly(tmp_path: Path) -> None:
 
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path: Path) -> None:
     path = tmp_path / "c.pt"
-    save_checkpoint(path, {"iteration": 1})
+    save_checkpoint(path, _full(_policy(), iteration=1))
     with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
-        save_checkpoint(path, {"iteration": 2, "bad": lambda: 0})  # not serialisable
+        save_checkpoint(path, _full(_policy(), iteration=2, bad=lambda: 0))  # not serialisable
     assert load_checkpoint(path)["iteration"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 
