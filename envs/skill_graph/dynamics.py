@@ -49,8 +49,9 @@ def build_prerequisites(
 ) -> np.ndarray:
     """Boolean matrix ``P[k, l]``: skill ``l`` is a prerequisite of skill ``k``.
 
-    ``prerequisites`` is ``"default"`` (each skill requires every skill of the previous
-    level, levels of width 1, 2, 1, 2 …), ``"chain"`` (``k − 1 → k``), ``"none"``,
+    ``prerequisites`` is ``"default"`` (the level graph, named when it was the default: each
+    skill requires every skill of the previous level, levels of width 1, 2, 1, 2 …),
+    ``"chain"`` (``k − 1 → k``, the env's default), ``"none"``,
     ``"random"`` (each earlier skill is a prerequisite with probability 0.3, from
     ``graph_seed``) or an explicit list of ``(prerequisite, skill)`` pairs.
     """
@@ -121,10 +122,10 @@ class SkillGraphDynamics(StudentDynamics):
     def __init__(
         self,
         num_students: int,
-        n_skills: int = 8,
+        n_skills: int = 4,
         n_content: int = 3,
-        horizon: int = 50,
-        prerequisites: str | Sequence[Sequence[int]] = "default",
+        horizon: int = 30,
+        prerequisites: str | Sequence[Sequence[int]] = "chain",
         graph_seed: int | None = None,
         prereq_penalty: float = 0.1,
         reward_mode: str = "gain",

@@ -61,7 +61,7 @@ class SkillGraphDistribution(ProfileDistribution):
 
     profile_cls = SkillGraphProfile
 
-    def __init__(self, n_skills: int = 8, n_content: int = 3) -> None:
+    def __init__(self, n_skills: int = 4, n_content: int = 3) -> None:
         self.n_skills = check_int("n_skills", n_skills, 1, 64)
         self.n_content = check_int("n_content", n_content, 1, 16)
 
