@@ -32,6 +32,7 @@ import importlib.util
 import inspect
 import json
 import os
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,7 @@ def check_profiles_fit(
     *,
     profiles_env_id: str | None = None,
     source: str = "profiles",
+    run: str | os.PathLike[str] | None = None,
 ) -> None:
     """Raise a ``ValueError`` unless every profile fits the env ``env_id`` built with
     ``env_kwargs`` (a trained tutor's env: :func:`trained_env`).
@@ -239,15 +241,17 @@ def check_profiles_fit(
     have (the dimensions such as ``n_skills`` and the run's env kwargs) and the fix:
     ``meta-tutor profiles --like RUN``. ``profiles_env_id`` is the env id recorded with
     the profiles (a profile file's ``env_id``), checked too when given; ``source`` names
-    where the profiles come from (e.g. the file) at the start of the message.
+    where the profiles come from (e.g. the file) at the start of the message; ``run``, the
+    trained tutor's path, is put into the suggested command.
     """
     kwargs = dict(env_kwargs)
     probe = family(env_id).load("dynamics")(1, **kwargs)
     dims = ", ".join(f"{k}={v}" for k, v in probe.dims().items())
     shown = f"env kwargs {kwargs}" if kwargs else "the default env kwargs"
+    like = "RUN" if run is None else shlex.quote(str(run))
     fix = (
-        "sample fitting ones with `meta-tutor profiles --like RUN --out FILE` "
-        "(in Python: envs.sample_profiles(None, n, like=RUN))"
+        f"sample fitting ones with `meta-tutor profiles --like {like} --out FILE` "
+        f"(in Python: envs.sample_profiles(None, n, like={like!r}))"
     )
     if profiles_env_id is not None and profiles_env_id != env_id:
         raise ValueError(
