@@ -195,10 +195,10 @@ class StudentDynamics(ABC):
                 f"actions must be an integer array of shape ({self.n},), got {a.dtype} {a.shape}"
             )
         n_act = self.single_action_space.n
-        if np.any((a < 0) | (a >= n_act)):
+        if a.min() < 0 or a.max() >= n_act:
             bad = a[(a < 0) | (a >= n_act)][0]
             raise ValueError(f"action {bad} is outside the action space Discrete({n_act})")
-        reward, terminated = self._step(a.astype(np.int64))
+        reward, terminated = self._step(a.astype(np.int64, copy=False))
         self.t += 1
         self.streams.advance()
         truncated = np.zeros(self.n, dtype=bool)

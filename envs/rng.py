@@ -34,11 +34,18 @@ _TWO_M32 = 1.0 / float(1 << 32)
 
 def mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser applied element-wise to a ``uint64`` array."""
-    # unsigned array arithmetic wraps modulo 2**64 silently, as the mixer requires
+    # unsigned array arithmetic wraps modulo 2**64 silently, as the mixer requires; in place on
+    # one result and one scratch array (the same operations, without a temporary per operation)
     z = x + _GOLDEN
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
+    t = z >> _S30
+    z ^= t
+    z *= _M1
+    np.right_shift(z, _S27, out=t)
+    z ^= t
+    z *= _M2
+    np.right_shift(z, _S31, out=t)
+    z ^= t
+    return z
 
 
 def seed_to_key(seed: int | np.ndarray) -> np.ndarray:
@@ -101,8 +108,10 @@ class StudentStreams:
         base = ek + st * _STEP_MUL + np.uint64((salt * _SALT_MUL_INT) & _MASK64)
         ctr = base[None, :] + (np.arange(n_words, dtype=np.uint64) * _GOLDEN)[:, None]
         halves = mix64(ctr).view(np.uint32).reshape(n_words, len(base), 2)
-        # (word, half, student) -> rows 2w and 2w+1 are the low and high halves of word w
-        out = np.multiply(halves.transpose(0, 2, 1), _TWO_M32, dtype=np.float64)
+        # (word, half, student) -> rows 2w and 2w+1 are the low and high halves of word w; written
+        # straight into that layout (out=), so the reshape below is a view, not a second copy
+        out = np.empty((n_words, 2, len(base)), dtype=np.float64)
+        np.multiply(halves.transpose(0, 2, 1), _TWO_M32, out=out)
         return out.reshape(2 * n_words, len(base))[:n_draws]
 
     def uniform(self, n_draws: int, idx: np.ndarray | None = None, salt: int = 0) -> np.ndarray:

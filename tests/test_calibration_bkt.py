@@ -12,7 +12,8 @@ from envs.calibration.logs import read_kt_log, write_csv
 from envs.calibration.simulate import simulate_skill_graph
 from envs.profiles import stack_profiles
 
-NO_PREREQ = {"prerequisites": "none"}
+# an 8-skill course (more (skill, parameter) values to recover than the 4-skill default)
+NO_PREREQ = {"prerequisites": "none", "n_skills": 8, "horizon": 50}
 
 
 def brute_force(y, prior, learn, forget, slip, guess):

@@ -83,7 +83,13 @@ def test_skill_graph_end_to_end(tmp_path, capsys):
     # refusing to overwrite, and a clear error when the env has another number of skills
     assert run_cli("calibrate", "--env", SG, "--log", log, "--out", out, "--env-kwargs", kw) == 2
     assert "exists" in capsys.readouterr().err
-    assert run_cli("calibrate", "--env", SG, "--log", log, "--out", tmp_path / "other.json") == 2
+    eight = json.dumps({"n_skills": 8})
+    assert (
+        run_cli(
+            "calibrate", "--env", SG, "--log", log, "--out", tmp_path / "other.json", "--env-kwargs", eight
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "the log has 4 skills" in err and "n_skills=8" in err
     with pytest.raises(ValueError, match="n_skills"):

@@ -29,8 +29,14 @@ def profile(k: int = 8, c: int = 3, **over: object) -> dict:
     return base
 
 
+#: the equation tests use an 8-skill course with the level graph 0 -> {1, 2} -> 3 -> {4, 5} -> 6 -> 7
+#: (width-2 levels exercise the prerequisite gate with two prerequisites), not the registered
+#: default of 4 skills in a chain
+COURSE8 = {"n_skills": 8, "horizon": 50, "prerequisites": "default"}
+
+
 def batch(n: int, prof: dict, seed: int = 0, **kwargs: object) -> SkillGraphDynamics:
-    dyn = SkillGraphDynamics(n, **kwargs)
+    dyn = SkillGraphDynamics(n, **{**COURSE8, **kwargs})
     dyn.set_profiles(np.arange(n), [prof] * n)
     dyn.streams.seed(np.arange(n), seed * 100_000 + np.arange(n))
     dyn.reset(np.arange(n))
@@ -175,7 +181,7 @@ def test_same_seed_same_episode_and_new_seed_differs() -> None:
     def run(seed: int) -> list[float]:
         obs, _ = env.reset(seed=seed, options={"profile": prof})
         out = [obs.sum()]
-        for t in range(50):
+        for t in range(env.unwrapped.dynamics.horizon):  # one whole episode
             obs, r, *_ = env.step(t % env.action_space.n)
             out += [obs.sum(), r]
         return out
@@ -210,7 +216,7 @@ def test_invalid_actions_and_profiles() -> None:
     env.reset(seed=0)
     with pytest.raises(ValueError, match="not in"):
         env.step(999)
-    with pytest.raises(ValueError, match="n_skills=8"):
+    with pytest.raises(ValueError, match="n_skills=4"):  # the registered default
         env.reset(options={"profile": profile(k=5)})
     with pytest.raises(ValueError, match="unknown reset option"):
         env.reset(options={"student": 1})

@@ -49,7 +49,7 @@ def test_tutors_work_on_single_env_and_follow_the_curriculum() -> None:
         obs, _ = env.reset(seed=0)
         tutor.reset()
         actions = []
-        for _ in range(50):
+        for _ in range(env.unwrapped.dynamics.horizon):  # one whole episode
             a = tutor.act(obs)
             assert isinstance(a, int) and env.action_space.contains(a)
             actions.append(a)

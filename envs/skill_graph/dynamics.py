@@ -49,8 +49,9 @@ def build_prerequisites(
 ) -> np.ndarray:
     """Boolean matrix ``P[k, l]``: skill ``l`` is a prerequisite of skill ``k``.
 
-    ``prerequisites`` is ``"default"`` (each skill requires every skill of the previous
-    level, levels of width 1, 2, 1, 2 …), ``"chain"`` (``k − 1 → k``), ``"none"``,
+    ``prerequisites`` is ``"default"`` (the level graph, named when it was the default: each
+    skill requires every skill of the previous level, levels of width 1, 2, 1, 2 …),
+    ``"chain"`` (``k − 1 → k``, the env's default), ``"none"``,
     ``"random"`` (each earlier skill is a prerequisite with probability 0.3, from
     ``graph_seed``) or an explicit list of ``(prerequisite, skill)`` pairs.
     """
@@ -121,10 +122,10 @@ class SkillGraphDynamics(StudentDynamics):
     def __init__(
         self,
         num_students: int,
-        n_skills: int = 8,
+        n_skills: int = 4,
         n_content: int = 3,
-        horizon: int = 50,
-        prerequisites: str | Sequence[Sequence[int]] = "default",
+        horizon: int = 30,
+        prerequisites: str | Sequence[Sequence[int]] = "chain",
         graph_seed: int | None = None,
         prereq_penalty: float = 0.1,
         reward_mode: str = "gain",
@@ -146,15 +147,27 @@ class SkillGraphDynamics(StudentDynamics):
         # skill-major (K, n): reductions over skills become K vector adds instead of slow row reductions
         self.mastered_km = np.zeros((k, n), dtype=bool)
         self._prereq_f = self.prereq.astype(np.float32)
-        # the first 4K observation features (teach and quiz counts / horizon, ever quizzed, last
-        # answer) kept up to date in place; time since the last quiz is derived in observe()
-        self.feat = np.zeros((n, 4 * k), dtype=np.float32)
-        self.last_quiz_t = np.full((n, k), -1, dtype=np.int64)
+        # The observation lives in one persistent buffer (observe() returns a copy: one contiguous
+        # memcpy instead of strided block copies). Its first 4K columns (teach and quiz counts /
+        # horizon, ever quizzed, last answer) are updated in place; ``feat`` is a view of them.
+        self._obs = np.zeros((n, self.obs_dim), dtype=np.float32)
+        self.feat = self._obs[:, : 4 * k]
+        # last quiz step per skill; never quizzed = a step so far back that the time since it is
+        # >= horizon, which the observation caps at 1 (as it shows "never"), so no mask is needed
+        self._never = -(1 << 40)
+        self.last_quiz_t = np.full((n, k), self._never, dtype=np.int64)
+        # min(d / horizon, 1) for d = 0 … horizon, computed in float64 and rounded to float32 as
+        # the direct formula is: observing is a table look-up, bit-identical to computing it
+        steps = np.arange(self.horizon + 1)
+        self._frac_table = np.minimum(steps / float(self.horizon), 1.0).astype(np.float32)
         self.n_quizzes = np.zeros(n, dtype=np.int64)
         self.start_count = np.zeros(n, dtype=np.int64)
         self.mastery_step = np.full(n, -1, dtype=np.int64)
         self._rows = np.arange(n)
+        # row offsets of the flat (student-major) profile and observation arrays
+        self._rows_k, self._rows_c, self._rows_obs = self._rows * k, self._rows * c, self._rows * self.obs_dim
         self._inv_h = np.float32(1.0 / self.horizon)
+        self._one_minus_slip = np.zeros(n)  # per-profile constant, set in _profiles_changed
 
     def dims(self) -> dict[str, int]:
         return {"n_skills": self.n_skills, "n_content": self.n_content}
@@ -171,12 +184,15 @@ class SkillGraphDynamics(StudentDynamics):
             "prerequisites": self.prereq.copy(),
         }
 
+    def _profiles_changed(self, idx: np.ndarray) -> None:
+        self._one_minus_slip[idx] = 1.0 - self.p["slip"][idx]  # P(correct | mastered), per step
+
     # ------------------------------------------------------------------ model
     def _reset_students(self, idx: np.ndarray) -> None:
         u = self.streams.uniform(self.n_skills, idx, salt=RESET_SALT)
         self.mastered_km[:, idx] = (u < self.p["prior"][idx]).T
         self.feat[idx] = 0.0
-        self.last_quiz_t[idx] = -1
+        self.last_quiz_t[idx] = self._never
         self.n_quizzes[idx] = 0
         self.start_count[idx] = self.mastered_km[:, idx].sum(axis=0)
         all_m = self.mastered_km[:, idx].all(axis=0)
@@ -193,45 +209,46 @@ class SkillGraphDynamics(StudentDynamics):
         m = self.mastered_km
         m_flat = m.reshape(-1)
         km_idx = skill * n + rows
-        before = m.sum(axis=0)
+        # skills mastered per student: uint8 sums over the K rows (K <= 64), cheaper than bool -> int64
+        before = m.view(np.uint8).sum(axis=0, dtype=np.uint8)
         was_mastered = m_flat[km_idx]
 
         # teaching: learn · affinity · prerequisite gate (missing prerequisites counted by a tiny matmul)
         n_missing = (self._prereq_f @ (~m).astype(np.float32)).reshape(-1)[km_idx]
         gate = np.where(n_missing > 0, self.prereq_penalty, 1.0)
-        affinity = self.p["content_affinity"].reshape(-1)[rows * c + np.minimum(mode, c - 1)]
-        p_learn = self.p["learn"].reshape(-1)[rows * k + skill] * affinity * gate
+        affinity = self.p["content_affinity"].reshape(-1)[self._rows_c + np.minimum(mode, c - 1)]
+        p_learn = self.p["learn"].reshape(-1)[self._rows_k + skill] * affinity * gate
         learned = teach & ~was_mastered & (u[0] < p_learn)
 
         # quiz answers depend on mastery before this step's forgetting
-        p_correct = np.where(was_mastered, 1.0 - self.p["slip"], self.p["guess"])
+        p_correct = np.where(was_mastered, self._one_minus_slip, self.p["guess"])
         correct = quiz & (u[1] < p_correct)
 
-        # forgetting of every mastered skill not practised now
-        forget = m & (u[2:] < self.p["forget"])
-        forget.reshape(-1)[km_idx] = False
-        m &= ~forget
-        m_flat[km_idx] |= learned
+        # forgetting of every mastered skill not practised now: keep a skill unless its draw falls
+        # below forget, then set the practised skill, which is never forgotten, to mastered-before
+        # or learned-now
+        m &= u[2:] >= self.p["forget"]
+        m_flat[km_idx] = was_mastered | learned
 
-        # observation features, updated in place
-        f, inv_h = self.feat.reshape(-1), self._inv_h
-        f_idx = rows * (4 * k) + skill
-        f[f_idx] += teach * inv_h
-        f[f_idx + k] += quiz * inv_h
+        # observation features, updated in place: a teaching step counts in column `skill`,
+        # a quiz in column K + skill (one add where the formula adds 0 to the other column)
+        f, inv_h = self._obs.reshape(-1), self._inv_h
+        f_idx = self._rows_obs + skill
+        f[f_idx + k * quiz] += inv_h
         q_idx = f_idx[quiz]
         f[q_idx + 2 * k] = 1.0
         f[q_idx + 3 * k] = correct[quiz]
-        self.last_quiz_t.reshape(-1)[(rows * k + skill)[quiz]] = self.t[quiz]
         t = self.t
+        self.last_quiz_t.reshape(-1)[(self._rows_k + skill)[quiz]] = t[quiz]
         self.n_quizzes += quiz
 
-        after = m.sum(axis=0)
+        after = m.view(np.uint8).sum(axis=0, dtype=np.uint8)
         newly_all = (after == k) & (self.mastery_step < 0)
         self.mastery_step[newly_all] = t[newly_all] + 1
         terminated = t + 1 >= self.horizon
 
         if self.reward_mode == "gain":
-            reward = (after - before).astype(np.float64)
+            reward = np.subtract(after, before, dtype=np.float64)
         elif self.reward_mode == "posttest":
             reward = np.where(terminated, after / k, 0.0)
         else:
@@ -246,13 +263,13 @@ class SkillGraphDynamics(StudentDynamics):
         return self.mastered_km.T.copy()
 
     def observe(self) -> np.ndarray:
-        n, k, h = self.n, self.n_skills, float(self.horizon)
-        obs = np.empty((n, self.obs_dim), dtype=np.float32)
-        obs[:, : 4 * k] = self.feat
-        since = (self.t[:, None] - self.last_quiz_t) / h
-        obs[:, 4 * k : 5 * k] = np.where(self.last_quiz_t >= 0, np.minimum(since, 1.0), 1.0)
-        obs[:, 5 * k] = np.minimum(self.t / h, 1.0)
-        return obs
+        k, h = self.n_skills, self.horizon
+        # steps since the last quiz / horizon, capped at 1 (1 if never quizzed) and elapsed steps /
+        # horizon: min(d / h, 1) for integer d, looked up in _frac_table
+        since = np.minimum(self.t[:, None] - self.last_quiz_t, h)
+        np.take(self._frac_table, since, out=self._obs[:, 4 * k : 5 * k])
+        self._obs[:, 5 * k] = self._frac_table[np.minimum(self.t, h)]
+        return self._obs.copy()
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         count = self.mastered_km[:, idx].sum(axis=0)

@@ -25,7 +25,9 @@ class SkillGraphEnv(StudentEnv):
     * Forgetting: every mastered skill not taught or quizzed in the step is lost with
       probability ``forget``.
 
-    The default prerequisite graph for 8 skills is ``0 → {1, 2} → 3 → {4, 5} → 6 → 7``
+    By default the 4 skills form a chain ``0 → 1 → 2 → 3`` (the setting the shipped
+    training config ``meta_rl/configs/skill_graph.yaml`` trains on). The level graph
+    ``prerequisites="default"`` for 8 skills is ``0 → {1, 2} → 3 → {4, 5} → 6 → 7``
     (each skill needs every skill of the previous level; levels have widths 1, 2, 1, 2, …).
 
     ## Action Space
@@ -66,7 +68,7 @@ class SkillGraphEnv(StudentEnv):
 
     ## Episode End
 
-    The episode *terminates* after ``horizon`` steps (default 50): the session length
+    The episode *terminates* after ``horizon`` steps (default 30): the session length
     is part of the task and elapsed time is observed, so no bootstrapping beyond it.
     ``info`` at the end carries ``posttest`` (fraction mastered), ``learning_gain``
     (fraction mastered minus fraction at start), ``steps_to_mastery`` (first step at
@@ -75,8 +77,8 @@ class SkillGraphEnv(StudentEnv):
     ## Arguments
 
     ```python
-    gym.make("MetaTutor/SkillGraph-v0", n_skills=8, n_content=3, horizon=50,
-             prerequisites="default", graph_seed=None, prereq_penalty=0.1,
+    gym.make("MetaTutor/SkillGraph-v0", n_skills=4, n_content=3, horizon=30,
+             prerequisites="chain", graph_seed=None, prereq_penalty=0.1,
              reward_mode="gain", time_cost=0.0, render_mode=None)
     ```
 

@@ -69,7 +69,7 @@ class SkillGraphDistribution(ProfileDistribution):
         action with the student's preferred content."""
         return float(np.mean(profile["learn"]) * np.max(profile["content_affinity"]))
 
-    def __init__(self, n_skills: int = 8, n_content: int = 3) -> None:
+    def __init__(self, n_skills: int = 4, n_content: int = 3) -> None:
         self.n_skills = check_int("n_skills", n_skills, 1, 64)
         self.n_content = check_int("n_content", n_content, 1, 16)
 

@@ -148,6 +148,24 @@ class ZPDDynamics(StudentDynamics):
         self.quit = np.zeros(n, dtype=bool)
         self.quit_step = np.full(n, -1, dtype=np.int64)
         self._rows = np.arange(n)
+        self._rows_k = self._rows * k  # row offsets of flat (n, K) arrays
+        # successes in each ring buffer, kept up to date as outcomes enter and leave it
+        self.history_sum = np.zeros((n, k), dtype=np.int64)
+        # per-profile constant logit(sweet_spot), set in _profiles_changed
+        self._centre = np.zeros(n)
+        # action -> (skill, level) by look-up instead of a divmod per step
+        self._skill_of, self._level_of = np.divmod(np.arange(k * lv), lv)
+        # Observation features that are ratios of small integers, as float32 look-up tables
+        # computed with the very formulas of observe() (float64, then rounded to float32), so
+        # observing is bit-identical to evaluating them: min(a / horizon, 1) for a = 0 … horizon,
+        # level / (L − 1), and the window's success rate for (successes, outcomes in window).
+        self._frac_table = np.minimum(np.arange(self.horizon + 1) / self.horizon, 1.0).astype(np.float32)
+        self._level_table = (np.arange(lv) / (lv - 1)).astype(np.float32)
+        w = self.window
+        succ, seen = np.meshgrid(np.arange(w + 1), np.arange(w + 1), indexing="ij")
+        rate = np.where(seen > 0, succ / np.maximum(seen, 1), 0.5)
+        self._rate_table = rate.astype(np.float32).reshape(-1)  # index successes · (w + 1) + seen
+        self._skill_ids = np.arange(k)
 
     def dims(self) -> dict[str, int]:
         return {"n_skills": self.n_skills}
@@ -176,7 +194,7 @@ class ZPDDynamics(StudentDynamics):
     ) -> np.ndarray:
         """Ability gain of an attempt at ``level`` for students ``idx`` with ability ``theta``."""
         sel = self._rows if idx is None else idx
-        centre = logit(self.p["sweet_spot"][sel])
+        centre = self._centre if idx is None else self._centre[idx]  # logit(sweet_spot)
         d = theta - self.difficulties[level] - centre
         return self.p["learn_rate"][sel] * np.exp(-0.5 * (d / self.p["zpd_width"][sel]) ** 2)
 
@@ -184,12 +202,16 @@ class ZPDDynamics(StudentDynamics):
         """Expected post-test score ``mean_{k,l} σ(θ_k − b_l)`` of students ``idx``."""
         return expit(self.theta[idx][:, :, None] - self.difficulties[None, None, :]).mean(axis=(1, 2))
 
+    def _profiles_changed(self, idx: np.ndarray) -> None:
+        self._centre[idx] = logit(self.p["sweet_spot"][idx])
+
     def _reset_students(self, idx: np.ndarray) -> None:
         self.theta[idx] = self.p["ability0"][idx]
         self.engagement[idx] = self.p["engagement0"][idx]
         for arr in (self.fail_run, self.easy_run, self.correct_run, self.attempts, self.n_correct):
             arr[idx] = 0
         self.history[idx] = False
+        self.history_sum[idx] = 0
         self.last_correct[idx] = False
         self.last_rt[idx] = 0.0
         self.last_skill[idx] = -1
@@ -200,14 +222,17 @@ class ZPDDynamics(StudentDynamics):
         self.quit_step[idx] = -1
 
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows = self._rows
-        skill, level = np.divmod(actions, self.n_levels)
+        skill, level = self._skill_of[actions], self._level_of[actions]
         live = ~self.done
-        u = self.streams.uniform(2)
-        theta = self.theta[rows, skill]
+        all_live = bool(live.all())  # the usual case: no masking needed below
+        u = self.streams.uniform_t(2)
+        cell = self._rows_k + skill  # flat index of (student, skill) in (n, K) arrays
+        theta = self.theta.reshape(-1)[cell]
         p = self.success_probability(theta, level)
-        correct = u[:, 0] < p
-        gain = np.where(live, self.expected_gain(theta, level), 0.0)
+        correct = u[0] < p
+        gain = self.expected_gain(theta, level)
+        if not all_live:
+            gain = np.where(live, gain, 0.0)
 
         # engagement: frustration grows with the failure run, boredom with the easy run
         e_old = self.engagement
@@ -220,29 +245,50 @@ class ZPDDynamics(StudentDynamics):
             + self.p["recovery"] * (1.0 - e_old) * (correct & ~easy)
         )
         e_new = np.clip(e_old + delta, 0.0, 1.0)
-        z = ndtri(np.clip(u[:, 1], 2.0**-53, 1.0 - 2.0**-53))  # clip: u = 0 would give z = −∞
+        z = ndtri(np.clip(u[1], 2.0**-53, 1.0 - 2.0**-53))  # clip: u = 0 would give z = −∞
         rt = RT_BASE * np.exp(RT_DIFFICULTY * (1.0 - p) - RT_DISENGAGED * (1.0 - e_old) + RT_NOISE * z)
 
         # frozen students (episode over) keep their state; only live ones are updated
-        self.theta[rows, skill] = theta + gain
-        self.engagement = np.where(live, e_new, e_old)
-        self.fail_run = np.where(live, fail_run, self.fail_run)
-        self.easy_run = np.where(live, easy_run, self.easy_run)
-        self.correct_run = np.where(live, np.where(correct, self.correct_run + 1, 0), self.correct_run)
-        lr, ls, ll, lc = rows[live], skill[live], level[live], correct[live]
-        self.history[lr, ls, self.attempts[lr, ls] % self.window] = lc
-        self.attempts[lr, ls] += 1
-        self.skill_level[lr, ls] = ll
-        self.last_skill[live] = ls
-        self.last_level[live] = ll
-        self.last_correct[live] = lc
-        self.last_rt[live] = rt[live]
-        self.n_correct[live] += lc
+        self.theta.reshape(-1)[cell] = theta + gain
+        correct_run = np.where(correct, self.correct_run + 1, 0)
+        if all_live:
+            self.engagement, self.fail_run, self.easy_run, self.correct_run = (
+                e_new,
+                fail_run,
+                easy_run,
+                correct_run,
+            )
+            lcell, ll, lc = cell, level, correct
+        else:
+            self.engagement = np.where(live, e_new, e_old)
+            self.fail_run = np.where(live, fail_run, self.fail_run)
+            self.easy_run = np.where(live, easy_run, self.easy_run)
+            self.correct_run = np.where(live, correct_run, self.correct_run)
+            lcell, ll, lc = cell[live], level[live], correct[live]
+        # the outcome enters the skill's ring buffer, replacing the oldest one (one cell per student)
+        attempts = self.attempts.reshape(-1)
+        n_att = attempts[lcell]
+        slot = lcell * self.window + n_att % self.window
+        history = self.history.reshape(-1)
+        self.history_sum.reshape(-1)[lcell] += lc.astype(np.int64) - history[slot]
+        history[slot] = lc
+        attempts[lcell] = n_att + 1
+        self.skill_level.reshape(-1)[lcell] = ll
+        if all_live:
+            self.last_skill, self.last_level, self.last_correct = skill, level, correct
+            self.last_rt = rt
+            self.n_correct += correct
+        else:
+            self.last_skill[live] = skill[live]
+            self.last_level[live] = ll
+            self.last_correct[live] = lc
+            self.last_rt[live] = rt[live]
+            self.n_correct[live] += lc
 
         quits = live & (e_new < self.quit_threshold)
         terminated = live & (quits | (self.t + 1 >= self.horizon))
         self.quit |= quits
-        self.quit_step[quits] = self.t[quits]
+        np.copyto(self.quit_step, self.t, where=quits)
         self.done |= terminated
 
         if self.reward_mode == "gain":
@@ -257,21 +303,20 @@ class ZPDDynamics(StudentDynamics):
         return reward, terminated
 
     def observe(self) -> np.ndarray:
-        lay = self.layout
-        obs = np.zeros((self.n, self.obs_dim), dtype=np.float32)
+        lay, h, w = self.layout, self.horizon, self.window
+        obs = np.empty((self.n, self.obs_dim), dtype=np.float32)
         obs[:, lay["last_correct"]] = self.last_correct
         obs[:, lay["response_time"]] = np.minimum(self.last_rt / RT_MAX, 1.0)
-        obs[:, lay["last_level"]] = self.last_level / (self.n_levels - 1)
+        obs[:, lay["last_level"]] = self._level_table[self.last_level]  # last_level / (L − 1)
         streak = self.correct_run - self.fail_run
         obs[:, lay["streak"]] = np.clip(streak / STREAK_MAX, -1.0, 1.0)
-        seen = self.last_skill >= 0
-        obs[self._rows[seen], lay["last_skill"].start + self.last_skill[seen]] = 1.0
-        obs[:, lay["attempts"]] = np.minimum(self.attempts / self.horizon, 1.0)
-        n_window = np.minimum(self.attempts, self.window)
-        rate = self.history.sum(axis=2) / np.maximum(n_window, 1)
-        obs[:, lay["success_rate"]] = np.where(n_window > 0, rate, 0.5)
-        obs[:, lay["skill_level"]] = self.skill_level / (self.n_levels - 1)
-        obs[:, lay["time"]] = np.minimum(self.t / self.horizon, 1.0)
+        obs[:, lay["last_skill"]] = self.last_skill[:, None] == self._skill_ids  # one-hot, 0 if none yet
+        obs[:, lay["attempts"]] = self._frac_table[np.minimum(self.attempts, h)]  # min(attempts / h, 1)
+        # success rate of the last min(attempts, window) outcomes, 0.5 before any
+        seen = np.minimum(self.attempts, w)
+        obs[:, lay["success_rate"]] = self._rate_table[self.history_sum * (w + 1) + seen]
+        obs[:, lay["skill_level"]] = self._level_table[self.skill_level]  # skill_level / (L − 1)
+        obs[:, lay["time"]] = self._frac_table[np.minimum(self.t, h)]  # min(t / h, 1)
         return obs
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:

@@ -19,7 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--split", default="test", help="held-out split: test or ood (default: test)")
     src.add_argument(
-        "--profiles", default=None, help="profile file (envs.save_profiles format) instead of a split"
+        "--profiles",
+        default=None,
+        help="profile file (envs.save_profiles format) instead of a split; its profiles must fit the "
+        "run's env (make them with meta-tutor profiles --like RUN)",
     )
     p.add_argument(
         "--n",
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("n", "adapt_steps", "eval_episodes", "val_profiles", "workers"):
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.profiles is not None:
+        check_profile_file(args.checkpoint[0], args.profiles)
     settings = EvaluationSettings(
         split=args.split,
         n_profiles=args.n,
@@ -88,3 +93,13 @@ def run(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
+
+
+def check_profile_file(run: str, path: str) -> None:
+    """Refuse, before anything is trained or evaluated, a profile file whose students do not
+    fit the run's env; the error names the env kwargs they must have and the ``--like`` fix."""
+    import envs
+
+    env_id, env_kwargs = envs.trained_env(run)
+    file_env, profiles = envs.load_profiles(path)
+    envs.check_profiles_fit(env_id, env_kwargs, profiles, profiles_env_id=file_env, source=path, run=run)

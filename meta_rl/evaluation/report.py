@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from envs.profiles import SPLITS
+from meta_rl.evaluation.plots import plot_adaptation
 from meta_rl.evaluation.stats import Interval, mean_ci, paired_difference_ci
 
 KINDS = ("adaptive", "heuristic", "oracle", "omniscient")
@@ -294,33 +295,6 @@ def _last_step_table(title: str, order: list, columns: list[str], key: str) -> l
             cells.append("–" if c is None else _fmt(c["mean"][-1], c["ci_low"][-1], c["ci_high"][-1]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
-
-
-def plot_adaptation(results: Mapping[str, Any], path: str | Path) -> None:
-    """Return vs adaptation step per method, with CI bands; heuristics dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.arange(results["adapt_steps"] + 1)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, m in results["methods"].items():
-        mean = np.array(m["mean"], dtype=float)
-        lo = np.array([np.nan if x is None else x for x in m["ci_low"]], dtype=float)
-        hi = np.array([np.nan if x is None else x for x in m["ci_high"]], dtype=float)
-        style = {"heuristic": "--", "oracle": ":", "omniscient": "-."}.get(m["kind"], "-")
-        (line,) = ax.plot(steps, mean, style, marker="o" if m["kind"] == "adaptive" else None, label=name)
-        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("adaptation steps with the student")
-    ax.set_ylabel("mean return per episode")
-    ax.set_xticks(steps)
-    ax.set_title(f"{results['env_id']} — {results['split']} students (n = {results['n_profiles']})")
-    ax.legend(fontsize=8, loc="best")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write_report(results: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
