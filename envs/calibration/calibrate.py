@@ -1,7 +1,12 @@
 """Logs in, fitted population out: the pipeline behind ``meta-tutor calibrate``.
 
-1. Read and validate the log (``envs.calibration.logs``); students with fewer than
-   ``min_responses`` responses are dropped (counted in the report, never named).
+1. Read and validate the log (``envs.calibration.logs``, any of its formats); keep the
+   chosen skills/items (``skills`` by name or the ``top_skills`` most answered); for a
+   review log, optionally cut every learner's items into decks of ``deck_size`` items,
+   each deck one student. The log defines the env's structure: ``n_skills`` /
+   ``n_items`` is the number of skills/items left (a different value in ``env_kwargs`` is
+   an error naming both). Students with fewer than ``min_responses`` responses are
+   dropped (counted in the report, never named).
 2. Split the students at random (``seed``) into training and held-out students
    (``test_fraction``).
 3. Fit the population on the training students only (pooled BKT per skill /
@@ -17,7 +22,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +30,16 @@ import numpy as np
 
 from envs.calibration import bkt, memory, predict
 from envs.calibration import skill_graph as sg
-from envs.calibration.logs import ResponseLog, read_kt_log, read_review_log
+from envs.calibration.logs import ResponseLog, group_decks, read_log, select_units
 from envs.calibration.population import write_population
 from envs.profiles import stack_profiles
 
 SUPPORTED = ("MetaTutor/SkillGraph-v0", "MetaTutor/SpacedRepetition-v0")
+#: the env keyword a log determines, and what its units are called
+STRUCTURE = {
+    "MetaTutor/SkillGraph-v0": ("n_skills", "skill"),
+    "MetaTutor/SpacedRepetition-v0": ("n_items", "item"),
+}
 #: at most this many profiles form a mixture when scoring (a random subset beyond)
 MAX_MIXTURE = 300
 
@@ -60,12 +70,70 @@ def _subsample(arrays: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray
     return {k: v[pick] for k, v in arrays.items()}
 
 
+def infer_structure(
+    log: ResponseLog, env_id: str, env_kwargs: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """``env_kwargs`` completed with the dimension the log defines, and what was inferred.
+
+    A value given in ``env_kwargs`` that differs from the log's is an error naming both.
+    """
+    dim, what = STRUCTURE[env_id]
+    n = len(log.names)
+    kwargs = dict(env_kwargs)
+    if dim in kwargs and kwargs[dim] != n:
+        shown = list(log.names[:10]) + (["…"] if n > 10 else [])
+        raise ValueError(
+            f"{log.source}: the log has {n} {what}s {shown} but --env-kwargs sets {dim}={kwargs[dim]}; "
+            f"drop {dim} from --env-kwargs (the log defines it) or choose {what}s with --skills/--top-skills"
+        )
+    inferred = {} if dim in kwargs else {dim: n}
+    kwargs[dim] = n
+    return kwargs, inferred
+
+
+def _dynamics(env_id: str, env_kwargs: Mapping[str, Any], log: ResponseLog):
+    import envs
+
+    try:
+        return envs.family(env_id).load("dynamics")(1, **env_kwargs)
+    except (ValueError, TypeError) as e:
+        dim, what = STRUCTURE[env_id]
+        hint = ""
+        if dim in str(e):
+            hint = f"; the log has {len(log.names)} {what}s: keep fewer with --top-skills K or --skills A,B"
+            hint += " or cut them into decks with --deck-size N" if what == "item" else ""
+        raise ValueError(
+            f"{log.source}: env kwargs {dict(env_kwargs)} rejected by {env_id}: {e}{hint}"
+        ) from None
+
+
+def load_log(
+    env_id: str,
+    log_path: str | os.PathLike[str],
+    log_format: str = "auto",
+    time_unit: str = "s",
+    skills: Sequence[str] | None = None,
+    top_skills: int | None = None,
+    deck_size: int | None = None,
+) -> ResponseLog:
+    """Read the log of ``env_id``'s kind and keep the chosen skills/items (or decks)."""
+    kind = "review" if env_id == "MetaTutor/SpacedRepetition-v0" else "kt"
+    if deck_size is not None and kind != "review":
+        raise ValueError("--deck-size applies to review logs (SpacedRepetition-v0) only")
+    log = select_units(read_log(log_path, kind, log_format, time_unit), skills, top_skills)
+    return group_decks(log, deck_size) if deck_size is not None else log
+
+
 def calibrate(
     env_id: str,
     log_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     env_kwargs: Mapping[str, Any] | None = None,
     *,
+    log_format: str = "auto",
+    skills: Sequence[str] | None = None,
+    top_skills: int | None = None,
+    deck_size: int | None = None,
     test_fraction: float = 0.2,
     min_responses: int = 10,
     seed: int = 0,
@@ -76,23 +144,24 @@ def calibrate(
     fit_items: bool = True,
     prior_sd: float = 1.0,
     n_reference: int = 200,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Fit a population of ``env_id`` students to the log at ``log_path``; write it to ``out``.
 
-    Returns the content of ``population.meta.json`` plus the written ``paths``.
+    Returns the content of ``population.meta.json`` plus the written ``paths``. Nothing
+    is written unless the whole fit succeeds. ``progress`` shows progress bars (stderr).
     """
-    import envs
-
     if env_id not in SUPPORTED:
         raise ValueError(f"calibration supports {list(SUPPORTED)}, not {env_id!r}")
-    env_kwargs = dict(env_kwargs or {})
-    dyn = envs.family(env_id).load("dynamics")(1, **env_kwargs)
     if Path(out).resolve() == Path(log_path).resolve():
         raise ValueError("--out must not overwrite the log")
+    log = load_log(env_id, log_path, log_format, time_unit, skills, top_skills, deck_size)
+    env_kwargs, inferred = infer_structure(log, env_id, dict(env_kwargs or {}))
+    dyn = _dynamics(env_id, env_kwargs, log)
     if env_id == "MetaTutor/SkillGraph-v0":
         fitted = _fit_skill_graph(
             dyn,
-            log_path,
+            log,
             env_kwargs,
             test_fraction,
             min_responses,
@@ -101,11 +170,12 @@ def calibrate(
             content_affinity,
             steps_per_response,
             n_reference,
+            progress,
         )
     else:
         fitted = _fit_spaced_repetition(
             dyn,
-            log_path,
+            log,
             env_kwargs,
             test_fraction,
             min_responses,
@@ -122,6 +192,10 @@ def calibrate(
     meta = {
         "env_id": env_id,
         "env_kwargs": env_kwargs,
+        "inferred_from_log": inferred,
+        "log_format": log_format,
+        "selection": {"skills": list(skills) if skills else None, "top_skills": top_skills},
+        "deck_size": deck_size,
         "seed": seed,
         "test_fraction": test_fraction,
         "min_responses": min_responses,
@@ -131,18 +205,9 @@ def calibrate(
     return {**meta, "paths": {k: str(v) for k, v in paths.items()}}
 
 
-def _check_units(log: ResponseLog, what: str, dim: str, n: int) -> None:
-    if len(log.names) != n:
-        shown = list(log.names[:10]) + (["…"] if len(log.names) > 10 else [])
-        raise ValueError(
-            f"{log.source}: the log has {len(log.names)} {what}s {shown} but the env has {dim}={n}; "
-            f"pass --env-kwargs '{{\"{dim}\": {len(log.names)}}}'"
-        )
-
-
 def _fit_skill_graph(
     dyn,
-    log_path,
+    log,
     env_kwargs,
     test_fraction,
     min_responses,
@@ -151,11 +216,10 @@ def _fit_skill_graph(
     affinity_mode,
     steps_per_response,
     n_reference,
+    progress=False,
 ):
     import envs
 
-    log = read_kt_log(log_path)
-    _check_units(log, "skill", "n_skills", dyn.n_skills)
     train_ids, test_ids, dropped = _split(log, min_responses, test_fraction, seed)
     parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
     seqs = {k: bkt.sequences(v) for k, v in parts.items() if v.n_students}
@@ -208,12 +272,10 @@ def _fit_skill_graph(
 
 
 def _fit_spaced_repetition(
-    dyn, log_path, env_kwargs, test_fraction, min_responses, seed, time_unit, fit_items, prior_sd, n_reference
+    dyn, log, env_kwargs, test_fraction, min_responses, seed, time_unit, fit_items, prior_sd, n_reference
 ):
     import envs
 
-    log = read_review_log(log_path, time_unit)
-    _check_units(log, "item", "n_items", dyn.n_items)
     train_ids, test_ids, dropped = _split(log, min_responses, test_fraction, seed)
     parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
     data = {k: memory.reviews(v, dyn.n_items) for k, v in parts.items() if v.n_students}
