@@ -184,6 +184,7 @@ def calibrate(
             fit_items,
             prior_sd,
             n_reference,
+            progress,
         )
     train, test, meta = fitted
     # every profile goes through the env's own validation before it is written
@@ -223,10 +224,10 @@ def _fit_skill_graph(
     train_ids, test_ids, dropped = _split(log, min_responses, test_fraction, seed)
     parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
     seqs = {k: bkt.sequences(v) for k, v in parts.items() if v.n_students}
-    pooled = bkt.fit_pooled(seqs["train"])
+    pooled = bkt.fit_pooled(seqs["train"], progress=progress)
     profiles, sched = {}, {}
     for part, s in seqs.items():
-        fit = bkt.fit_students(s, pooled, shrinkage)
+        fit = bkt.fit_students(s, pooled, shrinkage, progress=progress)
         sched[part] = sg.schedule(parts[part], s, steps_per_response)
         aff = sg.affinities(affinity_mode, s.n_students, dyn.n_skills, dyn.n_content, seed + (part == "test"))
         profiles[part] = sg.profiles_from_fit(fit, *sched[part], aff)
@@ -247,7 +248,7 @@ def _fit_skill_graph(
         )
         _, pooled_pred, _ = bkt.forward(s, pooled.per_sequence(s))
         p_pooled = np.zeros(held.n_rows)
-        p_pooled[s.row[s.mask]] = pooled_pred[s.mask]
+        p_pooled[s.row] = pooled_pred
         counted = np.ones(held.n_rows, dtype=bool)
         preds = {
             "calibrated_population": predict.mixture(
@@ -272,7 +273,17 @@ def _fit_skill_graph(
 
 
 def _fit_spaced_repetition(
-    dyn, log, env_kwargs, test_fraction, min_responses, seed, time_unit, fit_items, prior_sd, n_reference
+    dyn,
+    log,
+    env_kwargs,
+    test_fraction,
+    min_responses,
+    seed,
+    time_unit,
+    fit_items,
+    prior_sd,
+    n_reference,
+    progress=False,
 ):
     import envs
 
@@ -280,9 +291,11 @@ def _fit_spaced_repetition(
     parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
     data = {k: memory.reviews(v, dyn.n_items) for k, v in parts.items() if v.n_students}
     model = dyn.memory_model
-    pooled = memory.fit_pooled(data["train"], model)
+    pooled = memory.fit_pooled(data["train"], model, progress=progress)
     profiles = {
-        part: memory.fit_students(d, pooled, model, fit_items=fit_items, prior_sd=prior_sd).arrays()
+        part: memory.fit_students(
+            d, pooled, model, fit_items=fit_items, prior_sd=prior_sd, progress=progress
+        ).arrays()
         for part, d in data.items()
     }
     meta: dict[str, Any] = {
