@@ -53,13 +53,19 @@ class Reviews:
     correct: np.ndarray
     valid: np.ndarray
     n_items: int
+    #: optional ``(n_students, T)`` mask of the reviews whose outcome enters the likelihood
+    #: (default: every review of a seen item); the others still update the memory state
+    scored: np.ndarray | None = None
 
     @property
     def n_students(self) -> int:
         return self.item.shape[0]
 
     def take(self, rows: np.ndarray) -> Reviews:
-        return Reviews(self.item[rows], self.time[rows], self.correct[rows], self.valid[rows], self.n_items)
+        scored = None if self.scored is None else self.scored[rows]
+        return Reviews(
+            self.item[rows], self.time[rows], self.correct[rows], self.valid[rows], self.n_items, scored
+        )
 
 
 def reviews(log: ResponseLog, n_items: int | None = None) -> Reviews:
@@ -113,6 +119,8 @@ def replay(
         last[rows, a] = np.where(v, now, last[rows, a])
         p_all[:, t] = p
         counts[:, t] = v & was_seen
+    if data.scored is not None:
+        counts &= data.scored
     return p_all, counts
 
 
