@@ -34,11 +34,12 @@ from envs.calibration.logs import ResponseLog, group_decks, read_log, select_uni
 from envs.calibration.population import write_population
 from envs.profiles import stack_profiles
 
-SUPPORTED = ("MetaTutor/SkillGraph-v0", "MetaTutor/SpacedRepetition-v0")
+SUPPORTED = ("MetaTutor/SkillGraph-v0", "MetaTutor/SpacedRepetition-v0", "MetaTutor/ZPD-v0")
 #: the env keyword a log determines, and what its units are called
 STRUCTURE = {
     "MetaTutor/SkillGraph-v0": ("n_skills", "skill"),
     "MetaTutor/SpacedRepetition-v0": ("n_items", "item"),
+    "MetaTutor/ZPD-v0": ("n_skills", "skill"),
 }
 #: at most this many profiles form a mixture when scoring (a random subset beyond)
 MAX_MIXTURE = 300
@@ -172,6 +173,9 @@ def calibrate(
             n_reference,
             progress,
         )
+    elif env_id == "MetaTutor/ZPD-v0":
+        fitted = _fit_zpd(log, env_kwargs, inferred, test_fraction, min_responses, seed, n_reference)
+        dyn = _dynamics(env_id, env_kwargs, log)  # with the fitted level difficulties
     else:
         fitted = _fit_spaced_repetition(
             dyn,
@@ -333,4 +337,51 @@ def _fit_spaced_repetition(
         p, counted = predict.review_component_predictions(pooled_arrays, d, model)
         preds["pooled_memory"] = (p.reshape(-1), counted.reshape(-1))
         meta["held_out"] = {name: predict.scores(y[c], p[c]) for name, (p, c) in preds.items()}
+    return _rows(profiles["train"], len(train_ids)), _rows(profiles.get("test", {}), len(test_ids)), meta
+
+
+def _fit_zpd(log, env_kwargs, inferred, test_fraction, min_responses, seed, n_reference):
+    """Rasch fit (``envs.calibration.zpd``); sets the env's level ``difficulties`` unless given."""
+    import envs
+    from envs.calibration import zpd
+
+    train_ids, test_ids, dropped = _split(log, min_responses, test_fraction, seed)
+    parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
+    fits = {k: zpd.fit_rasch(v) for k, v in parts.items() if v.n_students}
+    train_fit = fits["train"]
+    if "difficulties" not in env_kwargs:
+        levels = zpd.level_difficulties(train_fit, parts["train"], int(env_kwargs.get("n_levels", 5)))
+        env_kwargs["difficulties"] = inferred["difficulties"] = levels
+    n_skills = len(log.names)
+    profiles = {
+        part: zpd.profiles(fit, n_skills, np.arange(parts[part].n_students), seed + (part == "test"))
+        for part, fit in fits.items()
+    }
+    meta: dict[str, Any] = {
+        "skills": list(log.names),
+        "items": list(log.item_names),
+        "item_difficulty": dict(zip(log.item_names, np.round(train_fit.b, 4).tolist())),
+        "skill_mean_ability": dict(zip(log.names, np.round(train_fit.skill_mean, 4).tolist())),
+        "ability_sd": train_fit.ability_sd,
+        "population_fields": list(zpd.POPULATION_FIELDS),
+        "n_students": {"train": len(train_ids), "test": len(test_ids), "dropped": int(dropped)},
+        "n_responses": {k: v.n_rows for k, v in parts.items()},
+    }
+    if "test" in fits:
+        held = parts["test"]
+        y = held.correct
+        counted = np.ones(held.n_rows, dtype=bool)
+        reference = stack_profiles(
+            envs.distribution("MetaTutor/ZPD-v0", **env_kwargs).sample(n_reference, "train", seed=seed)
+        )
+        train_ability = _subsample({"a": profiles["train"]["ability0"]}, seed)["a"]
+        preds = {
+            name: predict.mixture(zpd.predictions(a, train_fit.b, held), y, held.student, counted)
+            for name, a in (
+                ("calibrated_population", train_ability),
+                ("default_population", reference["ability0"]),
+            )
+        }
+        preds["rasch_skill_means"] = zpd.predictions(train_fit.skill_mean[None, :], train_fit.b, held)[0]
+        meta["held_out"] = {name: predict.scores(y, p) for name, p in preds.items()}
     return _rows(profiles["train"], len(train_ids)), _rows(profiles.get("test", {}), len(test_ids)), meta

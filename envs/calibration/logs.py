@@ -4,7 +4,8 @@ Formats read (CSV files have a header row; a ``.tsv`` file, or a header containi
 and no commas, is read as tab-separated; extra columns are ignored):
 
 * knowledge-tracing CSV (ASSISTments exports, pyBKT): ``user_id, skill_name, correct,
-  order_id`` and optionally ``timestamp`` (``fmt="csv"``);
+  order_id`` and optionally ``timestamp`` and ``item_id`` (the question; ZPD-v0 fits a
+  difficulty per item) (``fmt="csv"``);
 * the three-line sequence format of the knowledge-tracing literature (DKT's ASSISTments
   and Cognitive Tutor releases; ``fmt="seq3"``): per student, a line with the number of
   answers ``n``, a line of ``n`` comma-separated skill ids, a line of ``n`` 0/1
@@ -38,6 +39,7 @@ before ``10``), otherwise as strings.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -73,6 +75,21 @@ class ResponseLog:
     names: tuple[str, ...]
     n_students: int
     source: str
+    #: index of each row's item in ``item_names`` (knowledge-tracing logs with an ``item_id``
+    #: column; the ZPD-v0 calibration fits a difficulty per item), else ``None``
+    item: np.ndarray | None = None
+    item_names: tuple[str, ...] = ()
+
+    def _rows(self, pick: np.ndarray, **changes) -> ResponseLog:
+        """The rows ``pick`` (in that order), every per-row array taken alike."""
+        fields = {
+            "student": self.student[pick],
+            "unit": self.unit[pick],
+            "correct": self.correct[pick],
+            "time": self.time[pick],
+            "item": None if self.item is None else self.item[pick],
+        }
+        return dataclasses.replace(self, **{**fields, **changes})
 
     @property
     def n_rows(self) -> int:
@@ -86,15 +103,7 @@ class ResponseLog:
         keep = new_index[self.student] >= 0
         order = np.lexsort((np.arange(keep.sum()), new_index[self.student][keep]))
         pick = np.flatnonzero(keep)[order]
-        return ResponseLog(
-            new_index[self.student[pick]],
-            self.unit[pick],
-            self.correct[pick],
-            self.time[pick],
-            self.names,
-            len(students),
-            self.source,
-        )
+        return self._rows(pick, student=new_index[self.student[pick]], n_students=len(students))
 
     def counts(self) -> np.ndarray:
         """Number of rows of each student."""
@@ -222,6 +231,7 @@ def _assemble(
     units: list[str],
     correct: list[int],
     time: list[float],
+    items: list[str] | None = None,
 ) -> ResponseLog:
     index: dict[str, int] = {}
     student = np.fromiter((index.setdefault(u, len(index)) for u in users), dtype=np.int64, count=len(users))
@@ -230,6 +240,11 @@ def _assemble(
     unit = np.fromiter((unit_index[u] for u in units), dtype=np.int64, count=len(units))
     t = np.asarray(time, dtype=np.float64)
     order = np.lexsort((np.arange(len(t)), t, student))
+    item, item_names = None, ()
+    if items is not None:
+        item_names = sorted_names(items)
+        item_index = {n: i for i, n in enumerate(item_names)}
+        item = np.fromiter((item_index[u] for u in items), dtype=np.int64, count=len(items))[order]
     return ResponseLog(
         student[order],
         unit[order],
@@ -238,15 +253,17 @@ def _assemble(
         names,
         len(index),
         str(path),
+        item,
+        item_names,
     )
 
 
 def read_kt_log(path: str | os.PathLike[str]) -> ResponseLog:
     """Read a knowledge-tracing log (``user_id, skill_name, correct, order_id``)."""
     path = Path(path)
-    rows = _read_rows(path, KT_COLUMNS)
+    rows = _read_rows(path, KT_COLUMNS, optional=("item_id",))
     seen: dict[tuple[str, float], int] = {}
-    users, skills, correct, order = [], [], [], []
+    users, skills, correct, order, items = [], [], [], [], []
     for line, row in rows:
         o = _number(path, line, "order_id", row["order_id"])
         key = (row["user_id"], o)
@@ -260,7 +277,11 @@ def read_kt_log(path: str | os.PathLike[str]) -> ResponseLog:
         skills.append(row["skill_name"])
         correct.append(_correct(path, line, row["correct"]))
         order.append(o)
-    return _assemble(path, users, skills, correct, order)
+        if "item_id" in row:
+            if not row["item_id"]:
+                raise ValueError(f"{path}: line {line}: empty item_id")
+            items.append(row["item_id"])
+    return _assemble(path, users, skills, correct, order, items or None)
 
 
 def _fields(line_text: str) -> list[str]:
@@ -311,15 +332,7 @@ def read_seq3_log(path: str | os.PathLike[str]) -> ResponseLog:
 def _from_day0(log: ResponseLog) -> ResponseLog:
     first = np.full(log.n_students, np.inf)
     np.minimum.at(first, log.student, log.time)
-    return ResponseLog(
-        log.student,
-        log.unit,
-        log.correct,
-        log.time - first[log.student],
-        log.names,
-        log.n_students,
-        log.source,
-    )
+    return dataclasses.replace(log, time=log.time - first[log.student])
 
 
 def read_review_log(path: str | os.PathLike[str], time_unit: str = "s") -> ResponseLog:
@@ -428,16 +441,8 @@ def select_units(log: ResponseLog, names: Sequence[str] | None = None, top: int 
         chosen = np.sort(np.argsort(-counts, kind="stable")[: min(top, len(log.names))])
     new = np.full(len(log.names), -1)
     new[chosen] = np.arange(len(chosen))
-    keep = new[log.unit] >= 0
-    return ResponseLog(
-        log.student[keep],
-        new[log.unit[keep]],
-        log.correct[keep],
-        log.time[keep],
-        tuple(log.names[i] for i in chosen),
-        log.n_students,
-        log.source,
-    )
+    keep = np.flatnonzero(new[log.unit] >= 0)
+    return log._rows(keep, unit=new[log.unit[keep]], names=tuple(log.names[i] for i in chosen))
 
 
 def group_decks(log: ResponseLog, deck_size: int) -> ResponseLog:

@@ -9,7 +9,11 @@ HELP = "Fit a population of student profiles to a response log (BKT / memory mod
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", required=True, help="MetaTutor/SkillGraph-v0 or MetaTutor/SpacedRepetition-v0")
+    p.add_argument(
+        "--env",
+        required=True,
+        help="MetaTutor/SkillGraph-v0, MetaTutor/SpacedRepetition-v0 or MetaTutor/ZPD-v0",
+    )
     p.add_argument(
         "--log",
         required=True,
