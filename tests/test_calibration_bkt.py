@@ -40,18 +40,13 @@ def brute_force(y, prior, learn, forget, slip, guess):
 def test_forward_backward_matches_path_enumeration():
     rng = np.random.default_rng(0)
     lengths = [1, 2, 5, 7]
-    t_max = max(lengths)
-    y = np.full((len(lengths), t_max), -1, dtype=np.int8)
-    for s, n in enumerate(lengths):
-        y[s, :n] = rng.integers(0, 2, n)
+    y = [rng.integers(0, 2, n) for n in lengths]
     n = len(lengths)
     params = bkt.BKTParams(*(rng.uniform(0.05, 0.45, n) for _ in range(5)))
-    seqs = bkt.Sequences(
-        y, np.zeros_like(y, dtype=np.int64), np.arange(n), np.zeros(n, int), np.array(lengths), n, 1
-    )
+    seqs = bkt.Sequences.from_answers(y, np.arange(n), np.zeros(n, int), n, 1)
     stats = bkt._expected_stats(seqs, params)
-    for s, length in enumerate(lengths):
-        ll, counts = brute_force(y[s, :length], *(getattr(params, k)[s] for k in bkt.PARAMS))
+    for s in range(n):
+        ll, counts = brute_force(y[s], *(getattr(params, k)[s] for k in bkt.PARAMS))
         assert stats.loglik[s] == pytest.approx(ll, rel=1e-10)
         got = [stats.learned[s], stats.forgot[s], stats.slips[s], stats.guesses[s]]
         np.testing.assert_allclose(got, counts, rtol=1e-9, atol=1e-12)

@@ -83,15 +83,14 @@ def test_skill_graph_end_to_end(tmp_path, capsys):
     # refusing to overwrite, and a clear error when the env has another number of skills
     assert run_cli("calibrate", "--env", SG, "--log", log, "--out", out, "--env-kwargs", kw) == 2
     assert "exists" in capsys.readouterr().err
-    eight = json.dumps({"n_skills": 8})
+    bad = json.dumps({"prerequisites": "none", "n_skills": 8})
     assert (
-        run_cli(
-            "calibrate", "--env", SG, "--log", log, "--out", tmp_path / "other.json", "--env-kwargs", eight
-        )
+        run_cli("calibrate", "--env", SG, "--log", log, "--out", tmp_path / "other.json", "--env-kwargs", bad)
         == 2
     )
     err = capsys.readouterr().err
     assert "the log has 4 skills" in err and "n_skills=8" in err
+    assert not (tmp_path / "other.json").exists() and not sibling(tmp_path / "other.json", "meta").exists()
     with pytest.raises(ValueError, match="n_skills"):
         population_distribution(out, SG, {"n_skills": 8})
 

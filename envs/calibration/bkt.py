@@ -32,6 +32,8 @@ and the usual BKT constraint against the "knowing means failing" label swap).
 from __future__ import annotations
 
 import itertools
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,14 +57,18 @@ _MAX_SLIP_GUESS = 0.49
 
 @dataclass(frozen=True)
 class Sequences:
-    """A log cut into (student, skill) sequences, padded to a matrix.
+    """A log cut into (student, skill) sequences, stored flat (no padding).
 
-    ``y[s, j]`` is the ``j``-th answer of sequence ``s`` (−1 after its end); ``row[s, j]``
-    the index of that answer in the log (−1 after the end).
+    The answers of sequence ``s`` are ``y[start[s] : start[s] + length[s]]`` in time order;
+    for answer ``a``, ``seq[a]`` is its sequence, ``pos[a]`` its position in it (0 for the
+    first) and ``row[a]`` its index in the log. Flat storage keeps memory linear in the
+    number of answers, whatever the mix of short and very long sequences.
     """
 
     y: np.ndarray
     row: np.ndarray
+    seq: np.ndarray
+    pos: np.ndarray
     student: np.ndarray
     skill: np.ndarray
     length: np.ndarray
@@ -70,23 +76,63 @@ class Sequences:
     n_skills: int
 
     @property
-    def mask(self) -> np.ndarray:
-        return self.y >= 0
+    def n_seq(self) -> int:
+        return len(self.length)
+
+    @property
+    def start(self) -> np.ndarray:
+        """Index of the first answer of each sequence."""
+        return np.concatenate([[0], np.cumsum(self.length)[:-1]]).astype(np.int64)
+
+    @classmethod
+    def from_answers(
+        cls,
+        answers: Sequence[Sequence[int]],
+        student: np.ndarray,
+        skill: np.ndarray,
+        n_students: int,
+        n_skills: int,
+    ) -> Sequences:
+        """Sequences from a list of 0/1 answer lists (rows numbered in order)."""
+        length = np.array([len(a) for a in answers], dtype=np.int64)
+        if np.any(length < 1):
+            raise ValueError("every sequence needs at least one answer")
+        y = np.concatenate([np.asarray(a, dtype=np.int8) for a in answers])
+        seq = np.repeat(np.arange(len(answers)), length)
+        start = np.concatenate([[0], np.cumsum(length)[:-1]])
+        pos = np.arange(len(y)) - start[seq]
+        return cls(
+            y,
+            np.arange(len(y)),
+            seq,
+            pos,
+            np.asarray(student),
+            np.asarray(skill),
+            length,
+            n_students,
+            n_skills,
+        )
 
 
 def sequences(log: ResponseLog) -> Sequences:
-    """Cut a knowledge-tracing log into padded (student, skill) sequences."""
+    """Cut a knowledge-tracing log into (student, skill) sequences."""
     n_skills = len(log.names)
     key = log.student * n_skills + log.unit
     order = np.argsort(key, kind="stable")  # rows are in each student's order already
     keys, start, length = np.unique(key[order], return_index=True, return_counts=True)
-    pos = np.arange(len(order)) - np.repeat(start, length)
     seq = np.repeat(np.arange(len(keys)), length)
-    y = np.full((len(keys), int(length.max())), -1, dtype=np.int8)
-    row = np.full(y.shape, -1, dtype=np.int64)
-    y[seq, pos] = log.correct[order]
-    row[seq, pos] = order
-    return Sequences(y, row, keys // n_skills, keys % n_skills, length, log.n_students, n_skills)
+    pos = np.arange(len(order)) - np.repeat(start, length)
+    return Sequences(
+        log.correct[order].astype(np.int8),
+        order.astype(np.int64),
+        seq,
+        pos,
+        keys // n_skills,
+        keys % n_skills,
+        length,
+        log.n_students,
+        n_skills,
+    )
 
 
 @dataclass
@@ -116,8 +162,229 @@ class _Stats:
     loglik: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
-def _emissions(y: np.ndarray, p: BKTParams) -> tuple[np.ndarray, np.ndarray]:
-    """``P(y | L = 0)`` and ``P(y | L = 1)``, shape ``(n_seq, T)``; 1 on padding."""
+def _emissions(seqs: Sequences, p: BKTParams) -> tuple[np.ndarray, np.ndarray]:
+    """``P(y_a | L = 0)`` and ``P(y_a | L = 1)`` of every answer ``a``, shape ``(N,)``."""
+    right = seqs.y == 1
+    guess, slip = p.guess[seqs.seq], p.slip[seqs.seq]
+    return np.where(right, guess, 1.0 - guess), np.where(right, 1.0 - slip, slip)
+
+
+def _matmul(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``x @ y`` for stacks of 2×2 matrices stored as their 4 entries (00, 01, 10, 11) on axis 0,
+    rescaled to sum 1 (all entries are positive; only the direction is used downstream)."""
+    out = np.empty(np.broadcast_shapes(x.shape, y.shape))
+    out[0] = x[0] * y[0] + x[1] * y[2]
+    out[1] = x[0] * y[1] + x[1] * y[3]
+    out[2] = x[2] * y[0] + x[3] * y[2]
+    out[3] = x[2] * y[1] + x[3] * y[3]
+    out *= 1.0 / (out[0] + out[1] + out[2] + out[3])
+    return out
+
+
+#: longest chunk of a sequence scanned by the loop of :func:`_prefix_products`
+MAX_CHUNK = 1024
+#: cost model of the chunked scan, in µs: per vectorised step, per matrix product of one cell
+_STEP_US, _CELL_US = 20.0, 0.05
+
+
+def _chunk_width(length: np.ndarray) -> int:
+    """The power-of-two chunk width (≤ ``MAX_CHUNK``) of least modelled cost.
+
+    Width ``w`` costs ``w`` loop steps over ``w × n_chunks`` cells (padding included) plus
+    ``r = ⌈log₂ (chunks of the longest sequence)⌉`` doubling rounds over the chunks.
+    """
+    best, best_cost = 1, np.inf
+    w = 1
+    while w <= MAX_CHUNK:
+        chunks = -(-length // w)
+        rounds = int(np.ceil(np.log2(chunks.max()))) if chunks.max() > 1 else 0
+        n_chunks = int(chunks.sum())
+        cost = _STEP_US * (w + rounds) + _CELL_US * n_chunks * (w + rounds)
+        if cost < best_cost:
+            best, best_cost = w, cost
+        if w >= int(length.max()):
+            break
+        w *= 2
+    return best
+
+
+def _prefix_products(m: np.ndarray, seq: np.ndarray, pos: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """``m_first ⋯ m_a`` for every answer ``a`` (product from the start of its sequence).
+
+    ``m`` has shape ``(4, N)``: one 2×2 matrix per answer, answers grouped by sequence in
+    order. The sequences are cut into chunks of ``W`` answers (:func:`_chunk_width`) laid out
+    as a matrix ``(W, n_chunks)``: a loop of ``W`` steps, vectorised over all chunks of all
+    sequences, forms the products inside every chunk; a Hillis–Steele doubling scan over the
+    chunk totals (``⌈log₂(T / W)⌉`` vectorised rounds) gives each chunk the product of the
+    chunks before it in its sequence; one more product joins the two. So a sequence of
+    ``T`` answers costs ``W + log₂(T / W)`` Python steps instead of ``T``, and the work is
+    linear in the answers. Every product is rescaled to sum 1 (see :func:`_matmul`).
+    """
+    w = _chunk_width(length)
+    per_seq = -(-length // w)
+    first_chunk = np.concatenate([[0], np.cumsum(per_seq)[:-1]])
+    n_chunks = int(per_seq.sum())
+    cid = first_chunk[seq] + pos // w
+    cell = (pos % w) * n_chunks + cid  # the answer's place in the (w, n_chunks) layout
+    block = np.zeros((4, w * n_chunks))
+    block[0] = block[3] = 1.0  # identity padding after a sequence's end
+    for r in range(4):  # (row by row: NumPy's 2-D fancy indexing is several times slower)
+        block[r, cell] = m[r]
+    block = block.reshape(4, w, n_chunks)
+    for k in range(1, w):
+        block[:, k] = _matmul(block[:, k - 1], block[:, k])
+    # inclusive scan of the chunk totals within each sequence, by doubling
+    total = block[:, w - 1].copy()
+    chunk_pos = np.arange(n_chunks) - np.repeat(first_chunk, per_seq)
+    d = 1
+    while d < int(per_seq.max()):
+        sel = np.flatnonzero(chunk_pos >= d)
+        total[:, sel] = _matmul(total.take(sel - d, axis=1), total.take(sel, axis=1))
+        d *= 2
+    out = block.reshape(4, -1).take(cell, axis=1)
+    if per_seq.max() > 1:
+        later = np.flatnonzero(cid > first_chunk[seq])  # answers after their sequence's first chunk
+        out[:, later] = _matmul(total.take(cid[later] - 1, axis=1), out.take(later, axis=1))
+    return out
+
+
+def _suffix_products(m: np.ndarray, seq: np.ndarray, pos: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """``m_a ⋯ m_last`` for every answer: prefix products of the reversed, transposed matrices."""
+    swap = [0, 2, 1, 3]  # transpose
+    n_seq = len(length)
+    dist = length[seq] - 1 - pos
+    rev = _prefix_products(m[swap, ::-1], (n_seq - 1 - seq)[::-1], dist[::-1], length[::-1])
+    return rev[swap, ::-1]
+
+
+def _filter(seqs: Sequences, p: BKTParams, e0: np.ndarray, e1: np.ndarray):
+    """Predicted ``P(L_a = 1 | y_<a)``, scaling ``c_a = P(y_a | y_<a)`` and filtered ``P(L_a = 1 | y_≤a)``.
+
+    With ``M_a = diag(e0_a, e1_a) · A`` (emission of answer ``a`` then the transition
+    ``A = [[1 − learn, learn], [forget, 1 − forget]]``), the unnormalised predicted state
+    before answer ``a`` is ``π · M_first ⋯ M_{a−1}`` with ``π = (1 − prior, prior)``: a
+    prefix product, computed by :func:`_prefix_products` over all sequences at once.
+    """
+    learn, forget, prior = p.learn[seqs.seq], p.forget[seqs.seq], p.prior[seqs.seq]
+    m = np.empty((4, len(e0)))
+    m[0], m[1], m[2], m[3] = e0 * (1.0 - learn), e0 * learn, e1 * forget, e1 * (1.0 - forget)
+    prefix = _prefix_products(m, seqs.seq, seqs.pos, seqs.length)
+    known = prior.copy()
+    r, v1 = prefix[:, :-1], prior[1:]  # the product up to the answer before, each answer's prior
+    a0, a1 = (1.0 - v1) * r[0] + v1 * r[2], (1.0 - v1) * r[1] + v1 * r[3]
+    known[1:] = np.where(seqs.pos[1:] > 0, a1 / (a0 + a1), v1)
+    k1 = known * e1
+    c = (1.0 - known) * e0 + k1
+    return known, c, k1 / c
+
+
+def forward(seqs: Sequences, p: BKTParams, method: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Filtered ``P(L_a = 1 | y_≤a)``, predicted ``P(correct_a | y_<a)`` and scaling ``c_a``, per answer.
+
+    ``method``: ``"scan"``, ``"loop"`` or ``"auto"`` (the cheaper, :func:`use_scan`); both are exact.
+    """
+    if not _scan_method(seqs, method):
+        y, _ = _padded(seqs)
+        return tuple(a[seqs.seq, seqs.pos] for a in _forward_loop(y, p))  # type: ignore[return-value]
+    e0, e1 = _emissions(seqs, p)
+    known, c, post = _filter(seqs, p, e0, e1)
+    slip, guess = p.slip[seqs.seq], p.guess[seqs.seq]
+    return post, known * (1.0 - slip) + (1.0 - known) * guess, c
+
+
+def _expected_stats(seqs: Sequences, p: BKTParams, method: str = "auto") -> _Stats:
+    """Expected sufficient statistics of every sequence (``method`` as in :func:`forward`)."""
+    if _scan_method(seqs, method):
+        return _expected_stats_scan(seqs, p)
+    return _expected_stats_loop(seqs, p)
+
+
+def _expected_stats_scan(seqs: Sequences, p: BKTParams) -> _Stats:
+    """Forward–backward over every sequence at once; sums of the posteriors per sequence.
+
+    Backward: ``b_a ∝ N_{a+1} ⋯ N_last · 1`` with ``N_a = A · diag(e0_a, e1_a)`` (a suffix
+    product by :func:`_suffix_products`), ``b_last = 1``. Then ``γ_a(s) ∝ post_a(s) b_a(s)`` and
+    ``ξ_a(s, s') ∝ post_a(s) A(s, s') e_{a+1}(s') b_{a+1}(s')``, each normalised to sum 1,
+    and the log-likelihood of a sequence is ``Σ_a log c_a``.
+    """
+    e0, e1 = _emissions(seqs, p)
+    _, c, post = _filter(seqs, p, e0, e1)
+    learn, forget = p.learn[seqs.seq], p.forget[seqs.seq]
+    n_ = np.empty((4, len(e0)))
+    n_[0], n_[1], n_[2], n_[3] = (1.0 - learn) * e0, learn * e1, forget * e0, (1.0 - forget) * e1
+    suffix = _suffix_products(n_, seqs.seq, seqs.pos, seqs.length)
+    # answer a + 1 is the next one of a's sequence unless a is its sequence's last
+    link = (seqs.seq[1:] == seqs.seq[:-1]).astype(np.float64)
+    b0, b1 = np.ones(len(c)), np.ones(len(c))
+    b0[:-1] = np.where(link > 0, suffix[0, 1:] + suffix[1, 1:], 1.0)
+    b1[:-1] = np.where(link > 0, suffix[2, 1:] + suffix[3, 1:], 1.0)
+    g1, g0 = post * b1, (1.0 - post) * b0
+    tot = g0 + g1
+    g1, g0 = g1 / tot, g0 / tot
+    # two-slice posteriors of the transitions a → a + 1 inside a sequence
+    w0, w1 = e0[1:] * b0[1:], e1[1:] * b1[1:]
+    q1, q0 = post[:-1], 1.0 - post[:-1]
+    x00, x01 = q0 * (1.0 - learn[:-1]) * w0, q0 * learn[:-1] * w1
+    x10, x11 = q1 * forget[:-1] * w0, q1 * (1.0 - forget[:-1]) * w1
+    n, head = seqs.n_seq, seqs.seq[:-1]
+
+    def total(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+        return np.bincount(seqs.seq if where is None else where, values, minlength=n)
+
+    with np.errstate(divide="ignore"):  # z = inf where a → a + 1 is no transition: weight 0
+        z = (x00 + x01 + x10 + x11) / link
+    return _Stats(
+        known_first=g1[seqs.start],
+        from0=total(g0[:-1] * link, head),
+        learned=total(x01 / z, head),
+        from1=total(g1[:-1] * link, head),
+        forgot=total(x10 / z, head),
+        in1=total(g1),
+        slips=total(g1 * (seqs.y == 0)),
+        in0=total(g0),
+        guesses=total(g0 * (seqs.y == 1)),
+        loglik=total(np.log(c)),
+    )
+
+
+#: cost model of the two E-steps, in µs, measured side by side on the 2 shared cores of the
+#: development machine (benchmarks/bkt_long_sequences.py): the time loop pays a fixed cost
+#: per step of the longest sequence plus a cost per padded cell; the scan a cost per answer
+LOOP_US_PER_STEP, LOOP_US_PER_CELL, SCAN_US_PER_ANSWER = 40.0, 0.3, 1.0
+
+
+def use_scan(seqs: Sequences) -> bool:
+    """Whether the scan is the cheaper E-step for these sequences (both give the same numbers).
+
+    The loop wins for many short sequences of similar length (few Python steps, little
+    padding); the scan for long sequences (a loop of ``T`` steps) and for a long tail of
+    lengths (padding every sequence to the longest one).
+    """
+    t_max = int(seqs.length.max())
+    loop = t_max * (LOOP_US_PER_STEP + LOOP_US_PER_CELL * seqs.n_seq)
+    return SCAN_US_PER_ANSWER * len(seqs.y) < loop
+
+
+def _scan_method(seqs: Sequences, method: str) -> bool:
+    if method not in ("auto", "scan", "loop"):
+        raise ValueError(f"E-step method must be auto, scan or loop, got {method!r}")
+    return method == "scan" or (method == "auto" and use_scan(seqs))
+
+
+# The time loop: the E-step this module used before the scan, unchanged in its arithmetic.
+# Sequences are padded into a matrix (n_seq, T) and the recursions run one step j at a
+# time, vectorised over sequences: forward P(L_{j+1} = 1 | y_≤j) = post_j (1 − forget) +
+# (1 − post_j) learn scaled by c_j = P(y_j | y_<j), backward b_j = A diag(e_{j+1}) b_{j+1} / c_{j+1}.
+
+
+def _padded(seqs: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    """Answers ``(n_seq, T)`` (−1 after each sequence's end) and the mask of real answers."""
+    y = np.full((seqs.n_seq, int(seqs.length.max())), -1, dtype=np.int8)
+    y[seqs.seq, seqs.pos] = seqs.y
+    return y, y >= 0
+
+
+def _emissions_padded(y: np.ndarray, p: BKTParams) -> tuple[np.ndarray, np.ndarray]:
     right = y == 1
     wrong = y == 0
     e0 = np.where(right, p.guess[:, None], np.where(wrong, 1.0 - p.guess[:, None], 1.0))
@@ -125,15 +392,14 @@ def _emissions(y: np.ndarray, p: BKTParams) -> tuple[np.ndarray, np.ndarray]:
     return e0, e1
 
 
-def forward(seqs: Sequences, p: BKTParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Filtered ``P(L_j = 1 | y_1..j)``, predicted ``P(correct_j | y_<j)`` and scaling ``c_j``."""
-    y = seqs.y
+def _forward_loop(y: np.ndarray, p: BKTParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Filtered ``P(L_j = 1 | y_≤j)``, predicted ``P(correct_j | y_<j)`` and ``c_j``, padded."""
     n, t_max = y.shape
-    e0, e1 = _emissions(y, p)
+    e0, e1 = _emissions_padded(y, p)
     post = np.empty((n, t_max))
     pred = np.empty((n, t_max))
     c = np.empty((n, t_max))
-    known = p.prior.copy()  # P(L_j = 1 | y_<j)
+    known = p.prior.copy()
     for j in range(t_max):
         pred[:, j] = known * (1.0 - p.slip) + (1.0 - known) * p.guess
         a1 = known * e1[:, j]
@@ -144,12 +410,12 @@ def forward(seqs: Sequences, p: BKTParams) -> tuple[np.ndarray, np.ndarray, np.n
     return post, pred, c
 
 
-def _expected_stats(seqs: Sequences, p: BKTParams) -> _Stats:
-    y, mask = seqs.y, seqs.mask
+def _expected_stats_loop(seqs: Sequences, p: BKTParams) -> _Stats:
+    """The expected sufficient statistics of every sequence, by the time loop."""
+    y, mask = _padded(seqs)
     n, t_max = y.shape
-    e0, e1 = _emissions(y, p)
-    post, _, c = forward(seqs, p)
-    # scaled backward pass: b_j(s) = P(y_{j+1..} | L_j = s) / (c_{j+1} … c_T)
+    e0, e1 = _emissions_padded(y, p)
+    post, _, c = _forward_loop(y, p)
     b0 = np.ones((n, t_max))
     b1 = np.ones((n, t_max))
     for j in range(t_max - 2, -1, -1):
@@ -220,16 +486,37 @@ class PooledFit:
         return {s: {n: float(getattr(self, n)[k]) for n in PARAMS} for k, s in enumerate(names)}
 
 
-def _em(seqs: Sequences, params: BKTParams, m_step, expand, max_iter: int, tol: float):
+def progress_bar(progress: bool, desc: str, total: int | None, unit: str):
+    """A tqdm bar on stderr, shown only if ``progress`` and only once the work lasts 2 s."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit=unit, disable=not progress, delay=2.0, file=sys.stderr, leave=False
+    )
+
+
+def _em(
+    seqs: Sequences,
+    params: BKTParams,
+    m_step,
+    expand,
+    max_iter: int,
+    tol: float,
+    method: str = "auto",
+    bar=None,
+):
     """Run EM until the log-likelihood gains less than ``tol`` per answer."""
-    n_answers = max(int(seqs.mask.sum()), 1)
+    n_answers = max(len(seqs.y), 1)
     prev = -np.inf
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007 - the count is returned
-        stats = _expected_stats(seqs, params)
+        stats = _expected_stats(seqs, params, method)
         ll = float(stats.loglik.sum())
         values = m_step(stats)
         params = expand(values)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loglik_per_answer=f"{ll / n_answers:.5f}", refresh=False)
         if ll - prev < tol * n_answers:
             break
         prev = ll
@@ -248,11 +535,18 @@ STARTS = {
 
 
 def fit_pooled(
-    seqs: Sequences, max_iter: int = 200, tol: float = 1e-7, prior_weight: float = 2.0
+    seqs: Sequences,
+    max_iter: int = 200,
+    tol: float = 1e-7,
+    prior_weight: float = 2.0,
+    method: str = "auto",
+    progress: bool = False,
 ) -> PooledFit:
     """Standard per-skill BKT over all students, best of several EM starts per skill.
 
     ``prior_weight`` pseudo-counts centred on ``START`` keep estimates off 0 and 1.
+    ``method`` chooses the E-step (:func:`forward`); ``progress`` shows a bar of EM
+    iterations on stderr.
     """
     k = seqs.n_skills
 
@@ -268,15 +562,17 @@ def fit_pooled(
     best: dict[str, np.ndarray] | None = None
     best_ll = np.full(k, -np.inf)
     iters = 0
-    for combo in itertools.product(*(STARTS[n] for n in PARAMS)):
-        start = expand({n: np.full(k, v) for n, v in zip(PARAMS, combo)})
-        values, _, it = _em(seqs, start, m_step, expand, max_iter, tol)
-        # the skills are independent chains: keep, per skill, the start with the best likelihood
-        ll = np.bincount(seqs.skill, _expected_stats(seqs, expand(values)).loglik, minlength=k)
-        better = ll > best_ll
-        best = values if best is None else {n: np.where(better, values[n], best[n]) for n in PARAMS}
-        best_ll = np.maximum(ll, best_ll)
-        iters += it
+    combos = list(itertools.product(*(STARTS[n] for n in PARAMS)))
+    with progress_bar(progress, f"BKT population fit ({len(combos)} EM starts)", None, "EM step") as bar:
+        for combo in combos:
+            start = expand({n: np.full(k, v) for n, v in zip(PARAMS, combo)})
+            values, _, it = _em(seqs, start, m_step, expand, max_iter, tol, method, bar)
+            # the skills are independent chains: keep, per skill, the start with the best likelihood
+            ll = np.bincount(seqs.skill, _expected_stats(seqs, expand(values), method).loglik, minlength=k)
+            better = ll > best_ll
+            best = values if best is None else {n: np.where(better, values[n], best[n]) for n in PARAMS}
+            best_ll = np.maximum(ll, best_ll)
+            iters += it
     assert best is not None
     return PooledFit(**best, loglik=float(best_ll.sum()), n_iter=iters)
 
@@ -314,6 +610,8 @@ def fit_students(
     kappa: dict[str, float] | None = None,
     max_iter: int = 200,
     tol: float = 1e-7,
+    method: str = "auto",
+    progress: bool = False,
 ) -> StudentFit:
     """Per-student MAP-EM, shrunk to ``pooled`` with ``kappa`` pseudo-responses per parameter.
 
@@ -349,7 +647,8 @@ def fit_students(
     start = pooled.per_sequence(seqs)
     for name in ("forget", "slip", "guess"):
         setattr(start, name, np.full(len(cell), centre[name]))
-    values, ll, it = _em(seqs, start, m_step, expand, max_iter, tol)
+    with progress_bar(progress, "BKT per-student fit", max_iter, "EM step") as bar:
+        values, ll, it = _em(seqs, start, m_step, expand, max_iter, tol, method, bar)
     return StudentFit(
         prior=values["prior"].reshape(n, k),
         learn=values["learn"].reshape(n, k),

@@ -1,7 +1,12 @@
 """Logs in, fitted population out: the pipeline behind ``meta-tutor calibrate``.
 
-1. Read and validate the log (``envs.calibration.logs``); students with fewer than
-   ``min_responses`` responses are dropped (counted in the report, never named).
+1. Read and validate the log (``envs.calibration.logs``, any of its formats); keep the
+   chosen skills/items (``skills`` by name or the ``top_skills`` most answered); for a
+   review log, optionally cut every learner's items into decks of ``deck_size`` items,
+   each deck one student. The log defines the env's structure: ``n_skills`` /
+   ``n_items`` is the number of skills/items left (a different value in ``env_kwargs`` is
+   an error naming both). Students with fewer than ``min_responses`` responses are
+   dropped (counted in the report, never named).
 2. Split the students at random (``seed``) into training and held-out students
    (``test_fraction``).
 3. Fit the population on the training students only (pooled BKT per skill /
@@ -17,7 +22,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +30,17 @@ import numpy as np
 
 from envs.calibration import bkt, memory, predict
 from envs.calibration import skill_graph as sg
-from envs.calibration.logs import ResponseLog, read_kt_log, read_review_log
+from envs.calibration.logs import ResponseLog, group_decks, read_log, select_units
 from envs.calibration.population import write_population
 from envs.profiles import stack_profiles
 
-SUPPORTED = ("MetaTutor/SkillGraph-v0", "MetaTutor/SpacedRepetition-v0")
+SUPPORTED = ("MetaTutor/SkillGraph-v0", "MetaTutor/SpacedRepetition-v0", "MetaTutor/ZPD-v0")
+#: the env keyword a log determines, and what its units are called
+STRUCTURE = {
+    "MetaTutor/SkillGraph-v0": ("n_skills", "skill"),
+    "MetaTutor/SpacedRepetition-v0": ("n_items", "item"),
+    "MetaTutor/ZPD-v0": ("n_skills", "skill"),
+}
 #: at most this many profiles form a mixture when scoring (a random subset beyond)
 MAX_MIXTURE = 300
 
@@ -60,12 +71,70 @@ def _subsample(arrays: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray
     return {k: v[pick] for k, v in arrays.items()}
 
 
+def infer_structure(
+    log: ResponseLog, env_id: str, env_kwargs: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """``env_kwargs`` completed with the dimension the log defines, and what was inferred.
+
+    A value given in ``env_kwargs`` that differs from the log's is an error naming both.
+    """
+    dim, what = STRUCTURE[env_id]
+    n = len(log.names)
+    kwargs = dict(env_kwargs)
+    if dim in kwargs and kwargs[dim] != n:
+        shown = list(log.names[:10]) + (["…"] if n > 10 else [])
+        raise ValueError(
+            f"{log.source}: the log has {n} {what}s {shown} but --env-kwargs sets {dim}={kwargs[dim]}; "
+            f"drop {dim} from --env-kwargs (the log defines it) or choose {what}s with --skills/--top-skills"
+        )
+    inferred = {} if dim in kwargs else {dim: n}
+    kwargs[dim] = n
+    return kwargs, inferred
+
+
+def _dynamics(env_id: str, env_kwargs: Mapping[str, Any], log: ResponseLog):
+    import envs
+
+    try:
+        return envs.family(env_id).load("dynamics")(1, **env_kwargs)
+    except (ValueError, TypeError) as e:
+        dim, what = STRUCTURE[env_id]
+        hint = ""
+        if dim in str(e):
+            hint = f"; the log has {len(log.names)} {what}s: keep fewer with --top-skills K or --skills A,B"
+            hint += " or cut them into decks with --deck-size N" if what == "item" else ""
+        raise ValueError(
+            f"{log.source}: env kwargs {dict(env_kwargs)} rejected by {env_id}: {e}{hint}"
+        ) from None
+
+
+def load_log(
+    env_id: str,
+    log_path: str | os.PathLike[str],
+    log_format: str = "auto",
+    time_unit: str = "s",
+    skills: Sequence[str] | None = None,
+    top_skills: int | None = None,
+    deck_size: int | None = None,
+) -> ResponseLog:
+    """Read the log of ``env_id``'s kind and keep the chosen skills/items (or decks)."""
+    kind = "review" if env_id == "MetaTutor/SpacedRepetition-v0" else "kt"
+    if deck_size is not None and kind != "review":
+        raise ValueError("--deck-size applies to review logs (SpacedRepetition-v0) only")
+    log = select_units(read_log(log_path, kind, log_format, time_unit), skills, top_skills)
+    return group_decks(log, deck_size) if deck_size is not None else log
+
+
 def calibrate(
     env_id: str,
     log_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     env_kwargs: Mapping[str, Any] | None = None,
     *,
+    log_format: str = "auto",
+    skills: Sequence[str] | None = None,
+    top_skills: int | None = None,
+    deck_size: int | None = None,
     test_fraction: float = 0.2,
     min_responses: int = 10,
     seed: int = 0,
@@ -76,23 +145,24 @@ def calibrate(
     fit_items: bool = True,
     prior_sd: float = 1.0,
     n_reference: int = 200,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Fit a population of ``env_id`` students to the log at ``log_path``; write it to ``out``.
 
-    Returns the content of ``population.meta.json`` plus the written ``paths``.
+    Returns the content of ``population.meta.json`` plus the written ``paths``. Nothing
+    is written unless the whole fit succeeds. ``progress`` shows progress bars (stderr).
     """
-    import envs
-
     if env_id not in SUPPORTED:
         raise ValueError(f"calibration supports {list(SUPPORTED)}, not {env_id!r}")
-    env_kwargs = dict(env_kwargs or {})
-    dyn = envs.family(env_id).load("dynamics")(1, **env_kwargs)
     if Path(out).resolve() == Path(log_path).resolve():
         raise ValueError("--out must not overwrite the log")
+    log = load_log(env_id, log_path, log_format, time_unit, skills, top_skills, deck_size)
+    env_kwargs, inferred = infer_structure(log, env_id, dict(env_kwargs or {}))
+    dyn = _dynamics(env_id, env_kwargs, log)
     if env_id == "MetaTutor/SkillGraph-v0":
         fitted = _fit_skill_graph(
             dyn,
-            log_path,
+            log,
             env_kwargs,
             test_fraction,
             min_responses,
@@ -101,11 +171,15 @@ def calibrate(
             content_affinity,
             steps_per_response,
             n_reference,
+            progress,
         )
+    elif env_id == "MetaTutor/ZPD-v0":
+        fitted = _fit_zpd(log, env_kwargs, inferred, test_fraction, min_responses, seed, n_reference)
+        dyn = _dynamics(env_id, env_kwargs, log)  # with the fitted level difficulties
     else:
         fitted = _fit_spaced_repetition(
             dyn,
-            log_path,
+            log,
             env_kwargs,
             test_fraction,
             min_responses,
@@ -114,6 +188,7 @@ def calibrate(
             fit_items,
             prior_sd,
             n_reference,
+            progress,
         )
     train, test, meta = fitted
     # every profile goes through the env's own validation before it is written
@@ -122,6 +197,10 @@ def calibrate(
     meta = {
         "env_id": env_id,
         "env_kwargs": env_kwargs,
+        "inferred_from_log": inferred,
+        "log_format": log_format,
+        "selection": {"skills": list(skills) if skills else None, "top_skills": top_skills},
+        "deck_size": deck_size,
         "seed": seed,
         "test_fraction": test_fraction,
         "min_responses": min_responses,
@@ -131,18 +210,9 @@ def calibrate(
     return {**meta, "paths": {k: str(v) for k, v in paths.items()}}
 
 
-def _check_units(log: ResponseLog, what: str, dim: str, n: int) -> None:
-    if len(log.names) != n:
-        shown = list(log.names[:10]) + (["…"] if len(log.names) > 10 else [])
-        raise ValueError(
-            f"{log.source}: the log has {len(log.names)} {what}s {shown} but the env has {dim}={n}; "
-            f"pass --env-kwargs '{{\"{dim}\": {len(log.names)}}}'"
-        )
-
-
 def _fit_skill_graph(
     dyn,
-    log_path,
+    log,
     env_kwargs,
     test_fraction,
     min_responses,
@@ -151,18 +221,17 @@ def _fit_skill_graph(
     affinity_mode,
     steps_per_response,
     n_reference,
+    progress=False,
 ):
     import envs
 
-    log = read_kt_log(log_path)
-    _check_units(log, "skill", "n_skills", dyn.n_skills)
     train_ids, test_ids, dropped = _split(log, min_responses, test_fraction, seed)
     parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
     seqs = {k: bkt.sequences(v) for k, v in parts.items() if v.n_students}
-    pooled = bkt.fit_pooled(seqs["train"])
+    pooled = bkt.fit_pooled(seqs["train"], progress=progress)
     profiles, sched = {}, {}
     for part, s in seqs.items():
-        fit = bkt.fit_students(s, pooled, shrinkage)
+        fit = bkt.fit_students(s, pooled, shrinkage, progress=progress)
         sched[part] = sg.schedule(parts[part], s, steps_per_response)
         aff = sg.affinities(affinity_mode, s.n_students, dyn.n_skills, dyn.n_content, seed + (part == "test"))
         profiles[part] = sg.profiles_from_fit(fit, *sched[part], aff)
@@ -183,7 +252,7 @@ def _fit_skill_graph(
         )
         _, pooled_pred, _ = bkt.forward(s, pooled.per_sequence(s))
         p_pooled = np.zeros(held.n_rows)
-        p_pooled[s.row[s.mask]] = pooled_pred[s.mask]
+        p_pooled[s.row] = pooled_pred
         counted = np.ones(held.n_rows, dtype=bool)
         preds = {
             "calibrated_population": predict.mixture(
@@ -208,19 +277,29 @@ def _fit_skill_graph(
 
 
 def _fit_spaced_repetition(
-    dyn, log_path, env_kwargs, test_fraction, min_responses, seed, time_unit, fit_items, prior_sd, n_reference
+    dyn,
+    log,
+    env_kwargs,
+    test_fraction,
+    min_responses,
+    seed,
+    time_unit,
+    fit_items,
+    prior_sd,
+    n_reference,
+    progress=False,
 ):
     import envs
 
-    log = read_review_log(log_path, time_unit)
-    _check_units(log, "item", "n_items", dyn.n_items)
     train_ids, test_ids, dropped = _split(log, min_responses, test_fraction, seed)
     parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
     data = {k: memory.reviews(v, dyn.n_items) for k, v in parts.items() if v.n_students}
     model = dyn.memory_model
-    pooled = memory.fit_pooled(data["train"], model)
+    pooled = memory.fit_pooled(data["train"], model, progress=progress)
     profiles = {
-        part: memory.fit_students(d, pooled, model, fit_items=fit_items, prior_sd=prior_sd).arrays()
+        part: memory.fit_students(
+            d, pooled, model, fit_items=fit_items, prior_sd=prior_sd, progress=progress
+        ).arrays()
         for part, d in data.items()
     }
     meta: dict[str, Any] = {
@@ -258,4 +337,51 @@ def _fit_spaced_repetition(
         p, counted = predict.review_component_predictions(pooled_arrays, d, model)
         preds["pooled_memory"] = (p.reshape(-1), counted.reshape(-1))
         meta["held_out"] = {name: predict.scores(y[c], p[c]) for name, (p, c) in preds.items()}
+    return _rows(profiles["train"], len(train_ids)), _rows(profiles.get("test", {}), len(test_ids)), meta
+
+
+def _fit_zpd(log, env_kwargs, inferred, test_fraction, min_responses, seed, n_reference):
+    """Rasch fit (``envs.calibration.zpd``); sets the env's level ``difficulties`` unless given."""
+    import envs
+    from envs.calibration import zpd
+
+    train_ids, test_ids, dropped = _split(log, min_responses, test_fraction, seed)
+    parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
+    fits = {k: zpd.fit_rasch(v) for k, v in parts.items() if v.n_students}
+    train_fit = fits["train"]
+    if "difficulties" not in env_kwargs:
+        levels = zpd.level_difficulties(train_fit, parts["train"], int(env_kwargs.get("n_levels", 5)))
+        env_kwargs["difficulties"] = inferred["difficulties"] = levels
+    n_skills = len(log.names)
+    profiles = {
+        part: zpd.profiles(fit, n_skills, np.arange(parts[part].n_students), seed + (part == "test"))
+        for part, fit in fits.items()
+    }
+    meta: dict[str, Any] = {
+        "skills": list(log.names),
+        "items": list(log.item_names),
+        "item_difficulty": dict(zip(log.item_names, np.round(train_fit.b, 4).tolist())),
+        "skill_mean_ability": dict(zip(log.names, np.round(train_fit.skill_mean, 4).tolist())),
+        "ability_sd": train_fit.ability_sd,
+        "population_fields": list(zpd.POPULATION_FIELDS),
+        "n_students": {"train": len(train_ids), "test": len(test_ids), "dropped": int(dropped)},
+        "n_responses": {k: v.n_rows for k, v in parts.items()},
+    }
+    if "test" in fits:
+        held = parts["test"]
+        y = held.correct
+        counted = np.ones(held.n_rows, dtype=bool)
+        reference = stack_profiles(
+            envs.distribution("MetaTutor/ZPD-v0", **env_kwargs).sample(n_reference, "train", seed=seed)
+        )
+        train_ability = _subsample({"a": profiles["train"]["ability0"]}, seed)["a"]
+        preds = {
+            name: predict.mixture(zpd.predictions(a, train_fit.b, held), y, held.student, counted)
+            for name, a in (
+                ("calibrated_population", train_ability),
+                ("default_population", reference["ability0"]),
+            )
+        }
+        preds["rasch_skill_means"] = zpd.predictions(train_fit.skill_mean[None, :], train_fit.b, held)[0]
+        meta["held_out"] = {name: predict.scores(y, p) for name, p in preds.items()}
     return _rows(profiles["train"], len(train_ids)), _rows(profiles.get("test", {}), len(test_ids)), meta

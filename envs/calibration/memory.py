@@ -53,13 +53,19 @@ class Reviews:
     correct: np.ndarray
     valid: np.ndarray
     n_items: int
+    #: optional ``(n_students, T)`` mask of the reviews whose outcome enters the likelihood
+    #: (default: every review of a seen item); the others still update the memory state
+    scored: np.ndarray | None = None
 
     @property
     def n_students(self) -> int:
         return self.item.shape[0]
 
     def take(self, rows: np.ndarray) -> Reviews:
-        return Reviews(self.item[rows], self.time[rows], self.correct[rows], self.valid[rows], self.n_items)
+        scored = None if self.scored is None else self.scored[rows]
+        return Reviews(
+            self.item[rows], self.time[rows], self.correct[rows], self.valid[rows], self.n_items, scored
+        )
 
 
 def reviews(log: ResponseLog, n_items: int | None = None) -> Reviews:
@@ -113,6 +119,8 @@ def replay(
         last[rows, a] = np.where(v, now, last[rows, a])
         p_all[:, t] = p
         counts[:, t] = v & was_seen
+    if data.scored is not None:
+        counts &= data.scored
     return p_all, counts
 
 
@@ -173,7 +181,25 @@ def _bounds(n: int, n_items: int, fit_items: bool) -> list[tuple[float, float]]:
     return one * n
 
 
-def fit_pooled(data: Reviews, memory_model: str = "exponential", max_iter: int = 200) -> MemoryFit:
+def _minimize(objective, x0, bounds, max_iter: int, progress: bool, desc: str):
+    """L-BFGS-B with a progress bar of its iterations (stderr, after 2 s, if ``progress``)."""
+    from envs.calibration.bkt import progress_bar
+
+    with progress_bar(progress, desc, max_iter, "iter") as bar:
+        return minimize(
+            objective,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": max_iter},
+            callback=lambda *_: bar.update(1),
+        )
+
+
+def fit_pooled(
+    data: Reviews, memory_model: str = "exponential", max_iter: int = 200, progress: bool = False
+) -> MemoryFit:
     """One ``(decay, gain, fail_effect)`` maximising the likelihood of every student's reviews."""
     model = make_model(memory_model)
     n = data.n_students
@@ -182,13 +208,8 @@ def fit_pooled(data: Reviews, memory_model: str = "exponential", max_iter: int =
         f, g = _value_and_grad(model, data, np.tile(z, (n, 1)), False)
         return float(f.sum()), g.sum(axis=0)
 
-    res = minimize(
-        objective,
-        np.zeros(3),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=_bounds(1, 0, False),
-        options={"maxiter": max_iter},
+    res = _minimize(
+        objective, np.zeros(3), _bounds(1, 0, False), max_iter, progress, "memory model, pooled fit"
     )
     d, g, fe = np.exp(res.x)
     return MemoryFit(
@@ -209,6 +230,7 @@ def fit_students(
     prior_sd: float = 1.0,
     item_sd: float = 0.5,
     max_iter: int = 300,
+    progress: bool = False,
 ) -> MemoryFit:
     """Per-student MAP fit (see the module docstring); ``pooled`` gives the prior's centre."""
     if not (prior_sd > 0 and item_sd > 0):
@@ -229,13 +251,13 @@ def fit_students(
         g = g + dev * inv_var
         return float(f.sum()), g.reshape(-1)
 
-    res = minimize(
+    res = _minimize(
         objective,
         np.tile(centre, n),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=_bounds(n, j, fit_items),
-        options={"maxiter": max_iter},
+        _bounds(n, j, fit_items),
+        max_iter,
+        progress,
+        "memory model, per student",
     )
     x = res.x.reshape(n, d)
     decay, gain, fail, ell = _unpack(x, j, fit_items)

@@ -104,6 +104,45 @@ def write_population(
     return paths
 
 
+def meta_path(path: str | os.PathLike[str]) -> Path:
+    """The ``.meta.json`` of a population file or of its ``.test.json`` sibling."""
+    path = Path(path)
+    if path.name.endswith(".test.json"):
+        return path.with_name(path.name[: -len(".test.json")] + ".meta.json")
+    return sibling(path, "meta")
+
+
+def population_settings(path: str | os.PathLike[str]) -> tuple[str | None, dict[str, Any]]:
+    """The env id and env kwargs a population (or its held-out file) was fitted for.
+
+    ``(None, {})`` when the file has no ``.meta.json`` beside it (a plain profile file).
+    """
+    meta = meta_path(path)
+    if not meta.is_file():
+        return None, {}
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{meta}: not a population meta file ({e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("env_kwargs", {}), dict):
+        raise ValueError(f"{meta}: not a population meta file (no env_kwargs mapping)")
+    return data.get("env_id"), dict(data.get("env_kwargs", {}))
+
+
+def check_population_settings(
+    path: str | os.PathLike[str], env_id: str, env_kwargs: Mapping[str, Any], what: str = "the run"
+) -> None:
+    """Raise ``ValueError`` naming both values if ``path`` was fitted for another env or kwargs."""
+    fitted_env, fitted = population_settings(path)
+    if fitted_env is not None and fitted_env != env_id:
+        raise ValueError(f"{path}: the population is for {fitted_env}, {what} for {env_id}")
+    for key, value in fitted.items():
+        if key in env_kwargs and env_kwargs[key] != value:
+            raise ValueError(
+                f"{path}: the population was fitted for {key}={value!r}, {what} has {key}={env_kwargs[key]!r}"
+            )
+
+
 def population_distribution(
     path: str | os.PathLike[str],
     env_id: str,

@@ -65,11 +65,10 @@ def kt_component_predictions(
     """``(M, n_rows)``: the BKT prediction of every log row if the student had profile ``m``."""
     m_count = len(arrays["slip"])
     out = np.zeros((m_count, n_rows))
-    mask = seqs.mask
     for m in range(m_count):
         params = bkt_from_profiles(arrays, seqs, between, before, np.full(seqs.n_students, m))
         _, pred, _ = bkt.forward(seqs, params)
-        out[m, seqs.row[mask]] = pred[mask]
+        out[m, seqs.row] = pred
     return out
 
 

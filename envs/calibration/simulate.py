@@ -105,6 +105,38 @@ def simulate_spaced_repetition(
     return REVIEW_COLUMNS, rows
 
 
+def simulate_zpd(
+    profiles: Sequence[StudentProfile | Mapping[str, Any]],
+    n_answers: int = 100,
+    seed: int = 0,
+    env_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[tuple[str, ...], list[Row]]:
+    """A log of ZPD-v0 answers (header, rows) to items of random skills and levels.
+
+    Each of ``n_answers`` steps asks an item of a skill and a level drawn uniformly at
+    random; the item id is the level (``L0``, ``L1``, …: in ZPD-v0 the level alone sets an
+    item's difficulty). A student who quits (engagement below the threshold) stops
+    answering, as in the env.
+    """
+    n_answers = check_int("n_answers", n_answers, 1)
+    dyn = _dynamics("MetaTutor/ZPD-v0", len(profiles), env_kwargs or {}, n_answers)
+    _start(dyn, profiles, seed)
+    rng = np.random.default_rng([seed, 3])
+    k, lv = dyn.n_skills, dyn.n_levels
+    rows: list[Row] = []
+    for t in range(n_answers):
+        live = ~dyn.done.copy()
+        skill, level = rng.integers(0, k, size=dyn.n), rng.integers(0, lv, size=dyn.n)
+        dyn.step(skill * lv + level)
+        ok = dyn.last_correct.astype(np.int64)
+        rows.extend(
+            (f"u{i:04d}", f"skill_{skill[i]:02d}", f"L{level[i]}", int(ok[i]), t)
+            for i in np.flatnonzero(live)
+        )
+    rows.sort(key=lambda r: (r[0], r[4]))
+    return (*KT_COLUMNS[:2], "item_id", *KT_COLUMNS[2:]), rows
+
+
 def simulate_log(
     env_id: str,
     profiles: Sequence[StudentProfile | Mapping[str, Any]],
@@ -112,11 +144,14 @@ def simulate_log(
     env_kwargs: Mapping[str, Any] | None = None,
     length: int | None = None,
 ) -> tuple[tuple[str, ...], list[Row]]:
-    """A log of ``env_id``; ``length`` is rounds (SkillGraph) or reviews per student (SpacedRepetition)."""
+    """A log of ``env_id``; ``length`` is rounds (SkillGraph), reviews (SpacedRepetition) or answers (ZPD)."""
     if env_id == "MetaTutor/SkillGraph-v0":
         return simulate_skill_graph(profiles, length or 10, seed, env_kwargs)
     if env_id == "MetaTutor/SpacedRepetition-v0":
         return simulate_spaced_repetition(profiles, length or 200, seed, env_kwargs)
+    if env_id == "MetaTutor/ZPD-v0":
+        return simulate_zpd(profiles, length or 100, seed, env_kwargs)
     raise ValueError(
-        f"simulate-log supports MetaTutor/SkillGraph-v0 and MetaTutor/SpacedRepetition-v0, not {env_id!r}"
+        "simulate-log supports MetaTutor/SkillGraph-v0, MetaTutor/SpacedRepetition-v0 and "
+        f"MetaTutor/ZPD-v0, not {env_id!r}"
     )

@@ -59,16 +59,17 @@ def schedule(
     """
     if not steps_per_response > 0:
         raise ValueError(f"steps_per_response must be positive, got {steps_per_response!r}")
-    pos = np.where(seqs.row >= 0, response_positions(log)[np.maximum(seqs.row, 0)], -1)
-    gaps = (pos[:, 1:] - pos[:, :-1] - 1).astype(np.float64)
-    valid = (seqs.row[:, 1:] >= 0).astype(np.float64)
-    tot = np.bincount(seqs.student, (gaps * valid).sum(axis=1), minlength=seqs.n_students)
-    cnt = np.bincount(seqs.student, valid.sum(axis=1), minlength=seqs.n_students)
+    pos = response_positions(log)[seqs.row]  # each answer's index among its student's answers
+    nxt = np.flatnonzero(seqs.pos > 0)
+    gaps = (pos[nxt] - pos[nxt - 1] - 1).astype(np.float64)  # other answers in between
+    owner = seqs.student[seqs.seq[nxt]]
+    tot = np.bincount(owner, gaps, minlength=seqs.n_students)
+    cnt = np.bincount(owner, minlength=seqs.n_students).astype(np.float64)
     overall = tot.sum() / cnt.sum() if cnt.sum() > 0 else 0.0
     mean_gap = np.where(cnt > 0, tot / np.maximum(cnt, 1), overall)
     between = np.maximum(steps_per_response * mean_gap, 1.0)
     before = np.zeros((seqs.n_students, seqs.n_skills))
-    before[seqs.student, seqs.skill] = steps_per_response * pos[:, 0]
+    before[seqs.student, seqs.skill] = steps_per_response * pos[seqs.start]
     return between, before
 
 

@@ -9,19 +9,50 @@ HELP = "Fit a population of student profiles to a response log (BKT / memory mod
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", required=True, help="MetaTutor/SkillGraph-v0 or MetaTutor/SpacedRepetition-v0")
+    p.add_argument(
+        "--env",
+        required=True,
+        help="MetaTutor/SkillGraph-v0, MetaTutor/SpacedRepetition-v0 or MetaTutor/ZPD-v0",
+    )
     p.add_argument(
         "--log",
         required=True,
-        help="CSV log: user_id,skill_name,correct,order_id[,timestamp] (SkillGraph) or "
-        "user_id,item_id,timestamp,correct (SpacedRepetition)",
+        help="log file: CSV user_id,skill_name,correct,order_id (SkillGraph), the three-line sequence "
+        "format, CSV user_id,item_id,timestamp,correct or an Anki/fsrs log card_id,review_rating,"
+        "review_time (SpacedRepetition); see docs/calibration.md",
+    )
+    p.add_argument(
+        "--format",
+        dest="log_format",
+        default="auto",
+        choices=["auto", "csv", "seq3", "anki"],
+        help="log format (default: auto, from the first line)",
+    )
+    p.add_argument(
+        "--skills",
+        default=None,
+        help="keep only these skills/items, comma-separated names (the log's others are dropped)",
+    )
+    p.add_argument("--top-skills", type=int, default=None, help="keep only the K most-answered skills/items")
+    p.add_argument(
+        "--deck-size",
+        type=int,
+        default=None,
+        help="SpacedRepetition: cut each learner's items (in order of first review) into decks of N "
+        "items, each deck one student of the population (n_items = N)",
     )
     p.add_argument(
         "--out",
         required=True,
         help="population file (envs.save_profiles format); .test.json and .meta.json are written next to it",
     )
-    p.add_argument("--env-kwargs", default="{}", help="env keyword arguments as JSON (must match training)")
+    p.add_argument(
+        "--env-kwargs",
+        default="{}",
+        help="env keyword arguments as JSON for what a log cannot tell (horizon, prerequisites, …); "
+        "n_skills/n_items come from the log. They are stored with the population, and train "
+        "--population picks them up",
+    )
     p.add_argument("--test-fraction", type=float, default=0.2, help="held-out students (default: 0.2)")
     p.add_argument(
         "--min-responses", type=int, default=10, help="drop students with fewer responses (default: 10)"
@@ -51,9 +82,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-item-difficulty", action="store_true", help="SpacedRepetition: keep item difficulties at 0"
     )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none either when not a TTY)")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from envs.calibration import calibrate
     from envs.calibration.population import sibling
     from meta_rl.commands.simulate_log import parse_env_kwargs
@@ -65,11 +99,21 @@ def run(args: argparse.Namespace) -> int:
         shrinkage = json.loads(args.shrinkage)
     except json.JSONDecodeError as e:
         raise ValueError(f"--shrinkage is not valid JSON ({e})") from None
+    skills = None
+    if args.skills is not None:
+        skills = [n.strip() for n in args.skills.split(",")]
+        if not all(skills):
+            raise ValueError(f"--skills has an empty name: {args.skills!r}")
     result = calibrate(
         args.env,
         args.log,
         args.out,
         parse_env_kwargs(args.env_kwargs),
+        log_format=args.log_format,
+        skills=skills,
+        top_skills=args.top_skills,
+        deck_size=args.deck_size,
+        progress=not args.no_progress and sys.stderr.isatty(),
         test_fraction=args.test_fraction,
         min_responses=args.min_responses,
         seed=args.seed,
@@ -79,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         time_unit=args.time_unit,
         fit_items=not args.no_item_difficulty,
     )
+    for dim, value in result["inferred_from_log"].items():
+        print(f"{dim}={value}: inferred from the log (stored with the population)")
     n = result["n_students"]
     print(
         f"fitted {n['train']} training and {n['test']} held-out students "

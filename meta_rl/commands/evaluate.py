@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.profiles is not None:
+        _check_profiles_fit_runs(args.profiles, args.checkpoint)
         check_profile_file(args.checkpoint[0], args.profiles)
     settings = EvaluationSettings(
         split=args.split,
@@ -103,3 +104,19 @@ def check_profile_file(run: str, path: str) -> None:
     env_id, env_kwargs = envs.trained_env(run)
     file_env, profiles = envs.load_profiles(path)
     envs.check_profiles_fit(env_id, env_kwargs, profiles, profiles_env_id=file_env, source=path, run=run)
+
+
+def _check_profiles_fit_runs(profiles: str, checkpoints: list[str]) -> None:
+    """A calibrated population's file must be evaluated with the env kwargs it was fitted for (issue 17)."""
+    from pathlib import Path
+
+    from envs.calibration.population import check_population_settings
+    from meta_rl.config import read_yaml_mapping
+
+    for c in checkpoints:
+        run_dir = Path(c) if Path(c).is_dir() else Path(c).parent
+        if (run_dir / "config.yaml").is_file():
+            cfg = read_yaml_mapping(run_dir / "config.yaml")
+            check_population_settings(
+                profiles, cfg.get("env", ""), cfg.get("env_kwargs") or {}, f"the run {run_dir}"
+            )

@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ValueError("--out RUN_DIR is required")
+    population_env, population_kwargs = _population_settings(args)
+    if args.env is None and population_env is not None:
+        args.env = population_env
     config_path = args.config
     if args.resume and config_path is None:
         config_path = Path(args.out) / "config.yaml"
@@ -81,7 +84,15 @@ def run(args: argparse.Namespace) -> int:
     if args.population is not None:
         # absolute, so the run (and its evaluation) finds it from any working directory
         fields["population"] = str(Path(args.population).resolve())
+        if population_kwargs:
+            # the env kwargs the population was fitted for (n_items, horizon, …) override the
+            # config's; a --set env_kwargs.KEY=… still wins (and is checked against the profiles)
+            fields["env_kwargs"] = population_kwargs
     cfg = load_config(config_path, args.overrides, **fields)
+    if args.population is not None:
+        from envs.calibration.population import check_population_settings
+
+        check_population_settings(args.population, cfg.env, cfg.env_kwargs, "the training config")
     trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     try:
         row = trainer.train()
@@ -97,3 +108,15 @@ def run(args: argparse.Namespace) -> int:
         f"best validation return {best:.4f}; run directory {args.out}"
     )
     return 0
+
+
+def _population_settings(args: argparse.Namespace) -> tuple[str | None, dict]:
+    """Env id and env kwargs stored with ``--population`` (issue 17: never retype them)."""
+    if args.population is None or args.resume:
+        return None, {}
+    from envs.calibration.population import population_settings
+
+    env_id, kwargs = population_settings(args.population)
+    if env_id is not None and args.env is not None and args.env != env_id:
+        raise ValueError(f"--population {args.population} is for {env_id}, not --env {args.env}")
+    return env_id, kwargs
