@@ -111,6 +111,24 @@ def test_forgetting_probability_and_practised_skill_protected() -> None:
     assert stats.chi2.sf(chi2, keep.sum() - 1) > 1e-6
 
 
+def test_single_skill_is_never_forgotten() -> None:
+    """Documented (profile docstring): with one skill it is practised every step, so ``forget``
+    never applies; the trajectories with forget = 0 and forget = 1 are identical."""
+    n, steps = 500, 30
+    runs = []
+    for forget in (0.0, 1.0):
+        prof = profile(k=1, learn=[0.3], prior=[0.5], forget=forget)
+        dyn = batch(n, prof, seed=4, n_skills=1)
+        rng = np.random.default_rng(0)
+        masteries = []
+        for _ in range(steps):
+            dyn.step(rng.integers(dyn.single_action_space.n, size=n))
+            masteries.append(dyn.mastered[:, 0].copy())
+        runs.append(np.array(masteries))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert 0 < runs[1][-1].mean() < 1 and runs[1][-1].any()
+
+
 def test_prior_mastery_at_reset() -> None:
     n = 20_000
     dyn = batch(n, profile(prior=[0.3] * 8))

@@ -153,3 +153,85 @@ def test_fsrs_tutor_cards_are_library_cards() -> None:
 def test_invalid_tutor_arguments(name: str, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         make_tutor(name, gym.make(ENV_ID), **kwargs)
+
+
+# ---------------------------------------------------------------- issue 20: presets, planner, threshold
+PRESETS = ("reddy2017-efc", "reddy2017-hlr")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_threshold_estimate_is_exact_for_the_median_student_of_a_preset(preset: str) -> None:
+    """Pre-seen cards (start_state='seen') and reviews stamped at the end of the gap
+    (reward_timing='just_reviewed') are replayed exactly too (up to the float32 observation
+    of the pre-course elapsed time)."""
+    n = 4
+    venv = make_vec(n, preset=preset)
+    dyn = venv.unwrapped.dynamics
+    median = {"decay": dyn.distribution().median_decay, "gain": 1.0, "fail_effect": 1.0}
+    median["item_difficulty"] = [0.0] * dyn.n_items
+    tutor = ThresholdTutor(venv)
+    obs, _ = venv.reset(seed=5, options={"profiles": [median] * n})
+    for _ in range(60):
+        a = tutor.act(obs)
+        now = dyn.times[dyn.t]
+        np.testing.assert_allclose(tutor.estimated_recall(dyn.seen, now), dyn.recall_matrix(now), rtol=1e-5)
+        obs, *_ = venv.step(a)
+
+
+@pytest.mark.parametrize("name", TUTORS)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_tutors_run_on_presets(name: str, preset: str) -> None:
+    profs = envs.sample_profiles(ENV_ID, 3, split="test", seed=1, preset=preset)
+    info, actions = run_episode(name, profs, preset=preset, horizon=40)
+    assert actions.shape == (40, 3) and np.isfinite(info["final_mean_recall_prob"]).all()
+
+
+def test_threshold_rule_weakest_ignores_threshold_once_all_cards_are_seen() -> None:
+    """The documented rule: with every card seen the weakest card is reviewed, whatever the threshold;
+    deeptutor's 'closest' rule depends on it, and at threshold 0 it is the weakest-first rule."""
+    profs = envs.sample_profiles(ENV_ID, 8, split="test", seed=3, preset="reddy2017-efc")
+    kw = {"preset": "reddy2017-efc", "horizon": 60}
+
+    def actions(**tutor_kw: object) -> np.ndarray:
+        venv = make_vec(len(profs), **kw)
+        tutor = ThresholdTutor(venv, **tutor_kw)
+        obs, _ = venv.reset(seed=0, options={"profiles": profs})
+        out = []
+        for _ in range(60):
+            a = tutor.act(obs)
+            out.append(a)
+            obs, *_ = venv.step(a)
+        return np.array(out)
+
+    low, high = actions(threshold=0.1), actions(threshold=0.9)
+    np.testing.assert_array_equal(low, high)
+    np.testing.assert_array_equal(actions(threshold=0.0, rule="closest"), low)
+    assert (actions(threshold=0.5, rule="closest") != low).mean() > 0.3
+
+
+@pytest.mark.parametrize(
+    "course",
+    [
+        {"session_length": 100},  # one session: the exam-gain phase used to start at step 0
+        {"n_items": 30, "horizon": 100, "session_length": 50},
+        {"n_items": 30, "horizon": 200, "session_length": 100},
+        {"session_length": 5},  # many sessions
+    ],
+)
+def test_planner_beats_random(course: dict) -> None:
+    """Paired on 40 students: planner − random > 3 SE; in courses of one or two sessions it shows
+    every card (before the fix it left cards unseen and scored below random on the last two)."""
+    profs = envs.sample_profiles(ENV_ID, 40, split="test", seed=1, **course)
+    plan, _ = run_episode("planner", profs, **course)
+    rand, _ = run_episode("random", profs, **course)
+    diff = plan["final_mean_recall_prob"] - rand["final_mean_recall_prob"]
+    assert diff.mean() > 3 * diff.std(ddof=1) / math.sqrt(len(diff)), diff.mean()
+    if 2 * course["session_length"] >= course.get("horizon", 100):
+        assert plan["items_never_reviewed"].max() == 0.0
+
+
+def test_planner_final_phase_starts_in_the_second_half() -> None:
+    venv = make_vec(1)
+    planner = make_tutor("planner", venv)
+    assert planner.final_start(100, 10) == 80  # default course: unchanged
+    assert planner.final_start(100, 100) == 50 and planner.final_start(101, 50) == 51

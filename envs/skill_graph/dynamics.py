@@ -10,7 +10,7 @@ Action ``a`` decodes to skill ``k = a // (C + 1)`` and mode ``m = a % (C + 1)`` 
   ``g_k = 1`` if every skill in ``pre(k)`` is mastered, else ``prereq_penalty``.
 * Quiz:   ``P(correct) = 1 − slip`` if ``M_k = 1`` else ``guess`` (mastery before forgetting).
 * Forget: every mastered skill ``l ≠ k`` (not practised in this step) is lost with
-  probability ``forget``, independently.
+  probability ``forget``, independently (so with a single skill nothing is ever forgotten).
 * Start:  ``M_k ~ Bernoulli(prior_k)`` independently.
 
 All draws for a step come from the student's own counter-based stream

@@ -24,7 +24,10 @@ class SkillGraphProfile(StudentProfile):
     - ``slip`` in [0, 0.5]: P(wrong answer | mastered).
     - ``guess`` in [0, 0.5]: P(right answer | not mastered).
     - ``forget`` in [0, 1]: per-step chance that a mastered skill not practised in that
-      step is lost.
+      step is lost. The practised skill (taught or quizzed) is exempt, by design: practice
+      refreshes it, as a presented card is refreshed in SpacedRepetition-v0. Hence with
+      ``n_skills=1`` (that skill is practised every step) ``forget`` never applies and has no
+      effect on the student.
     - ``prior`` in [0, 1] per skill: P(skill mastered at the start of an episode).
     """
 

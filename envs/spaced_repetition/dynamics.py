@@ -14,11 +14,23 @@ Notation for student ``i`` and item ``j`` (profile fields in ``envs.spaced_repet
   ``p_a(τ_t)``; then the answer is shown. A first presentation sets ``S_a = S0``; a later
   one updates ``S_a`` by the model's review rule with the outcome. ``L_a = τ_t``.
 * Reward (``"recall"``): ``m(τ_{t+1}) − m(τ_t)`` with ``m`` the mean of ``p_j`` over items,
-  so the return is ``m(τ_T)``, the expected exam score.
+  so the return is ``m(τ_T)``, the expected exam score. ``"likelihood"`` (Reddy et al.'s L):
+  ``m(τ_{t+1})``; ``"log_likelihood"`` (LL): the mean of ``log(1e-9 + p_j(τ_{t+1}))``.
+* ``reward_timing="just_reviewed"`` (deeptutor): the presentation of step ``t`` is
+  time-stamped ``L_a = τ_{t+1}`` (the end of the step's gap) instead of ``τ_t``; the answer
+  is still drawn with ``p_a(τ_t)``.
+* ``start_state="seen"`` (deeptutor): at reset every item has been presented once,
+  ``Δ_j`` days before ``τ_0`` with ``log Δ_j ~ N(μ, σ²)`` (``start_elapsed_log_mean``,
+  ``start_elapsed_log_sd``): ``S_j = S0``, ``L_j = −Δ_j``, counted as one presentation
+  answered wrongly (the first exposure is always a failed test, see ``memory_models``).
 * Exam: at ``τ_T`` each item is recalled independently with probability ``p_j(τ_T)``.
 
 All draws of a step come from the student's own counter-based stream (``envs.rng``):
-column 0 decides the answer, columns ``1 … n_items`` the exam (used on the last step).
+column 0 decides the answer, columns ``1 … n_items`` the exam (used on the last step); the
+draws of a reset (``Δ_j``) use the reset salt.
+
+Every keyword argument is a field of ``settings.SpacedRepetitionSettings``; ``preset`` names a
+published setting (``settings.PRESETS``) whose values the other keyword arguments override.
 """
 
 from __future__ import annotations
@@ -28,13 +40,23 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from scipy.special import ndtri
 
-from envs.core import StudentDynamics, check_choice, check_float, check_int
+from envs.core import RESET_SALT, StudentDynamics, check_choice, check_float, check_int
 from envs.spaced_repetition.memory_models import MEMORY_MODELS, STATE_FIELDS, MemoryModel, make_model
 from envs.spaced_repetition.profile import SpacedRepetitionDistribution, SpacedRepetitionProfile
+from envs.spaced_repetition.settings import (
+    LOG_EPS,
+    MINUTE,
+    POPULATIONS,
+    REWARD_MODES,
+    REWARD_TIMINGS,
+    START_STATES,
+    STRENGTH_RULES,
+    SpacedRepetitionSettings,
+    resolve_settings,
+)
 
-REWARD_MODES = ("recall", "exam", "correct")
-MINUTE = 1.0 / 1440.0
 #: elapsed-time observation: log scale from one minute to 100 days (then clipped at 1)
 ELAPSED_UNIT = MINUTE
 ELAPSED_MAX = 100.0
@@ -78,28 +100,30 @@ class SpacedRepetitionDynamics(StudentDynamics):
     item_obs_blocks = 4
     item_dim = "n_items"
 
-    def __init__(
-        self,
-        num_students: int,
-        n_items: int = 20,
-        horizon: int = 100,
-        memory_model: str = "exponential",
-        step_gap: float = MINUTE,
-        session_length: int = 10,
-        session_gap: float = 1.0,
-        exam_delay: float = 1.0,
-        reward_mode: str = "recall",
-    ) -> None:
+    def __init__(self, num_students: int, preset: str | None = None, **kwargs: Any) -> None:
         super().__init__(num_students)
-        self.n_items = k = check_int("n_items", n_items, 1, 1000)
-        self.horizon = check_int("horizon", horizon, 1, 100_000)
-        self.memory_model = check_choice("memory_model", memory_model, MEMORY_MODELS)
-        self.model: MemoryModel = make_model(self.memory_model)
-        self.step_gap = check_float("step_gap", step_gap, 0.0, 365.0)
-        self.session_length = check_int("session_length", session_length, 1, 100_000)
-        self.session_gap = check_float("session_gap", session_gap, 0.0, 3650.0)
-        self.exam_delay = check_float("exam_delay", exam_delay, 0.0, 3650.0)
-        self.reward_mode = check_choice("reward_mode", reward_mode, REWARD_MODES)
+        #: the resolved settings (defaults ← preset ← keyword arguments)
+        cfg = resolve_settings(preset, kwargs)
+        self.settings: SpacedRepetitionSettings = cfg
+        self.preset = preset
+        self.n_items = k = check_int("n_items", cfg.n_items, 1, 1000)
+        self.horizon = check_int("horizon", cfg.horizon, 1, 100_000)
+        self.memory_model = check_choice("memory_model", cfg.memory_model, MEMORY_MODELS)
+        self.strength_rule = check_choice("strength_rule", cfg.strength_rule, STRENGTH_RULES)
+        self.hlr_coefficients = cfg.hlr_coefficients
+        self.model: MemoryModel = make_model(self.memory_model, self.strength_rule, self.hlr_coefficients)
+        self.step_gap = check_float("step_gap", cfg.step_gap, 0.0, 365.0)
+        self.session_length = check_int("session_length", cfg.session_length, 1, 100_000)
+        self.session_gap = check_float("session_gap", cfg.session_gap, 0.0, 3650.0)
+        self.exam_delay = check_float("exam_delay", cfg.exam_delay, 0.0, 3650.0)
+        self.reward_mode = check_choice("reward_mode", cfg.reward_mode, REWARD_MODES)
+        self.reward_timing = check_choice("reward_timing", cfg.reward_timing, REWARD_TIMINGS)
+        self.start_state = check_choice("start_state", cfg.start_state, START_STATES)
+        self.start_elapsed_log_mean = check_float(
+            "start_elapsed_log_mean", cfg.start_elapsed_log_mean, -20.0, 10.0
+        )
+        self.start_elapsed_log_sd = check_float("start_elapsed_log_sd", cfg.start_elapsed_log_sd, 0.0, 5.0)
+        self.population = check_choice("population", cfg.population, POPULATIONS)
         self.times = step_times(
             self.horizon, self.step_gap, self.session_length, self.session_gap, self.exam_delay
         )
@@ -127,7 +151,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
         return {"n_items": self.n_items}
 
     def distribution(self) -> SpacedRepetitionDistribution:
-        return SpacedRepetitionDistribution(self.n_items)
+        return SpacedRepetitionDistribution(self.n_items, self.population)
 
     def config(self) -> dict[str, Any]:
         """What a heuristic tutor may know about the course (not about the student)."""
@@ -135,6 +159,11 @@ class SpacedRepetitionDynamics(StudentDynamics):
             "n_items": self.n_items,
             "horizon": self.horizon,
             "memory_model": self.memory_model,
+            "strength_rule": self.strength_rule,
+            "hlr_coefficients": self.hlr_coefficients,
+            "reward_timing": self.reward_timing,
+            # the population's median forgetting speed (a tutor may know the population, not the student)
+            "typical_decay": SpacedRepetitionDistribution(self.n_items, self.population).median_decay,
             "step_gap": self.step_gap,
             "session_length": self.session_length,
             "session_gap": self.session_gap,
@@ -159,22 +188,35 @@ class SpacedRepetitionDynamics(StudentDynamics):
         every card alike here (the goal-weighted variant reads them from the profile)."""
         return np.full((self.n, self.n_items), 1.0 / self.n_items)
 
-    def _exam_mean(self, per_item: np.ndarray) -> np.ndarray:
-        """The exam's average of a per-item quantity ``(n, n_items)`` (see :meth:`exam_weights`)."""
+    def _exam_mean(self, per_item: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """The exam's average of a per-item quantity ``(len(rows), n_items)`` of students ``rows``
+        (all by default; see :meth:`exam_weights`)."""
         return per_item.mean(axis=1)
 
     def _reset_students(self, idx: np.ndarray) -> None:
-        fresh = self.model.initial_state((len(idx), self.n_items))
-        for f in STATE_FIELDS:
-            self.state[f][idx] = fresh[f]
-        self.seen[idx] = False
-        self.last_time[idx] = 0.0
-        self.n_reviews[idx] = 0
+        n, k = len(idx), self.n_items
         self.last_correct[idx] = False
-        self.mean_p[idx] = 0.0
         self.sum_mean_p[idx] = 0.0
         self.n_correct[idx] = 0
         self.exam[idx] = 0.0
+        if self.start_state == "unseen":
+            fresh = self.model.initial_state((n, k))
+            for f in STATE_FIELDS:
+                self.state[f][idx] = fresh[f]
+            self.seen[idx] = False
+            self.last_time[idx] = 0.0
+            self.n_reviews[idx] = 0
+            self.mean_p[idx] = 0.0
+            return
+        # every card presented once before the course, log(days since) ~ N(μ, σ²)
+        learned = self.model.learn((n, k))
+        for f in STATE_FIELDS:
+            self.state[f][idx] = learned[f]
+        z = ndtri(self.streams.uniform(k, idx, salt=RESET_SALT))
+        self.last_time[idx] = -np.exp(self.start_elapsed_log_mean + self.start_elapsed_log_sd * z)
+        self.seen[idx] = True
+        self.n_reviews[idx] = 1
+        self.mean_p[idx] = self._exam_mean(self.recall_matrix(np.zeros(n), idx), idx)
 
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows, a = self._rows, actions
@@ -194,7 +236,9 @@ class SpacedRepetitionDynamics(StudentDynamics):
         for f in STATE_FIELDS:
             self.state[f][rows, a] = np.where(was_seen, reviewed[f], self._first[f])
         self.seen[rows, a] = True
-        self.last_time[rows, a] = now
+        # deeptutor stamps the review at the end of the step's gap (``_update_model(item, ., now)``
+        # after ``now += delay``): the step's reward then counts the presented card at recall 1
+        self.last_time[rows, a] = self.times[t + 1] if self.reward_timing == "just_reviewed" else now
         self.n_reviews[rows, a] += 1
         self.last_correct[rows, a] = correct
         self.n_correct += correct
@@ -204,6 +248,10 @@ class SpacedRepetitionDynamics(StudentDynamics):
         terminated = t + 1 >= self.horizon
         if self.reward_mode == "recall":
             reward = m_next - self.mean_p
+        elif self.reward_mode == "likelihood":
+            reward = m_next.copy()
+        elif self.reward_mode == "log_likelihood":
+            reward = self._exam_mean(np.log(LOG_EPS + p_next))
         elif self.reward_mode == "exam":
             reward = np.zeros(self.n)
         else:

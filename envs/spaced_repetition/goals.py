@@ -111,6 +111,12 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
     metric_names = (*SpacedRepetitionDynamics.metric_names, "goal_review_share")
 
     def __init__(self, num_students: int, *, n_topics: int | None = None, **kwargs: Any) -> None:
+        # the goal population is drawn by SpacedRepetitionGoalsDistribution alone
+        if kwargs.get("preset") is not None or kwargs.get("population", "default") != "default":
+            raise ValueError(
+                "SpacedRepetitionGoals-v0 has no presets or populations other than 'default'; "
+                "use MetaTutor/SpacedRepetition-v0"
+            )
         super().__init__(num_students, **kwargs)
         k = self.n_items
         self.n_topics = _check_topics(n_topics, k)
@@ -153,8 +159,8 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
     def exam_weights(self) -> np.ndarray:
         return self._weight.copy()
 
-    def _exam_mean(self, per_item: np.ndarray) -> np.ndarray:
-        return (per_item * self._weight).sum(axis=1)
+    def _exam_mean(self, per_item: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        return (per_item * (self._weight if rows is None else self._weight[rows])).sum(axis=1)
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         out = super().episode_metrics(idx)

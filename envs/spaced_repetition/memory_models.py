@@ -15,9 +15,9 @@ fsrs           ``(1 + F·x)^(−w20)``, ``F = 0.9^(−1/w20) − 1``  FSRS-6 (``
 =============  ==========================================  ==============================
 
 Every curve gives ``p = 1`` at ``x = 0`` and ``0 < p ≤ 1`` for every finite ``x ≥ 0``;
-``S`` is kept in ``[S_MIN, S_MAX]`` so ``x`` is never a division by zero. (An item
-never seen has ``p = 0``; the dynamics handle that, the curves are only evaluated
-for seen items.)
+``S`` is kept in ``[S_MIN, S_MAX]`` (``S_MAX_COUNT`` under the count rule) so ``x`` is
+never a division by zero. (An item never seen has ``p = 0``; the dynamics handle that,
+the curves are only evaluated for seen items.)
 
 **First exposure.** The first presentation of an item is a test the student must fail
 (``p = 0``) followed by the answer, which sets the initial strength ``S0`` of the model
@@ -50,6 +50,13 @@ good as spacing, contradicting the most robust finding of the memory literature.
 
 ``gain`` and ``fail_effect`` are the student's multipliers (population median 1) of the
 success and failure effects; in FSRS they scale ``e^{w8}`` and ``w11``.
+
+**Count rule** (``strength_rule="count"``, Reddy, Levine & Dragan 2017, the ``deeptutor``
+code): the published models without the spacing weight. exponential / power: ``S0 = 1`` and
+``S ← S + (gain if correct else fail_effect)``, i.e. ``S = 1 + number of reviews`` for the
+median student (deeptutor's ``EFCEnv``: ``strengths[item] += 1``); hlr: unweighted counts
+``N± += 1`` and linear features ``log2 S = θ_b + θ⁺·gain·N⁺ + θ⁻·fail_effect·N⁻`` (deeptutor's
+``HLREnv``, see ``settings.REDDY2017_HLR_COEFFICIENTS``). Not defined for fsrs.
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ import numpy as np
 #: bounds of the strength (days); S_MIN equals fsrs.scheduler.STABILITY_MIN
 S_MIN = 1e-3
 S_MAX = 36500.0
+#: upper bound of the strength under strength_rule="count": deeptutor's HLR half-life grows as
+#: e^(2·N⁺) unbounded, and with the hour as its time unit S_MAX would cut it after ~6 correct
+#: reviews; 1e12 keeps x = e / S away from 0/0 without binding within any course
+S_MAX_COUNT = 1e12
 
 #: FSRS-6 default weights w0 … w20, copied from fsrs 6.3.2 (fsrs/scheduler.py, DEFAULT_PARAMETERS);
 #: a test checks them against the installed package.
@@ -85,6 +96,8 @@ class MemoryModel(ABC):
     name: ClassVar[str]
     #: strength after the first exposure (days)
     s0: ClassVar[float]
+    #: upper bound of the strength (days)
+    s_max: float = S_MAX
 
     @abstractmethod
     def curve(self, x: np.ndarray) -> np.ndarray:
@@ -92,7 +105,7 @@ class MemoryModel(ABC):
 
     def recall(self, strength: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
         """Recall probability of seen items after ``elapsed`` effective days (clipped at 0)."""
-        x = np.maximum(elapsed, 0.0) / np.clip(strength, S_MIN, S_MAX)
+        x = np.maximum(elapsed, 0.0) / np.clip(strength, S_MIN, self.s_max)
         return np.clip(self.curve(x), 0.0, 1.0)
 
     def initial_state(self, shape: tuple[int, ...]) -> State:
@@ -125,12 +138,30 @@ class MemoryModel(ABC):
         """
 
 
+STRENGTH_RULES = ("spacing", "count")
+
+
+def _check_rule(strength_rule: str) -> str:
+    if strength_rule not in STRENGTH_RULES:
+        raise ValueError(f"strength_rule must be one of {list(STRENGTH_RULES)}, got {strength_rule!r}")
+    return strength_rule
+
+
 class _LogStrengthModel(MemoryModel):
-    """Exponential and power models: ``ln S`` grows by ``(1 − p)·κ`` per review."""
+    """Exponential and power models: ``ln S`` grows by ``(1 − p)·κ`` per review (``"spacing"``),
+    or ``S`` by ``gain`` / ``fail_effect`` (``"count"``: ``S = 1 + reviews``, Reddy et al. 2017)."""
 
     s0 = 0.8  # a first exposure alone: p(1 day) = e^(−1/0.8) ≈ 0.29 on the exponential curve
     K = 2.0  # success: reviewing at p = 0.5 multiplies S by e^1
     K_FAIL = 0.5  # a failed review (answer shown) still strengthens, a quarter as much
+    #: the count rule's strength after the first exposure (deeptutor: ``strengths = ones``)
+    COUNT_S0 = 1.0
+
+    def __init__(self, strength_rule: str = "spacing") -> None:
+        self.strength_rule = _check_rule(strength_rule)
+        if strength_rule == "count":
+            self.s0 = self.COUNT_S0  # type: ignore[misc]
+            self.s_max = S_MAX_COUNT
 
     def review(
         self,
@@ -141,9 +172,12 @@ class _LogStrengthModel(MemoryModel):
         gain: np.ndarray,
         fail_effect: np.ndarray,
     ) -> State:
+        out = dict(state)
+        if self.strength_rule == "count":
+            out["S"] = np.clip(state["S"] + np.where(correct, gain, fail_effect), S_MIN, self.s_max)
+            return out
         kappa = np.where(correct, self.K * gain, self.K_FAIL * fail_effect)
         log_s = np.log(np.clip(state["S"], S_MIN, S_MAX)) + kappa * (1.0 - p)
-        out = dict(state)
         out["S"] = np.exp(np.clip(log_s, math.log(S_MIN), math.log(S_MAX)))
         return out
 
@@ -168,7 +202,11 @@ class PowerModel(_LogStrengthModel):
 
 
 class HalfLifeRegressionModel(MemoryModel):
-    """``p = 2^(−e / h)`` with the half-life ``h = S`` a log-linear function of review counts."""
+    """``p = 2^(−e / h)`` with the half-life ``h = S`` a log-linear function of review counts.
+
+    ``coefficients=(θ_b, θ⁺, θ⁻)`` replaces the class constants below; ``strength_rule="count"``
+    uses unweighted counts and linear features (see the module docstring).
+    """
 
     name = "hlr"
     THETA_B = -1.0  # log2 of the half-life after the first exposure: 0.5 days
@@ -176,19 +214,36 @@ class HalfLifeRegressionModel(MemoryModel):
     THETA_MINUS = 1.5  # failed reviews grow the half-life less than a third as fast
     s0 = 2.0**THETA_B
 
+    def __init__(
+        self, strength_rule: str = "spacing", coefficients: tuple[float, float, float] | None = None
+    ) -> None:
+        self.strength_rule = _check_rule(strength_rule)
+        if strength_rule == "count":
+            self.s_max = S_MAX_COUNT
+        if coefficients is not None:
+            vals = tuple(float(c) for c in coefficients)
+            if len(vals) != 3 or not all(math.isfinite(c) for c in vals):
+                raise ValueError(f"hlr_coefficients must be 3 finite numbers, got {coefficients!r}")
+            self.THETA_B, self.THETA_PLUS, self.THETA_MINUS = vals  # type: ignore[misc]
+            self.s0 = float(np.clip(2.0**self.THETA_B, S_MIN, self.s_max))  # type: ignore[misc]
+
+    def _feature(self, count: np.ndarray) -> np.ndarray:
+        return count if self.strength_rule == "count" else np.sqrt(1.0 + count) - 1.0
+
     def curve(self, x: np.ndarray) -> np.ndarray:
         return np.exp2(-x)
 
     def half_life(
         self, n_plus: np.ndarray, n_minus: np.ndarray, gain: np.ndarray, fail: np.ndarray
     ) -> np.ndarray:
-        """``h = 2^(θ_b + θ⁺·gain·(√(1+N⁺) − 1) + θ⁻·fail·(√(1+N⁻) − 1))``, clipped to [S_MIN, S_MAX]."""
+        """``h = 2^(θ_b + θ⁺·gain·f(N⁺) + θ⁻·fail·f(N⁻))``, clipped to [S_MIN, s_max], with
+        ``f(N) = √(1 + N) − 1`` (``"spacing"``) or ``f(N) = N`` (``"count"``)."""
         log2_h = (
             self.THETA_B
-            + self.THETA_PLUS * gain * (np.sqrt(1.0 + n_plus) - 1.0)
-            + self.THETA_MINUS * fail * (np.sqrt(1.0 + n_minus) - 1.0)
+            + self.THETA_PLUS * gain * self._feature(n_plus)
+            + self.THETA_MINUS * fail * self._feature(n_minus)
         )
-        return np.exp2(np.clip(log2_h, math.log2(S_MIN), math.log2(S_MAX)))
+        return np.exp2(np.clip(log2_h, math.log2(S_MIN), math.log2(self.s_max)))
 
     def review(
         self,
@@ -199,7 +254,7 @@ class HalfLifeRegressionModel(MemoryModel):
         gain: np.ndarray,
         fail_effect: np.ndarray,
     ) -> State:
-        w = 1.0 - p
+        w = np.ones_like(p) if self.strength_rule == "count" else 1.0 - p
         out = dict(state)
         out["n_plus"] = state["n_plus"] + np.where(correct, w, 0.0)
         out["n_minus"] = state["n_minus"] + np.where(correct, 0.0, w)
@@ -277,8 +332,21 @@ MODELS: dict[str, type[MemoryModel]] = {
 MEMORY_MODELS: tuple[str, ...] = tuple(MODELS)
 
 
-def make_model(name: str) -> MemoryModel:
-    """The memory model called ``name`` (one of :data:`MEMORY_MODELS`)."""
+def make_model(
+    name: str, strength_rule: str = "spacing", hlr_coefficients: tuple[float, float, float] | None = None
+) -> MemoryModel:
+    """The memory model called ``name`` (one of :data:`MEMORY_MODELS`), with the review rule
+    ``strength_rule`` (``"spacing"``, the default, or ``"count"``) and, for ``"hlr"``, the
+    coefficients ``(θ_b, θ⁺, θ⁻)`` (``None``: the class constants)."""
     if name not in MODELS:
         raise ValueError(f"memory_model must be one of {list(MEMORY_MODELS)}, got {name!r}")
-    return MODELS[name]()
+    _check_rule(strength_rule)
+    if hlr_coefficients is not None and name != "hlr":
+        raise ValueError(f"hlr_coefficients apply to memory_model='hlr' only, got memory_model={name!r}")
+    if name == "fsrs":
+        if strength_rule != "spacing":
+            raise ValueError("strength_rule='count' is not defined for memory_model='fsrs'")
+        return FSRSModel()
+    if name == "hlr":
+        return HalfLifeRegressionModel(strength_rule, hlr_coefficients)
+    return MODELS[name](strength_rule)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -70,20 +70,46 @@ class SpacedRepetitionDistribution(ProfileDistribution):
 
     ``ood`` (shifted): much faster forgetters, ``log decay ~ N(log 4, 0.5²)`` (median 4×),
     with a wider item-difficulty spread ``s ~ U(0.8, 1.2)``; gains as above.
+
+    ``population="reddy2017-efc"`` / ``"reddy2017-hlr"`` (Reddy, Levine & Dragan 2017, the
+    ``deeptutor`` code, with its time unit taken as one hour): students differ only in their
+    items, as there. ``decay = 24·0.077`` per day (EFC: ``θ_j = 0.077·exp(ℓ_j)`` per hour) or
+    ``24`` (HLR: ``ℓ_j = −β_j``), ``gain = fail_effect = 1``, ``ℓ_j ~ N(0, 1)`` clipped to ±3
+    (deeptutor: ``log θ_j ~ N(log 0.077, 1)``, resp. ``β_j ~ N(0, 1)``). ``ood``: decay 4× as
+    fast (our addition, like the default population's).
     """
 
     profile_cls = SpacedRepetitionProfile
+    #: population → median forgetting speed per day (what a population-level tutor may assume)
+    MEDIAN_DECAY: ClassVar[dict[str, float]] = {
+        "default": 1.0,
+        "reddy2017-efc": 24.0 * 0.077,
+        "reddy2017-hlr": 24.0,
+    }
 
     @classmethod
     def learning_speed(cls, profile: Mapping[str, Any]) -> float:
         """``−decay``: the slower the student forgets, the faster they build up recall."""
         return -float(profile["decay"])
 
-    def __init__(self, n_items: int = 20) -> None:
+    def __init__(self, n_items: int = 20, population: str = "default") -> None:
         self.n_items = check_int("n_items", n_items, 1, 1000)
+        if population not in self.MEDIAN_DECAY:
+            raise ValueError(f"population must be one of {list(self.MEDIAN_DECAY)}, got {population!r}")
+        self.population = population
+        self.median_decay = self.MEDIAN_DECAY[population]
 
     def _sample_arrays(self, rng: np.random.Generator, n: int, split: str) -> dict[str, np.ndarray]:
         ood = split == "ood"
+        if self.population != "default":
+            decay = self.median_decay * (4.0 if ood else 1.0)
+            ell = rng.normal(size=(n, self.n_items))
+            return {
+                "decay": np.full(n, decay),
+                "gain": np.ones(n),
+                "fail_effect": np.ones(n),
+                "item_difficulty": np.clip(ell, -MAX_LOG_DIFFICULTY, MAX_LOG_DIFFICULTY),
+            }
         log_decay = rng.normal(np.log(4.0) if ood else 0.0, 0.5, size=n)
         log_gain = rng.normal(0.0, 0.35, size=n)
         log_fail = rng.normal(0.0, 0.5, size=n)

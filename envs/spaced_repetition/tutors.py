@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.core import check_float, check_int
+from envs.core import check_choice, check_float, check_int
 from envs.spaced_repetition.dynamics import decode_elapsed
 from envs.spaced_repetition.memory_models import STATE_FIELDS, make_model
 from envs.tutors import Tutor, register_tutor
@@ -44,15 +44,20 @@ _DUE_SLACK = 0.99
 class _SRTutor(Tutor):
     """Decodes the SpacedRepetition-v0 observation (layout in ``SpacedRepetitionEnv``)."""
 
-    def __init__(self, env: Any, seed: int | None = 0, new_per_session: int | None = None) -> None:
+    def __init__(
+        self, env: Any, seed: int | None = 0, new_per_session: int | None = None, day: float | None = None
+    ) -> None:
         super().__init__(env, seed=seed)
         cfg = self.dynamics.config()
         self.k = int(cfg["n_items"])
         self.horizon = int(cfg["horizon"])
         self.times = np.asarray(cfg["times"], dtype=np.float64)
         self.session_length = int(cfg["session_length"])
-        #: the interval unit of the day-based algorithms: the gap between sessions
-        self.day = float(cfg["session_gap"]) if cfg["session_gap"] > 0 else 1.0
+        #: the interval unit (days) of the day-based algorithms (Leitner, SM-2): ``day``, by
+        #: default the gap between sessions (1 day in the default course)
+        self._stamp_shift = int(cfg.get("reward_timing", "next_step") == "just_reviewed")
+        gap = float(cfg["session_gap"])
+        self.day = (gap if gap > 0 else 1.0) if day is None else check_float("day", day, 1e-6, 3650.0)
         n_sessions = -(-self.horizon // self.session_length)
         default_pace = -(-self.k // max(1, n_sessions // 2))
         self.new_per_session = (
@@ -83,12 +88,20 @@ class _SRTutor(Tutor):
             item = rise[rows].argmax(axis=1)
             correct = obs[rows, 2 * k + item] > 0.5
             first = self.prev_counts[rows, item] <= 0.0
-            when = self.times[step[rows] - 1]
+            # reward_timing="just_reviewed": the env stamps a presentation at the end of its gap
+            when = self.times[step[rows] - 1 + self._stamp_shift]
             self._update(rows, item, correct, first, when)
         self.prev_counts = counts.copy()
         seen = obs[:, 3 * k : 4 * k] + obs[:, 2 * k : 3 * k] > 0.5
         elapsed = np.where(seen, decode_elapsed(obs[:, :k]), np.inf)
         now = self.times[np.minimum(step, self.horizon)]
+        # start_state="seen": cards shown before the course enter as first presentations
+        # (answered wrongly, see the env) made elapsed days before the first step
+        pre_r, pre_j = np.nonzero(seen & (step == 0)[:, None])
+        if len(pre_r):
+            when = now[pre_r] - elapsed[pre_r, pre_j]
+            wrong, first = np.zeros(len(pre_r), dtype=bool), np.ones(len(pre_r), dtype=bool)
+            self._update(pre_r, pre_j, wrong, first, when)
         choice = self._choose(seen, elapsed, now)
         # keep pace with new cards: by the end of session s, new_per_session × (s + 1) introduced
         target = np.minimum(self.new_per_session * (step // self.session_length + 1), self.k)
@@ -126,9 +139,14 @@ class LeitnerTutor(_SRTutor):
     name = "leitner"
 
     def __init__(
-        self, env: Any, seed: int | None = 0, new_per_session: int | None = None, n_boxes: int = 5
+        self,
+        env: Any,
+        seed: int | None = 0,
+        new_per_session: int | None = None,
+        n_boxes: int = 5,
+        day: float | None = None,
     ) -> None:
-        super().__init__(env, seed=seed, new_per_session=new_per_session)
+        super().__init__(env, seed=seed, new_per_session=new_per_session, day=day)
         self.n_boxes = check_int("n_boxes", n_boxes, 1, 30)
 
     def _init_cards(self, n: int) -> None:
@@ -191,25 +209,48 @@ class SM2Tutor(_SRTutor):
 
 
 class ThresholdTutor(_SRTutor):
-    """Review the card with the lowest estimated recall once it falls below ``threshold``.
+    """Review by estimated recall, with a threshold (``rule="weakest"``, default) or a target
+    (``rule="closest"``, Reddy et al. 2017).
 
-    The estimate is the env's own memory model (``config()["memory_model"]``) run on the
-    observed history with the population-median student (``decay = gain = fail_effect = 1``,
-    every card of median difficulty) and the estimated recall in place of the true one.
-    If the weakest seen card is estimated below ``threshold`` it is reviewed, otherwise
-    the next new card is introduced, or – when all are introduced – the weakest reviewed.
-    On 128 ``train`` students of the exponential model the expected exam score is flat
-    (0.78 ± 0.005) for thresholds 0.3 … 0.9 and 0.77 at 0.2; the default is 0.5.
+    The estimate is the env's own memory model (``config()["memory_model"]``, its
+    ``strength_rule`` and ``hlr_coefficients``) run on the observed history with the
+    population's median student (``decay = config()["typical_decay"]``, ``gain = fail_effect
+    = 1``, every card of median difficulty) and the estimated recall in place of the true one.
+
+    * ``"weakest"``: if the weakest seen card is estimated below ``threshold`` it is reviewed,
+      otherwise the next new card is introduced, or – when all are introduced – the weakest
+      card is reviewed anyway. The threshold therefore only decides *when new cards are
+      introduced* (ahead of the new-card pace); once every card has been seen (always, with
+      ``start_state="seen"``) it has no effect and the tutor reviews the weakest card. That is
+      the intended rule ("review what is most at risk", near-optimal for the exam score in
+      this env: ``docs/spaced_repetition.md``); on 128 ``train`` students of the exponential
+      model the expected exam score is flat (0.78 ± 0.005) for thresholds 0.3 … 0.9 and 0.77
+      at 0.2; the default is 0.5.
+    * ``"closest"``: deeptutor's ``ThresholdTutor``: review the seen card whose estimated
+      recall is closest to ``threshold`` (new cards when none is seen); ``threshold = 0``
+      is the weakest-first rule. deeptutor's tutor reads the *true* model; this one does
+      not (see :class:`OracleThresholdTutor`).
     """
 
     name = "threshold"
+    RULES = ("weakest", "closest")
 
     def __init__(
-        self, env: Any, seed: int | None = 0, new_per_session: int | None = None, threshold: float = 0.5
+        self,
+        env: Any,
+        seed: int | None = 0,
+        new_per_session: int | None = None,
+        threshold: float = 0.5,
+        rule: str = "weakest",
     ) -> None:
         super().__init__(env, seed=seed, new_per_session=new_per_session)
         self.threshold = check_float("threshold", threshold, 0.0, 1.0)
-        self.model = make_model(self.dynamics.config()["memory_model"])
+        self.rule = check_choice("rule", rule, self.RULES)
+        cfg = self.dynamics.config()
+        self.model = make_model(
+            cfg["memory_model"], cfg.get("strength_rule", "spacing"), cfg.get("hlr_coefficients")
+        )
+        self.decay = float(cfg.get("typical_decay", 1.0))
 
     def _init_cards(self, n: int) -> None:
         self.state = self.model.initial_state((n, self.k))
@@ -226,7 +267,7 @@ class ThresholdTutor(_SRTutor):
     ) -> None:
         old = {f: v[rows, item] for f, v in self.state.items()}
         real = when - self.last[rows, item]
-        p_hat = self.model.recall(old["S"], real)
+        p_hat = self.model.recall(old["S"], real * self.decay)
         ones = np.ones(len(rows))
         reviewed = self.model.review(old, p_hat, correct, real, ones, ones)
         learned = self.model.learn((len(rows),))
@@ -236,13 +277,33 @@ class ThresholdTutor(_SRTutor):
 
     def estimated_recall(self, seen: np.ndarray, now: np.ndarray) -> np.ndarray:
         """Estimated recall probability of every card at ``now`` (0 if never shown)."""
-        p = self.model.recall(self.state["S"], now[:, None] - self.last)
+        p = self.model.recall(self.state["S"], (now[:, None] - self.last) * self.decay)
         return np.where(seen, p, 0.0)
 
     def _choose(self, seen: np.ndarray, elapsed: np.ndarray, now: np.ndarray) -> np.ndarray:
-        p = self.estimated_recall(seen, now)
+        return self._by_recall(seen, self.estimated_recall(seen, now))
+
+    def _by_recall(self, seen: np.ndarray, p: np.ndarray) -> np.ndarray:
+        if self.rule == "closest":
+            pick = np.where(seen, np.abs(p - self.threshold), np.inf).argmin(axis=1)
+            return np.where(seen.any(axis=1), pick, (~seen).argmax(axis=1))
         urgency = np.where(seen, -p, -np.inf)
         return self._schedule(seen, urgency, seen & (p < self.threshold))
+
+
+class OracleThresholdTutor(ThresholdTutor):
+    """:class:`ThresholdTutor` on the *true* recall probabilities (privileged, like deeptutor's
+    threshold tutor, which deep-copies the student model): same rules, but ``p`` is read from
+    the env's dynamics instead of estimated. Not registered (so it adds no method to the
+    evaluation protocol); ``benchmarks/reddy2017.py`` builds it directly."""
+
+    name = "threshold_oracle"
+    privileged = True
+
+    def _choose(self, seen: np.ndarray, elapsed: np.ndarray, now: np.ndarray) -> np.ndarray:
+        d = self.dynamics
+        t = np.minimum(d.t, d.horizon - 1)
+        return self._by_recall(seen, d.recall_matrix(d.times[t]))
 
 
 class FSRSTutor(_SRTutor):
@@ -322,11 +383,12 @@ class PlannerTutor(Tutor):
 
     Rule, per student and step:
 
-    * before the last ``final_sessions`` sessions: the oracle threshold rule – present the
+    * before that: the oracle threshold rule – present the
       seen card of lowest true recall if that recall is below ``threshold``, otherwise the
       next new card, otherwise (every card seen) the card of lowest recall – all among the
       cards on the student's exam (every card, except in SpacedRepetitionGoals-v0);
-    * in the last ``final_sessions`` sessions: the card whose presentation now most
+    * in the last ``final_sessions`` sessions, but never in the first half of the course
+      (:meth:`final_start`): the card whose presentation now most
       increases the expected exam score (expected over the answer, correct with the
       true recall probability; a new card counts from 0), assuming no later presentation.
 
@@ -346,6 +408,17 @@ class PlannerTutor(Tutor):
         super().__init__(env, seed=seed)
         self.threshold = check_float("threshold", threshold, 0.0, 1.0)
         self.final_sessions = check_int("final_sessions", final_sessions, 0)
+
+    def final_start(self, horizon: int, session_length: int) -> int:
+        """First step of the exam-gain phase: ``max(T − final_sessions·session_length, ⌈T/2⌉)``.
+
+        The cap keeps the first half of every course for the threshold rule: the exam-gain
+        rule never introduces cards early enough to review them, so in a course of one or two
+        sessions (``session_length ≥ T/2``, the phase would start at step 0) it scored below
+        the random tutor with most cards never shown. It changes nothing when
+        ``final_sessions·session_length ≤ T/2`` (the default course: steps 80 … 99).
+        """
+        return max(horizon - self.final_sessions * session_length, -(-horizon // 2))
 
     def exam_gain(self, now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(gain, recall)``: per card, the expected increase of its exam recall if it is
@@ -381,7 +454,7 @@ class PlannerTutor(Tutor):
         due = (seen & (recall < self.threshold)).any(axis=1)
         new = unseen.any(axis=1)
         by_threshold = np.where(due | ~new, weakest, unseen.argmax(axis=1))
-        final = t >= d.horizon - self.final_sessions * d.session_length
+        final = t >= self.final_start(d.horizon, d.session_length)
         return np.where(final, (gain * weight).argmax(axis=1), by_threshold)
 
 
