@@ -211,8 +211,12 @@ class MAMLPPOConfig(TrainConfig):
             raise ValueError("maml_ppo needs inner_steps >= 1")
         if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
             raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
-        if self.item_bias_lr > 0 and not (self.meta_sgd and self.item_bias):
-            raise ValueError("item_bias_lr needs meta_sgd: true and item_bias: true")
+        learned = self.meta_sgd or getattr(self, "lslr", False)  # MAML++'s per-step rates
+        if self.item_bias_lr > 0 and not (learned and self.item_bias):
+            raise ValueError(
+                "item_bias_lr needs meta_sgd: true and item_bias: true "
+                "(with mamlpp_ppo: lslr: true in place of meta_sgd)"
+            )
 
 
 @dataclass
@@ -289,6 +293,12 @@ class ReptilePPOConfig(TrainConfig):
         "(Adam with outer_lr on the pseudo-gradient theta - mean phi, clipped to max_grad_norm)",
     )
     meta_step_size: float = _f(0.5, "outer_update interpolate: the step epsilon towards the mean adapted phi")
+
+    @property
+    def pooled_episodes(self) -> int:
+        """Episodes of one pooled PPO iteration matched to one Reptile iteration
+        (``meta_batch_size · rollouts_per_task · inner_steps``)."""
+        return self.episodes_per_iteration or self.meta_batch_size * self.rollouts_per_task * self.inner_steps
 
     def __post_init__(self) -> None:
         super().__post_init__()

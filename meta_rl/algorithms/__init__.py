@@ -9,6 +9,7 @@ one line here.
 from __future__ import annotations
 
 from meta_rl.algorithms.base import Algorithm, Context, TrainingDiverged
+from meta_rl.algorithms.derive import derived_config
 from meta_rl.algorithms.maml_ppo import MAMLPPO
 from meta_rl.algorithms.mamlpp_ppo import MAMLPlusPlusPPO
 from meta_rl.algorithms.ppo import PooledPPO
@@ -28,4 +29,5 @@ __all__ = [
     "PooledPPO",
     "ReptilePPO",
     "TrainingDiverged",
+    "derived_config",
 ]

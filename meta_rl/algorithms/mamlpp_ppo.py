@@ -39,7 +39,7 @@ from torch import Tensor
 from meta_rl.algorithms.base import select
 from meta_rl.algorithms.maml_ppo import MAMLPPO
 from meta_rl.config import MAMLPlusPlusPPOConfig
-from meta_rl.maml import LearningRate, StepData, multi_step_meta_loss, multi_step_weights
+from meta_rl.maml import LearningRate, OuterSettings, StepData, multi_step_meta_loss, multi_step_weights
 
 
 def cosine_lr(lr: float, lr_min: float, iteration: int, n_iterations: int) -> float:
@@ -59,13 +59,19 @@ class MAMLPlusPlusPPO(MAMLPPO):
         cfg = self.cfg
         if not cfg.lslr:
             return super().initial_lr()
+        first = {k: float(cfg.inner_lr) for k in self.theta}
+        if cfg.item_bias_lr > 0:
+            first["item_bias"] = float(cfg.item_bias_lr)
         return tuple(
-            {
-                k: torch.tensor(float(cfg.inner_lr), dtype=v.dtype).requires_grad_(True)
-                for k, v in self.theta.items()
-            }
+            {k: torch.tensor(first[k], dtype=v.dtype).requires_grad_(True) for k, v in self.theta.items()}
             for _ in range(cfg.inner_steps)
         )
+
+    def outer_at(self, it: int) -> OuterSettings:
+        """The meta-objective's settings at iteration ``it``: first order while
+        ``it < first_order_iterations`` (derivative-order annealing), then as configured."""
+        first_order = self.cfg.first_order or it < self.cfg.first_order_iterations
+        return replace(self.outer_settings(), first_order=first_order)
 
     def weights(self, it: int) -> list[float]:
         """The multi-step loss weights of iteration ``it`` (last step only when off)."""
@@ -83,8 +89,8 @@ class MAMLPlusPlusPPO(MAMLPPO):
         )
         for group in self.opt.param_groups:
             group["lr"] = lr
-        first_order = cfg.first_order or it < cfg.first_order_iterations
-        self.outer = replace(self.outer_settings(), first_order=first_order)
+        self.outer = self.outer_at(it)
+        first_order = self.outer.first_order
         self._weights = self.weights(it)
         row = super().iteration(it)
         row["outer_lr_now"] = lr
