@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Env-steps per second of training: our MAML-PPO iteration and pooled PPO vs stable-baselines3 PPO.
+"""Env-steps per second of training: MAML-PPO, Reptile-PPO, MAML++-PPO, pooled PPO and SB3 PPO.
 
-All three train the same env (the default ``configs/skill_graph.yaml`` env settings)
+All train the same env (the default ``configs/skill_graph.yaml`` env settings; each of
+our algorithms with its shipped section of that file, MAML++ timed at second order)
 with the same network (MLP 64-64 tanh, categorical head), one torch thread each,
 and count *every* env step including the time spent on updates. SB3 runs its
 standard ``PPO("MlpPolicy")`` on a ``DummyVecEnv`` of the single-student env.
@@ -93,8 +94,14 @@ def main() -> int:
     cfg = load_config(default_config_path("MetaTutor/SkillGraph-v0"))
     maml = measure_ours("maml_ppo", args.iterations, [])
     ppo = measure_ours("ppo", args.iterations, [])
+    reptile = measure_ours("reptile_ppo", args.iterations, [])
+    # the steady state: second order (derivative-order annealing only delays it)
+    mamlpp = measure_ours("mamlpp_ppo", args.iterations, ["first_order_iterations=0"])
+    rcfg = load_config(default_config_path("MetaTutor/SkillGraph-v0"), ["algo=reptile_ppo"])
+    pcfg = load_config(default_config_path("MetaTutor/SkillGraph-v0"), ["algo=mamlpp_ppo"])
     sb3 = measure_sb3(args.sb3_steps, cfg.env_kwargs)
     result = {
+        "command": "python benchmarks/trainer_throughput.py " + " ".join(sys.argv[1:]),
         "env": cfg.env,
         "env_kwargs": cfg.env_kwargs,
         "network": {"hidden_sizes": cfg.hidden_sizes, "activation": cfg.activation},
@@ -107,9 +114,26 @@ def main() -> int:
             "first_order": getattr(cfg, "first_order", False),
         },
         "pooled_ppo": {**ppo, "outer_epochs": cfg.outer_epochs, "n_minibatches": cfg.n_minibatches},
+        "reptile_ppo_iteration": {
+            **reptile,
+            "meta_batch_size": rcfg.meta_batch_size,
+            "inner_steps": rcfg.inner_steps,
+            "inner_epochs": rcfg.inner_epochs,
+            "outer_update": rcfg.outer_update,
+        },
+        "mamlpp_ppo_iteration": {
+            **mamlpp,
+            "meta_batch_size": pcfg.meta_batch_size,
+            "inner_steps": pcfg.inner_steps,
+            "lslr": pcfg.lslr,
+            "multi_step_loss": pcfg.multi_step_loss,
+            "first_order": False,
+        },
         "sb3_ppo": sb3,
         "speedup_maml_vs_sb3": maml["env_steps_per_s"] / sb3["env_steps_per_s"],
         "speedup_ppo_vs_sb3": ppo["env_steps_per_s"] / sb3["env_steps_per_s"],
+        "speedup_reptile_vs_maml": reptile["env_steps_per_s"] / maml["env_steps_per_s"],
+        "speedup_mamlpp_vs_maml": mamlpp["env_steps_per_s"] / maml["env_steps_per_s"],
         "machine": {
             "python": platform.python_version(),
             "processor": platform.machine(),

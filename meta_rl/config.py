@@ -240,8 +240,12 @@ class MAMLPPOConfig(TrainConfig):
             raise ValueError("maml_ppo needs inner_steps >= 1")
         if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
             raise ValueError(f"item_bias_lr must be >= 0 and finite, got {self.item_bias_lr}")
-        if self.item_bias_lr > 0 and not (self.meta_sgd and self.item_bias):
-            raise ValueError("item_bias_lr needs meta_sgd: true and item_bias: true")
+        learned = self.meta_sgd or getattr(self, "lslr", False)  # MAML++'s per-step rates
+        if self.item_bias_lr > 0 and not (learned and self.item_bias):
+            raise ValueError(
+                "item_bias_lr needs meta_sgd: true and item_bias: true "
+                "(with mamlpp_ppo: lslr: true in place of meta_sgd)"
+            )
 
 
 @dataclass
@@ -251,6 +255,89 @@ class PPOConfig(TrainConfig):
     ALGO: ClassVar[str] = "ppo"
 
     algo: str = _f("ppo", "algorithm: maml_ppo (meta-learning) or ppo (pooled PPO baseline)")
+
+
+@dataclass
+class MAMLPlusPlusPPOConfig(MAMLPPOConfig):
+    """MAML++ over PPO (Antoniou et al. 2019): MAML-PPO plus four switches; see
+    :mod:`meta_rl.algorithms.mamlpp_ppo`. With every switch off it is MAML-PPO."""
+
+    ALGO: ClassVar[str] = "mamlpp_ppo"
+
+    algo: str = _f("mamlpp_ppo", "algorithm (see meta-tutor train --list-keys)")
+    multi_step_loss: bool = _f(
+        True,
+        "outer loss after every inner step k (on the rollouts of step k), weighted; the weights "
+        "start uniform and anneal to the last step over msl_anneal_iterations (needs inner_steps >= 2 "
+        "to differ from MAML)",
+    )
+    msl_anneal_iterations: int = _f(
+        50, "iterations over which the multi-step loss weights move from uniform to the last step"
+    )
+    lslr: bool = _f(
+        True,
+        "learn one inner step size per parameter tensor and per inner step (LSLR), initialised to "
+        "inner_lr (excludes meta_sgd, which learns one per parameter element shared by all steps)",
+    )
+    first_order_iterations: int = _f(
+        50,
+        "derivative-order annealing: first-order meta-gradients for this many iterations, then second order",
+    )
+    cosine_outer_lr: bool = _f(
+        True, "cosine annealing of the outer learning rate from outer_lr to outer_lr_min over n_iterations"
+    )
+    outer_lr_min: float = _f(0.0, "cosine_outer_lr: the outer learning rate at the last iteration")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.lslr and self.meta_sgd:
+            raise ValueError("lslr and meta_sgd exclude each other (both learn the inner step sizes)")
+        for name in ("msl_anneal_iterations", "first_order_iterations"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.outer_lr_min <= self.outer_lr:
+            raise ValueError(f"outer_lr_min must lie in [0, outer_lr], got {self.outer_lr_min}")
+
+
+@dataclass
+class ReptilePPOConfig(TrainConfig):
+    """Reptile over PPO (Nichol et al. 2018): first-order; see :mod:`meta_rl.algorithms.reptile_ppo`.
+
+    ``inner_steps`` is the number of inner rounds (fresh rollouts + PPO epochs) per
+    student; one iteration collects ``meta_batch_size · rollouts_per_task · inner_steps``
+    episodes (MAML-PPO's budget with ``inner_steps = K + 1``).
+    """
+
+    ALGO: ClassVar[str] = "reptile_ppo"
+
+    algo: str = _f("reptile_ppo", "algorithm (see meta-tutor train --list-keys)")
+    inner_epochs: int = _f(
+        2,
+        "PPO epochs per inner round (each one full-batch gradient step of size inner_lr on the "
+        "student's clipped surrogate; the first equals the MAML inner step)",
+    )
+    outer_update: str = _f(
+        "interpolate",
+        "outer update: interpolate (theta <- theta + meta_step_size * (mean phi - theta)) or adam "
+        "(Adam with outer_lr on the pseudo-gradient theta - mean phi, clipped to max_grad_norm)",
+    )
+    meta_step_size: float = _f(0.5, "outer_update interpolate: the step epsilon towards the mean adapted phi")
+
+    @property
+    def pooled_episodes(self) -> int:
+        """Episodes of one pooled PPO iteration matched to one Reptile iteration
+        (``meta_batch_size · rollouts_per_task · inner_steps``)."""
+        return self.episodes_per_iteration or self.meta_batch_size * self.rollouts_per_task * self.inner_steps
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.inner_steps < 1:
+            raise ValueError("reptile_ppo needs inner_steps >= 1")
+        if self.inner_epochs < 1:
+            raise ValueError(f"inner_epochs must be >= 1, got {self.inner_epochs}")
+        _choice("outer_update", self.outer_update, ("interpolate", "adam"))
+        if not 0.0 < self.meta_step_size <= 1.0:
+            raise ValueError(f"meta_step_size must lie in (0, 1], got {self.meta_step_size}")
 
 
 def config_classes() -> dict[str, type[TrainConfig]]:
@@ -397,13 +484,20 @@ def load_config(
         # an empty file silently meaning "all defaults" hides a wrong or truncated file
         raise ValueError(f"{path}: the config file is empty; leave out --config to use the built-in defaults")
     given = merge(fields, parse_overrides(overrides))
-    algo = given.get("algo")
     classes = config_classes()
+    try:
+        sections = algorithm_sections(data)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    data.pop("algorithms", None)
+    algo = given.get("algo")
     if algo in classes and algo != data.get("algo", "maml_ppo"):
         # the file was written for another algorithm (e.g. --set algo=ppo on the MAML
         # config, for a baseline with the same settings): drop the keys only it knows
         valid = {f.name for f in dataclasses.fields(classes[algo])}
         data = {k: v for k, v in data.items() if k in valid}
+    # the file's settings for the chosen algorithm on this env (the caller's come last)
+    data = merge(data, sections.get(given.get("algo", data.get("algo", "maml_ppo")), {}))
     try:
         return make_config(merge(data, given))
     except ValueError as e:
@@ -436,6 +530,29 @@ def _blame(
     if path is not None and (fails(data) or not fields):
         return str(path)
     return None
+
+
+def algorithm_sections(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``algorithms:`` section of a config file: ``{algo: {key: value}}``.
+
+    A shipped config (``meta_rl/configs/<env>.yaml``) holds the settings of its own
+    ``algo`` at the top level and, under ``algorithms:``, what another algorithm
+    changes on the same env (e.g. ``reptile_ppo: {inner_steps: 2}``). Loading with
+    ``algo: NAME`` (in the file or ``--set algo=NAME``) applies section ``NAME`` over
+    the top level; command-line ``--set`` values come last. Keys are checked as usual.
+    """
+    raw = data.get("algorithms") or {}
+    classes = config_classes()
+    if not isinstance(raw, Mapping):
+        raise ValueError("'algorithms' must map algorithm names to mappings of config keys")
+    for name, sec in raw.items():
+        if name not in classes:
+            raise ValueError(f"'algorithms' names unknown algo {name!r}; valid: {list(classes)}")
+        if not isinstance(sec, Mapping):
+            raise ValueError(f"'algorithms.{name}' must be a mapping of config keys to values")
+        if "algo" in sec:
+            raise ValueError(f"'algorithms.{name}' must not set 'algo'")
+    return {name: dict(sec) for name, sec in raw.items()}
 
 
 def save_config(config: TrainConfig, path: str | os.PathLike[str]) -> None:

@@ -100,13 +100,9 @@ class InnerUpdate:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, InnerUpdate):
             return NotImplemented
-        mine, theirs = self.tensors(), other.tensors()
-        return (
-            (self.objective, self.ent_coef, type(self.lr))
-            == (other.objective, other.ent_coef, type(other.lr))
-            and (self.lr == other.lr if not self.learned else len(mine) == len(theirs))
-            and all(torch.equal(a, b) for a, b in zip(mine, theirs))
-        )
+        if (self.objective, self.ent_coef) != (other.objective, other.ent_coef):
+            return False
+        return _same_lr(self.lr, other.lr)
 
     __hash__ = None  # type: ignore[assignment] - holds tensors
 
@@ -150,6 +146,19 @@ class InnerUpdate:
         """JSON-ready settings; learned rates are summarised by their mean (the tensors
         are stored apart, see :mod:`meta_rl.checkpoint`)."""
         return {"lr": self.mean_lr(), "objective": self.objective, "ent_coef": self.ent_coef}
+
+
+def _same_lr(a: LearningRate, b: LearningRate) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a == b
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        return (
+            isinstance(a, tuple)
+            and isinstance(b, tuple)
+            and len(a) == len(b)
+            and all(_same_lr(x, y) for x, y in zip(a, b))
+        )
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 class StepData(NamedTuple):
@@ -296,3 +305,58 @@ def _with_kl_penalty(
         loss = loss + outer.kl_coef * kl_pre
         stats["kl_pre"] = kl_pre.detach()
     return loss, stats
+
+
+def multi_step_meta_loss(
+    spec: PolicySpec,
+    theta: Mapping[str, Tensor],
+    inner: InnerUpdate,
+    datas: Sequence[StepData],
+    weights: Sequence[float],
+    outer: OuterSettings,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """MAML++'s multi-step loss (Antoniou et al. 2019, "How to train your MAML")::
+
+        J_MSL(θ) = Σ_{k=1}^{K} w_k J_k(θ) + β KL(π_θ_sample ‖ π_θ)
+
+    ``J_k`` is the PPO objective (clipped surrogate − entropy bonus, pooled over the
+    valid steps) of the parameters after ``k`` inner steps, ``θ_i^k(θ)``, on the
+    rollouts ``D^k`` sampled with them; ``datas = [D^0, …, D^K]`` (``D^k`` is the inner
+    data of step ``k + 1`` and the outer data of step ``k``, so no extra rollouts are
+    needed). ``weights`` ``(w_1 … w_K)`` sum to 1; ``w = (0, …, 0, 1)`` is :func:`meta_loss`.
+    Steps with zero weight cost nothing beyond the inner step. The statistics are those
+    of the last step ``K``.
+    """
+    k_steps = len(datas) - 1
+    if len(weights) != k_steps or k_steps < 1:
+        raise ValueError(f"need one weight per inner step ({k_steps}), got {len(weights)}")
+    n_tasks = datas[0].obs.shape[0]
+    params = expand_params(theta, n_tasks) if not is_batched(theta) else dict(theta)
+    total: Tensor | None = None
+    stats: dict[str, Tensor] = {}
+    for k in range(k_steps):
+        params = inner_step(spec, params, datas[k], inner, create_graph=not outer.first_order, step=k)
+        w = float(weights[k])
+        if w == 0.0 and k < k_steps - 1:
+            continue
+        loss_k, stats = _ppo_objective(spec, params, datas[k + 1], outer)
+        total = w * loss_k if total is None else total + w * loss_k
+    assert total is not None
+    return _with_kl_penalty(spec, theta, datas[0], outer, total, stats)
+
+
+def multi_step_weights(k_steps: int, iteration: int, anneal_iterations: int) -> list[float]:
+    """MAML++'s per-step loss weights: uniform ``1/K`` at iteration 0, moving linearly to
+    the last step only, ``(0, …, 0, 1)``, at ``anneal_iterations`` (and after)::
+
+        w_k(t) = (1 − s) / K + s · [k = K],   s = min(1, t / anneal_iterations)
+
+    Positive before the end of annealing, summing to 1 throughout
+    (``anneal_iterations = 0``: the last step only, plain MAML).
+    """
+    if k_steps < 1:
+        raise ValueError(f"k_steps must be >= 1, got {k_steps}")
+    s = 1.0 if anneal_iterations <= 0 else min(1.0, iteration / anneal_iterations)
+    w = [(1.0 - s) / k_steps] * k_steps
+    w[-1] += s
+    return w

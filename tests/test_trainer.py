@@ -73,7 +73,13 @@ def test_one_tensorboard_event_file_however_many_train_calls(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["algo=ppo", "n_minibatches=2"], ["meta_sgd=true", "inner_steps=2", "pretrain_iterations=1"]],
+    [
+        [],
+        ["algo=ppo", "n_minibatches=2"],
+        ["meta_sgd=true", "inner_steps=2", "pretrain_iterations=1"],
+        ["algo=reptile_ppo", "inner_steps=2", "outer_update=adam"],
+        ["algo=mamlpp_ppo", "inner_steps=2", "first_order_iterations=2", "msl_anneal_iterations=3"],
+    ],
 )
 def test_resume_after_kill_reproduces_uninterrupted_run(
     tmp_path: Path, monkeypatch, extra: list[str]

@@ -9,17 +9,25 @@ one line here.
 from __future__ import annotations
 
 from meta_rl.algorithms.base import Algorithm, Context, TrainingDiverged
+from meta_rl.algorithms.derive import derived_config
 from meta_rl.algorithms.maml_ppo import MAMLPPO
+from meta_rl.algorithms.mamlpp_ppo import MAMLPlusPlusPPO
 from meta_rl.algorithms.ppo import PooledPPO
+from meta_rl.algorithms.reptile_ppo import ReptilePPO
 
 #: every training algorithm by its ``algo`` name
-ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (MAMLPPO, PooledPPO)}
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (MAMLPPO, PooledPPO, ReptilePPO, MAMLPlusPlusPPO)
+}
 
 __all__ = [
     "ALGORITHMS",
     "MAMLPPO",
     "Algorithm",
     "Context",
+    "MAMLPlusPlusPPO",
     "PooledPPO",
+    "ReptilePPO",
     "TrainingDiverged",
+    "derived_config",
 ]
