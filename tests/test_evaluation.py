@@ -478,3 +478,23 @@ def test_tutor_that_cannot_run_is_left_out_or_refused_before_training(tmp_path, 
     ])  # fmt: skip
     assert rc == 2 and "method belief_planner cannot run" in capsys.readouterr().err
     assert not (out / "baselines").exists()
+
+
+def test_derived_config_matches_the_runs_budget_in_episodes() -> None:
+    """Pooled PPO / the oracle get the run's settings and one meta-iteration's episodes per
+    iteration: meta_batch_size · rollouts_per_task · (inner_steps + 1) = 4 · 5 · 3 = 60."""
+    from meta_rl.config import PPOConfig
+    from meta_rl.evaluation.baselines import derived_config
+
+    run = MAMLPPOConfig(
+        env_kwargs=KW, n_iterations=7, meta_batch_size=4, rollouts_per_task=5, inner_steps=2, seed=3,
+        meta_sgd=True, init_from="elsewhere", hidden_sizes=[16],
+    ).to_dict()  # fmt: skip
+    cfg = derived_config(run, "ppo")
+    assert isinstance(cfg, PPOConfig) and cfg.algo == "ppo" and cfg.episodes_per_iteration == 60
+    assert (cfg.n_iterations, cfg.seed, cfg.hidden_sizes, cfg.env_kwargs) == (7, 3, [16], KW)
+    assert (
+        cfg.init_from == "" and not cfg.privileged and derived_config(run, "ppo", privileged=True).privileged
+    )
+    with pytest.raises(ValueError, match="algo 'reptile_ppo'"):
+        derived_config(run, "reptile_ppo")

@@ -161,3 +161,11 @@ def test_registry_rejects_bad_registrations(registered) -> None:
             available_methods(ENV_ID)
     finally:
         unregister("random")
+
+
+def test_trained_baseline_rejects_an_unknown_adaptation() -> None:
+    from meta_rl.evaluation.learned import TrainedBaseline
+
+    with pytest.raises(ValueError, match=r"adaptation must be one of \('fine_tune', 'own', 'none'\)"):
+        TrainedBaseline("x", adaptation="twice")
+    assert TrainedBaseline("o", privileged=True, adaptation="none").kind(ENV_ID) == "oracle"

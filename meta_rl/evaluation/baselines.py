@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
+from envs.profiles import ProfileDistribution
 from meta_rl.checkpoint import load_checkpoint, load_policy
 from meta_rl.config import ALGORITHMS, PPOConfig, TrainConfig
 from meta_rl.evaluation import sb3_baseline
@@ -151,7 +152,9 @@ def sb3_hidden_sizes(config: Mapping[str, Any]) -> tuple[int, ...]:
     return sb3_baseline.SB3_DEFAULT_HIDDEN
 
 
-def run_population(config: Mapping[str, Any], env_id: str, env_kwargs: Mapping[str, Any]):
+def run_population(
+    config: Mapping[str, Any], env_id: str, env_kwargs: Mapping[str, Any]
+) -> ProfileDistribution | None:
     """The calibrated population a run was trained on, or ``None`` (the env's own)."""
     if not config.get("population"):
         return None
