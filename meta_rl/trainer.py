@@ -64,6 +64,7 @@ from meta_rl.envspec import EnvSpec
 from meta_rl.maml import InnerUpdate, OuterSettings, StepData, inner_step, meta_loss, policy_logits
 from meta_rl.policy import PolicySpec, init_params, kl_divergence, state_value
 from meta_rl.ppo import masked_mean, value_loss
+from meta_rl.resources import check_memory, training_memory
 from meta_rl.runlock import RunLock
 from meta_rl.sampler import Rollouts, Sampler, nan_mean, spaced_seed
 from meta_rl.tutor import AdvantageSettings, TutorPolicy
@@ -99,6 +100,8 @@ class Trainer:
         self.is_maml = isinstance(cfg, MAMLPPOConfig)
         self.env = EnvSpec(cfg.env, cfg.env_kwargs, cfg.privileged)
         self.spec = policy_spec(cfg, self.env)
+        # refuse what cannot fit before the first allocation (META_TUTOR_NO_MEMORY_CHECK=1 skips)
+        check_memory(training_memory(cfg, self.spec, self.env))
         self.inner = InnerUpdate(cfg.inner_lr, cfg.inner_objective, cfg.inner_ent_coef)
         self.adv = AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.baseline, cfg.normalize_advantages)
         self.outer = OuterSettings(

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for name in ("n", "adapt_steps", "eval_episodes", "val_profiles", "workers"):
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    _check_memory(args)
     settings = EvaluationSettings(
         split=args.split,
         n_profiles=args.n,
@@ -88,3 +89,24 @@ def run(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
+
+
+def _check_memory(args: argparse.Namespace) -> None:
+    """Refuse an evaluation that cannot fit in memory before loading students or training
+    baselines (:mod:`meta_rl.resources`; ``META_TUTOR_NO_MEMORY_CHECK=1`` skips)."""
+    import json
+    from pathlib import Path
+
+    from meta_rl.checkpoint import load_policy
+    from meta_rl.resources import check_memory, evaluation_memory
+
+    policy = load_policy(args.checkpoint[0])
+    n = args.n
+    if args.profiles is not None:
+        try:  # only the count: the evaluation reads and checks the file itself
+            n = len(json.loads(Path(args.profiles).read_bytes())["profiles"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # a broken file is reported by the evaluation, with its own message
+    rollouts = args.rollouts_per_step or policy.rollouts_per_step
+    estimate = evaluation_memory(policy.spec, policy.env, n, args.adapt_steps, rollouts, args.eval_episodes)
+    check_memory(estimate)
