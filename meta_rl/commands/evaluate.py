@@ -59,6 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "'default' stands for those, e.g. --methods default recurrent_ppo)",
     )
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the runs, the students (--profiles) and the memory estimate, then exit "
+        "(no baseline is trained, nothing is written)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     _check_memory(args)
+    if args.check:
+        return _check(args)
     settings = EvaluationSettings(
         split=args.split,
         n_profiles=args.n,
@@ -110,3 +118,32 @@ def _check_memory(args: argparse.Namespace) -> None:
     rollouts = args.rollouts_per_step or policy.rollouts_per_step
     estimate = evaluation_memory(policy.spec, policy.env, n, args.adapt_steps, rollouts, args.eval_episodes)
     check_memory(estimate)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``--check``: load every run's tutor and the students; fail as the evaluation would."""
+    import envs
+    from meta_rl.checkpoint import load_policy
+
+    policies = [load_policy(c) for c in args.checkpoint]
+    env = policies[0].env
+    for c, p in zip(args.checkpoint, policies):
+        if (p.env.env_id, dict(p.env.env_kwargs)) != (env.env_id, dict(env.env_kwargs)):
+            raise ValueError(
+                f"{c}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
+            )
+    n = args.n
+    if args.profiles is not None:
+        file_env, profiles = envs.load_profiles(args.profiles)
+        if file_env != env.env_id:
+            raise ValueError(
+                f"{args.profiles}: profiles are for {file_env}, the checkpoint is for {env.env_id}"
+            )
+        for i, profile in enumerate(profiles):
+            try:
+                env.coerce([profile])
+            except ValueError as e:
+                raise ValueError(f"{args.profiles}: profile {i}: {e}") from None
+        n = len(profiles)
+    print(f"check passed: {len(policies)} run(s) on {env.env_id} {dict(env.env_kwargs)}, {n} students")
+    return 0

@@ -49,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-keys", action="store_true", help="print every config key with its help and exit")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the config, the env arguments and the memory estimate, print a summary and "
+        "exit (nothing is written)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         # absolute, so the run (and its evaluation) finds it from any working directory
         fields["population"] = str(Path(args.population).resolve())
     cfg = load_config(config_path, args.overrides, **fields)
+    if args.check:
+        return _check(cfg, args.out)
     trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     try:
         row = trainer.train()
@@ -95,5 +103,22 @@ def run(args: argparse.Namespace) -> int:
         f"done: {trainer.iteration} iterations, {trainer.env_steps} env steps; "
         f"last post-adaptation return {row.get('return_post', float('nan')):.4f}; "
         f"best validation return {best:.4f}; run directory {args.out}"
+    )
+    return 0
+
+
+def _check(cfg: object, out: str) -> int:
+    """``--check``: everything ``Trainer`` checks before its first write, without writing."""
+    from meta_rl.envspec import EnvSpec
+    from meta_rl.resources import check_memory, format_bytes, param_count, training_memory
+    from meta_rl.trainer import policy_spec
+
+    env = EnvSpec(cfg.env, cfg.env_kwargs, cfg.privileged)
+    spec = policy_spec(cfg, env)
+    estimate = training_memory(cfg, spec, env)
+    check_memory(estimate)
+    print(
+        f"config OK: {cfg.algo} on {cfg.env} {dict(cfg.env_kwargs)}, {param_count(spec)} policy parameters, "
+        f"{cfg.n_iterations} iterations, about {format_bytes(estimate.total)} of memory; run directory {out}"
     )
     return 0
