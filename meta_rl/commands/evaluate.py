@@ -72,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.split not in ("test", "ood", "val") and args.profiles is None:
         raise ValueError(f"--split must be test or ood (or val), got {args.split!r}")
+    for name in ("seed", "profile_seed"):
+        if not 0 <= getattr(args, name) < 2**32:
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be an integer in [0, 2**32), got {getattr(args, name)}"
+            )
     for name in ("n", "adapt_steps", "eval_episodes", "val_profiles", "workers"):
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
