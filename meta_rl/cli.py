@@ -46,12 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: newlines and other control characters (often echoed from
+    the user's own input, e.g. a ``--set`` value) are shown escaped, as in ``repr``."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 @contextlib.contextmanager
 def _one_line_warnings(prefix: str) -> Iterator[None]:
     """Show warnings as ``PREFIX: warning: message`` (not Python's file:line + source line)."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"{prefix}: warning: {message}", file=sys.stderr if file is None else file)
+        print(f"{prefix}: warning: {one_line(str(message))}", file=sys.stderr if file is None else file)
 
     saved = warnings.showwarning
     warnings.showwarning = show
@@ -74,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # user errors: one clear line, no traceback (META_TUTOR_DEBUG=1 shows it, for bug reports)
         if os.environ.get("META_TUTOR_DEBUG"):
             raise
-        print(f"meta-tutor {args.command}: error: {e}", file=sys.stderr)
+        print(f"meta-tutor {args.command}: error: {one_line(str(e))}", file=sys.stderr)
         return 2
 
 

@@ -186,7 +186,7 @@ class TrainConfig:
         for name in ("seed", "val_seed"):
             value = getattr(self, name)
             if not 0 <= value <= MAX_SEED:
-                raise ValueError(f"{name} must be an integer in [0, 2**32 - 1], got {value}")
+                raise ValueError(f"{name} must be an integer in [0, 2**32), got {value}")
         for name in ("outer_lr", "value_lr"):
             # a warning, not an error: a large step is not invalid (a sweep may probe it on
             # purpose, and a run that blows up stops with TrainingDiverged), but it is rarely meant

@@ -41,6 +41,7 @@ from meta_rl.checkpoint import one_line_error
 from meta_rl.config import TrainConfig
 from meta_rl.envspec import EnvSpec
 from meta_rl.policy import PolicySpec
+from meta_rl.resources import check_memory, training_memory
 from meta_rl.rundir import RunDirectory
 from meta_rl.sampler import Sampler
 from meta_rl.tutor import TutorPolicy
@@ -69,6 +70,8 @@ class Trainer:
         torch.set_num_threads(cfg.num_threads)
         self.env = EnvSpec(cfg.env, cfg.env_kwargs, cfg.privileged)
         self.spec = policy_spec(cfg, self.env)
+        # refuse what cannot fit before the first allocation (META_TUTOR_NO_MEMORY_CHECK=1 skips)
+        check_memory(training_memory(cfg, self.spec, self.env))
         self.sampler = make_sampler(cfg, self.env, self.spec)
         self.dist = self._population()
         self.val_profiles = self.dist.sample(cfg.val_tasks, "val", seed=cfg.val_seed)

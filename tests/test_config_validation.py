@@ -20,7 +20,7 @@ from meta_rl.envspec import EnvSpec
         ("ent_coef=.nan", "ent_coef must be >= 0 and finite"),
         ("gamma=.nan", "gamma and gae_lambda must lie in"),
         ("kl_coef=.nan", "kl_coef must be >= 0 and finite"),
-        ("seed=-1", r"--set seed=-1: seed must be an integer in \[0, 2\*\*32 - 1\], got -1"),
+        ("seed=-1", r"--set seed=-1: seed must be an integer in \[0, 2\*\*32\), got -1"),
         ("seed=123456789012345678901234", "seed must be an integer in"),
         ("val_seed=4294967296", "val_seed must be an integer in"),
         ("hidden_sizes=[64,", r"--set hidden_sizes=\[64,: the value is not valid YAML"),

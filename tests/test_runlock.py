@@ -98,12 +98,37 @@ def test_killed_holder_does_not_block_and_a_held_run_fails_at_once(
     _assert_same_run(run, full)
 
 
+#: ``meta-tutor ARGS`` in a process that has done its imports and waits for the file GO, so
+#: that two of them enter the CLI within milliseconds (without the lock, both pass the
+#: "no run here yet" check and write interleaved rows, as issue 19 observed)
+STARTER = """
+import os, sys, time
+from meta_rl.cli import main
+import meta_rl.trainer
+print("ready", flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.002)
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_two_trainings_on_one_directory_at_once(tmp_path: Path, tiny_config: Path) -> None:
     """Exactly one runs; the other fails with one line; the directory is a single run's."""
-    out = tmp_path / "shared"
+    out, go = tmp_path / "shared", tmp_path / "go"
+    argv = [
+        sys.executable,
+        "-c",
+        STARTER,
+        str(go),
+        *TRAIN[3:],
+        "--config",
+        str(tiny_config),
+        "--out",
+        str(out),
+    ]
     procs = [
         subprocess.Popen(
-            [*TRAIN, "--config", str(tiny_config), "--seed", str(seed), "--out", str(out)],
+            [*argv, "--seed", str(seed)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -111,6 +136,9 @@ def test_two_trainings_on_one_directory_at_once(tmp_path: Path, tiny_config: Pat
         )
         for seed in (0, 1)
     ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    go.touch()
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
     codes = sorted(r[0] for r in results)
     assert codes == [0, 2], results

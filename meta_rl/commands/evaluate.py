@@ -62,6 +62,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "'default' stands for those, e.g. --methods default recurrent_ppo)",
     )
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the runs, the students (--profiles) and the memory estimate, then exit "
+        "(no baseline is trained, nothing is written)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,12 +75,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.split not in ("test", "ood", "val") and args.profiles is None:
         raise ValueError(f"--split must be test or ood (or val), got {args.split!r}")
+    for name in ("seed", "profile_seed"):
+        if not 0 <= getattr(args, name) < 2**32:
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be an integer in [0, 2**32), got {getattr(args, name)}"
+            )
     for name in ("n", "adapt_steps", "eval_episodes", "val_profiles", "workers"):
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.profiles is not None:
         _check_profiles_fit_runs(args.profiles, args.checkpoint)
         check_profile_file(args.checkpoint[0], args.profiles)
+    _check_memory(args)
+    if args.check:
+        return _check(args)
     settings = EvaluationSettings(
         split=args.split,
         n_profiles=args.n,
@@ -120,3 +134,53 @@ def _check_profiles_fit_runs(profiles: str, checkpoints: list[str]) -> None:
             check_population_settings(
                 profiles, cfg.get("env", ""), cfg.get("env_kwargs") or {}, f"the run {run_dir}"
             )
+
+
+def _check_memory(args: argparse.Namespace) -> None:
+    """Refuse an evaluation that cannot fit in memory before loading students or training
+    baselines (:mod:`meta_rl.resources`; ``META_TUTOR_NO_MEMORY_CHECK=1`` skips)."""
+    import json
+    from pathlib import Path
+
+    from meta_rl.checkpoint import load_policy
+    from meta_rl.resources import check_memory, evaluation_memory
+
+    policy = load_policy(args.checkpoint[0])
+    n = args.n
+    if args.profiles is not None:
+        try:  # only the count: the evaluation reads and checks the file itself
+            n = len(json.loads(Path(args.profiles).read_bytes())["profiles"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # a broken file is reported by the evaluation, with its own message
+    rollouts = args.rollouts_per_step or policy.rollouts_per_step
+    estimate = evaluation_memory(policy.spec, policy.env, n, args.adapt_steps, rollouts, args.eval_episodes)
+    check_memory(estimate)
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``--check``: load every run's tutor and the students; fail as the evaluation would."""
+    import envs
+    from meta_rl.checkpoint import load_policy
+
+    policies = [load_policy(c) for c in args.checkpoint]
+    env = policies[0].env
+    for c, p in zip(args.checkpoint, policies):
+        if (p.env.env_id, dict(p.env.env_kwargs)) != (env.env_id, dict(env.env_kwargs)):
+            raise ValueError(
+                f"{c}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
+            )
+    n = args.n
+    if args.profiles is not None:
+        file_env, profiles = envs.load_profiles(args.profiles)
+        if file_env != env.env_id:
+            raise ValueError(
+                f"{args.profiles}: profiles are for {file_env}, the checkpoint is for {env.env_id}"
+            )
+        for i, profile in enumerate(profiles):
+            try:
+                env.coerce([profile])
+            except ValueError as e:
+                raise ValueError(f"{args.profiles}: profile {i}: {e}") from None
+        n = len(profiles)
+    print(f"check passed: {len(policies)} run(s) on {env.env_id} {dict(env.env_kwargs)}, {n} students")
+    return 0

@@ -49,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list-keys", action="store_true", help="print every config key with its help and exit")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the config, the env arguments and the memory estimate, print a summary and "
+        "exit (nothing is written)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         from envs.calibration.population import check_population_settings
 
         check_population_settings(args.population, cfg.env, cfg.env_kwargs, "the training config")
+    if args.check:
+        return _check(cfg, args.out)
     trainer = Trainer(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     try:
         row = trainer.train()
@@ -120,3 +128,20 @@ def _population_settings(args: argparse.Namespace) -> tuple[str | None, dict]:
     if env_id is not None and args.env is not None and args.env != env_id:
         raise ValueError(f"--population {args.population} is for {env_id}, not --env {args.env}")
     return env_id, kwargs
+
+
+def _check(cfg: object, out: str) -> int:
+    """``--check``: everything ``Trainer`` checks before its first write, without writing."""
+    from meta_rl.envspec import EnvSpec
+    from meta_rl.resources import check_memory, format_bytes, param_count, training_memory
+    from meta_rl.trainer import policy_spec
+
+    env = EnvSpec(cfg.env, cfg.env_kwargs, cfg.privileged)
+    spec = policy_spec(cfg, env)
+    estimate = training_memory(cfg, spec, env)
+    check_memory(estimate)
+    print(
+        f"config OK: {cfg.algo} on {cfg.env} {dict(cfg.env_kwargs)}, {param_count(spec)} policy parameters, "
+        f"{cfg.n_iterations} iterations, about {format_bytes(estimate.total)} of memory; run directory {out}"
+    )
+    return 0
