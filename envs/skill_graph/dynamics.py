@@ -152,10 +152,10 @@ class SkillGraphDynamics(StudentDynamics):
         # horizon, ever quizzed, last answer) are updated in place; ``feat`` is a view of them.
         self._obs = np.zeros((n, self.obs_dim), dtype=np.float32)
         self.feat = self._obs[:, : 4 * k]
-        # last quiz step per skill; never quizzed = a step so far back that the time since it is
-        # >= horizon, which the observation caps at 1 (as it shows "never"), so no mask is needed
-        self._never = -(1 << 40)
-        self.last_quiz_t = np.full((n, k), self._never, dtype=np.int64)
+        # steps since the last quiz of each skill, capped at the horizon; never quizzed counts as
+        # the horizon, which the observation shows as 1, like "never" (so no mask is needed).
+        # Kept up to date in _step instead of subtracting quiz times from the clock each step.
+        self.since_quiz = np.full((n, k), self.horizon, dtype=np.int32)
         # min(d / horizon, 1) for d = 0 … horizon, computed in float64 and rounded to float32 as
         # the direct formula is: observing is a table look-up, bit-identical to computing it
         steps = np.arange(self.horizon + 1)
@@ -167,6 +167,8 @@ class SkillGraphDynamics(StudentDynamics):
         # row offsets of the flat (student-major) profile and observation arrays
         self._rows_k, self._rows_c, self._rows_obs = self._rows * k, self._rows * c, self._rows * self.obs_dim
         self._inv_h = np.float32(1.0 / self.horizon)
+        # action -> (skill, mode) by look-up instead of a divmod per step
+        self._skill_of, self._mode_of = np.divmod(np.arange(k * (c + 1)), c + 1)
         self._one_minus_slip = np.zeros(n)  # per-profile constant, set in _profiles_changed
 
     def dims(self) -> dict[str, int]:
@@ -192,7 +194,7 @@ class SkillGraphDynamics(StudentDynamics):
         u = self.streams.uniform(self.n_skills, idx, salt=RESET_SALT)
         self.mastered_km[:, idx] = (u < self.p["prior"][idx]).T
         self.feat[idx] = 0.0
-        self.last_quiz_t[idx] = self._never
+        self.since_quiz[idx] = self.horizon
         self.n_quizzes[idx] = 0
         self.start_count[idx] = self.mastered_km[:, idx].sum(axis=0)
         all_m = self.mastered_km[:, idx].all(axis=0)
@@ -201,7 +203,7 @@ class SkillGraphDynamics(StudentDynamics):
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Flat indices instead of 2-D fancy indexing: same result, about 4x cheaper in NumPy.
         k, c, n = self.n_skills, self.n_content, self.n
-        skill, mode = np.divmod(actions, c + 1)
+        skill, mode = self._skill_of[actions], self._mode_of[actions]
         rows = self._rows
         teach = mode < c
         quiz = ~teach
@@ -239,7 +241,10 @@ class SkillGraphDynamics(StudentDynamics):
         f[q_idx + 2 * k] = 1.0
         f[q_idx + 3 * k] = correct[quiz]
         t = self.t
-        self.last_quiz_t.reshape(-1)[(self._rows_k + skill)[quiz]] = t[quiz]
+        since = self.since_quiz
+        since += 1
+        np.minimum(since, self.horizon, out=since)
+        since.reshape(-1)[(self._rows_k + skill)[quiz]] = 1  # observed after this step: 1 step ago
         self.n_quizzes += quiz
 
         after = m.view(np.uint8).sum(axis=0, dtype=np.uint8)
@@ -266,8 +271,7 @@ class SkillGraphDynamics(StudentDynamics):
         k, h = self.n_skills, self.horizon
         # steps since the last quiz / horizon, capped at 1 (1 if never quizzed) and elapsed steps /
         # horizon: min(d / h, 1) for integer d, looked up in _frac_table
-        since = np.minimum(self.t[:, None] - self.last_quiz_t, h)
-        np.take(self._frac_table, since, out=self._obs[:, 4 * k : 5 * k])
+        self._obs[:, 4 * k : 5 * k] = self._frac_table[self.since_quiz]
         self._obs[:, 5 * k] = self._frac_table[np.minimum(self.t, h)]
         return self._obs.copy()
 
