@@ -28,9 +28,11 @@ import gymnasium as gym
 import numpy as np
 
 from envs.core import RESET_SALT, StudentDynamics, check_choice, check_float, check_int
+from envs.rng import threshold32
 from envs.skill_graph.profile import SkillGraphDistribution, SkillGraphProfile
 
 REWARD_MODES = ("gain", "posttest", "quiz")
+_LOW32, _SHIFT32, _TWO_M32 = np.uint64(0xFFFFFFFF), np.uint64(32), 1.0 / 4294967296.0
 GRAPHS = ("default", "chain", "none", "random")
 
 
@@ -169,7 +171,11 @@ class SkillGraphDynamics(StudentDynamics):
         self._inv_h = np.float32(1.0 / self.horizon)
         # action -> (skill, mode) by look-up instead of a divmod per step
         self._skill_of, self._mode_of = np.divmod(np.arange(k * (c + 1)), c + 1)
-        self._one_minus_slip = np.zeros(n)  # per-profile constant, set in _profiles_changed
+        # per-profile constants, set in _profiles_changed
+        self._one_minus_slip = np.zeros(n)
+        self._forget_t32 = np.zeros(n, dtype=np.uint64)
+        self._n_words = 1 + (k + 1) // 2  # the 2 + K uniforms of a step, two per 64-bit word
+        self._keep_buf = np.empty((self._n_words - 1, 2, n), dtype=bool)
 
     def dims(self) -> dict[str, int]:
         return {"n_skills": self.n_skills, "n_content": self.n_content}
@@ -188,6 +194,7 @@ class SkillGraphDynamics(StudentDynamics):
 
     def _profiles_changed(self, idx: np.ndarray) -> None:
         self._one_minus_slip[idx] = 1.0 - self.p["slip"][idx]  # P(correct | mastered), per step
+        self._forget_t32[idx] = threshold32(self.p["forget"][idx])
 
     # ------------------------------------------------------------------ model
     def _reset_students(self, idx: np.ndarray) -> None:
@@ -207,7 +214,15 @@ class SkillGraphDynamics(StudentDynamics):
         rows = self._rows
         teach = mode < c
         quiz = ~teach
-        u = self.streams.uniform_t(2 + k)
+        # draws: word 0 holds the learning (low half) and quiz (high half) uniforms; words 1 …
+        # hold the forgetting draws of skills 0, 1, … (low, high, low, …), compared as integers
+        # with threshold32(forget) (the decision u >= forget, without converting K draws to floats)
+        words = self.streams.words_t(self._n_words)
+        u_learn = (words[0] & _LOW32) * _TWO_M32
+        u_quiz = (words[0] >> _SHIFT32) * _TWO_M32
+        keep = self._keep_buf
+        np.greater_equal(words[1:] & _LOW32, self._forget_t32, out=keep[:, 0])
+        np.greater_equal(words[1:] >> _SHIFT32, self._forget_t32, out=keep[:, 1])
         m = self.mastered_km
         m_flat = m.reshape(-1)
         km_idx = skill * n + rows
@@ -220,16 +235,16 @@ class SkillGraphDynamics(StudentDynamics):
         gate = np.where(n_missing > 0, self.prereq_penalty, 1.0)
         affinity = self.p["content_affinity"].reshape(-1)[self._rows_c + np.minimum(mode, c - 1)]
         p_learn = self.p["learn"].reshape(-1)[self._rows_k + skill] * affinity * gate
-        learned = teach & ~was_mastered & (u[0] < p_learn)
+        learned = teach & ~was_mastered & (u_learn < p_learn)
 
         # quiz answers depend on mastery before this step's forgetting
         p_correct = np.where(was_mastered, self._one_minus_slip, self.p["guess"])
-        correct = quiz & (u[1] < p_correct)
+        correct = quiz & (u_quiz < p_correct)
 
         # forgetting of every mastered skill not practised now: keep a skill unless its draw falls
         # below forget, then set the practised skill, which is never forgotten, to mastered-before
         # or learned-now
-        m &= u[2:] >= self.p["forget"]
+        m &= keep.reshape(-1, n)[:k]
         m_flat[km_idx] = was_mastered | learned
 
         # observation features, updated in place: a teaching step counts in column `skill`,
