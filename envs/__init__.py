@@ -207,7 +207,9 @@ def sample_profiles(
     registered defaults). ``like=RUN`` (a run directory, checkpoint or export) takes
     the env id and env keyword arguments from a trained tutor instead, so the profiles
     fit it: ``sample_profiles(None, 80, like="runs/sg")``. ``env_id`` may then be given
-    too, and must be the run's; ``env_kwargs`` may not.
+    too, and must be the run's; ``env_kwargs`` may not. (For a run trained on a calibrated
+    population, ``like`` takes its env settings, not its students: those held out are in
+    the population's ``.test.json`` file.)
     """
     check_split(split)
     if like is not None:

@@ -48,6 +48,13 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return z
 
 
+def threshold32(p: np.ndarray) -> np.ndarray:
+    """``ceil(p · 2³²)`` as ``uint64``, for ``p`` in [0, 1]: for a 32-bit integer ``x``,
+    ``x · 2⁻³² < p`` if and only if ``x < threshold32(p)`` (both scalings by 2³² are exact
+    in float64, and ``x < y`` for an integer ``x`` is ``x < ceil(y)``)."""
+    return np.ceil(np.asarray(p, dtype=np.float64) * 4294967296.0).astype(np.uint64)
+
+
 def seed_to_key(seed: int | np.ndarray) -> np.ndarray:
     """Turn integer seeds (any size, non-negative) into well-mixed 64-bit keys."""
     s = np.asarray(seed)
@@ -103,16 +110,28 @@ class StudentStreams:
         numbers, so a model asks once for all its draws and slices; a different
         ``salt`` (e.g. ``RESET_SALT`` for the draws of a reset) gives an independent set.
         """
-        ek, st = (self.episode_keys, self.step) if idx is None else (self.episode_keys[idx], self.step[idx])
         n_words = (n_draws + 1) // 2
-        base = ek + st * _STEP_MUL + np.uint64((salt * _SALT_MUL_INT) & _MASK64)
-        ctr = base[None, :] + (np.arange(n_words, dtype=np.uint64) * _GOLDEN)[:, None]
-        halves = mix64(ctr).view(np.uint32).reshape(n_words, len(base), 2)
+        words = self.words_t(n_words, idx, salt)
+        halves = words.view(np.uint32).reshape(n_words, words.shape[1], 2)
         # (word, half, student) -> rows 2w and 2w+1 are the low and high halves of word w; written
         # straight into that layout (out=), so the reshape below is a view, not a second copy
-        out = np.empty((n_words, 2, len(base)), dtype=np.float64)
+        out = np.empty((n_words, 2, words.shape[1]), dtype=np.float64)
         np.multiply(halves.transpose(0, 2, 1), _TWO_M32, out=out)
-        return out.reshape(2 * n_words, len(base))[:n_draws]
+        return out.reshape(2 * n_words, words.shape[1])[:n_draws]
+
+    def words_t(self, n_words: int, idx: np.ndarray | None = None, salt: int = 0) -> np.ndarray:
+        """The 64-bit words behind :meth:`uniform_t`, ``uint64`` of shape ``(n_words, len(idx))``.
+
+        Uniform ``2w`` is ``(word_w mod 2³²) · 2⁻³²`` and uniform ``2w + 1`` is
+        ``(word_w >> 32) · 2⁻³²`` (on the little-endian machines NumPy runs on). A model may
+        compare a 32-bit half ``x`` with a threshold instead: ``x · 2⁻³² < p`` exactly when
+        ``x < ceil(p · 2³²)`` (:func:`threshold32`), the same decision without the float
+        conversion.
+        """
+        ek, st = (self.episode_keys, self.step) if idx is None else (self.episode_keys[idx], self.step[idx])
+        base = ek + st * _STEP_MUL + np.uint64((salt * _SALT_MUL_INT) & _MASK64)
+        ctr = base[None, :] + (np.arange(n_words, dtype=np.uint64) * _GOLDEN)[:, None]
+        return mix64(ctr)
 
     def uniform(self, n_draws: int, idx: np.ndarray | None = None, salt: int = 0) -> np.ndarray:
         """The same numbers as :meth:`uniform_t`, shaped ``(len(idx), n_draws)`` (a view)."""

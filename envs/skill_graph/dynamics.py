@@ -28,9 +28,11 @@ import gymnasium as gym
 import numpy as np
 
 from envs.core import RESET_SALT, StudentDynamics, check_choice, check_float, check_int
+from envs.rng import threshold32
 from envs.skill_graph.profile import SkillGraphDistribution, SkillGraphProfile
 
 REWARD_MODES = ("gain", "posttest", "quiz")
+_LOW32, _SHIFT32, _TWO_M32 = np.uint64(0xFFFFFFFF), np.uint64(32), 1.0 / 4294967296.0
 GRAPHS = ("default", "chain", "none", "random")
 
 
@@ -152,10 +154,10 @@ class SkillGraphDynamics(StudentDynamics):
         # horizon, ever quizzed, last answer) are updated in place; ``feat`` is a view of them.
         self._obs = np.zeros((n, self.obs_dim), dtype=np.float32)
         self.feat = self._obs[:, : 4 * k]
-        # last quiz step per skill; never quizzed = a step so far back that the time since it is
-        # >= horizon, which the observation caps at 1 (as it shows "never"), so no mask is needed
-        self._never = -(1 << 40)
-        self.last_quiz_t = np.full((n, k), self._never, dtype=np.int64)
+        # steps since the last quiz of each skill, capped at the horizon; never quizzed counts as
+        # the horizon, which the observation shows as 1, like "never" (so no mask is needed).
+        # Kept up to date in _step instead of subtracting quiz times from the clock each step.
+        self.since_quiz = np.full((n, k), self.horizon, dtype=np.int32)
         # min(d / horizon, 1) for d = 0 … horizon, computed in float64 and rounded to float32 as
         # the direct formula is: observing is a table look-up, bit-identical to computing it
         steps = np.arange(self.horizon + 1)
@@ -167,7 +169,13 @@ class SkillGraphDynamics(StudentDynamics):
         # row offsets of the flat (student-major) profile and observation arrays
         self._rows_k, self._rows_c, self._rows_obs = self._rows * k, self._rows * c, self._rows * self.obs_dim
         self._inv_h = np.float32(1.0 / self.horizon)
-        self._one_minus_slip = np.zeros(n)  # per-profile constant, set in _profiles_changed
+        # action -> (skill, mode) by look-up instead of a divmod per step
+        self._skill_of, self._mode_of = np.divmod(np.arange(k * (c + 1)), c + 1)
+        # per-profile constants, set in _profiles_changed
+        self._one_minus_slip = np.zeros(n)
+        self._forget_t32 = np.zeros(n, dtype=np.uint64)
+        self._n_words = 1 + (k + 1) // 2  # the 2 + K uniforms of a step, two per 64-bit word
+        self._keep_buf = np.empty((self._n_words - 1, 2, n), dtype=bool)
 
     def dims(self) -> dict[str, int]:
         return {"n_skills": self.n_skills, "n_content": self.n_content}
@@ -186,13 +194,14 @@ class SkillGraphDynamics(StudentDynamics):
 
     def _profiles_changed(self, idx: np.ndarray) -> None:
         self._one_minus_slip[idx] = 1.0 - self.p["slip"][idx]  # P(correct | mastered), per step
+        self._forget_t32[idx] = threshold32(self.p["forget"][idx])
 
     # ------------------------------------------------------------------ model
     def _reset_students(self, idx: np.ndarray) -> None:
         u = self.streams.uniform(self.n_skills, idx, salt=RESET_SALT)
         self.mastered_km[:, idx] = (u < self.p["prior"][idx]).T
         self.feat[idx] = 0.0
-        self.last_quiz_t[idx] = self._never
+        self.since_quiz[idx] = self.horizon
         self.n_quizzes[idx] = 0
         self.start_count[idx] = self.mastered_km[:, idx].sum(axis=0)
         all_m = self.mastered_km[:, idx].all(axis=0)
@@ -201,11 +210,19 @@ class SkillGraphDynamics(StudentDynamics):
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Flat indices instead of 2-D fancy indexing: same result, about 4x cheaper in NumPy.
         k, c, n = self.n_skills, self.n_content, self.n
-        skill, mode = np.divmod(actions, c + 1)
+        skill, mode = self._skill_of[actions], self._mode_of[actions]
         rows = self._rows
         teach = mode < c
         quiz = ~teach
-        u = self.streams.uniform_t(2 + k)
+        # draws: word 0 holds the learning (low half) and quiz (high half) uniforms; words 1 …
+        # hold the forgetting draws of skills 0, 1, … (low, high, low, …), compared as integers
+        # with threshold32(forget) (the decision u >= forget, without converting K draws to floats)
+        words = self.streams.words_t(self._n_words)
+        u_learn = (words[0] & _LOW32) * _TWO_M32
+        u_quiz = (words[0] >> _SHIFT32) * _TWO_M32
+        keep = self._keep_buf
+        np.greater_equal(words[1:] & _LOW32, self._forget_t32, out=keep[:, 0])
+        np.greater_equal(words[1:] >> _SHIFT32, self._forget_t32, out=keep[:, 1])
         m = self.mastered_km
         m_flat = m.reshape(-1)
         km_idx = skill * n + rows
@@ -218,16 +235,16 @@ class SkillGraphDynamics(StudentDynamics):
         gate = np.where(n_missing > 0, self.prereq_penalty, 1.0)
         affinity = self.p["content_affinity"].reshape(-1)[self._rows_c + np.minimum(mode, c - 1)]
         p_learn = self.p["learn"].reshape(-1)[self._rows_k + skill] * affinity * gate
-        learned = teach & ~was_mastered & (u[0] < p_learn)
+        learned = teach & ~was_mastered & (u_learn < p_learn)
 
         # quiz answers depend on mastery before this step's forgetting
         p_correct = np.where(was_mastered, self._one_minus_slip, self.p["guess"])
-        correct = quiz & (u[1] < p_correct)
+        correct = quiz & (u_quiz < p_correct)
 
         # forgetting of every mastered skill not practised now: keep a skill unless its draw falls
         # below forget, then set the practised skill, which is never forgotten, to mastered-before
         # or learned-now
-        m &= u[2:] >= self.p["forget"]
+        m &= keep.reshape(-1, n)[:k]
         m_flat[km_idx] = was_mastered | learned
 
         # observation features, updated in place: a teaching step counts in column `skill`,
@@ -239,7 +256,10 @@ class SkillGraphDynamics(StudentDynamics):
         f[q_idx + 2 * k] = 1.0
         f[q_idx + 3 * k] = correct[quiz]
         t = self.t
-        self.last_quiz_t.reshape(-1)[(self._rows_k + skill)[quiz]] = t[quiz]
+        since = self.since_quiz
+        since += 1
+        np.minimum(since, self.horizon, out=since)
+        since.reshape(-1)[(self._rows_k + skill)[quiz]] = 1  # observed after this step: 1 step ago
         self.n_quizzes += quiz
 
         after = m.view(np.uint8).sum(axis=0, dtype=np.uint8)
@@ -266,8 +286,7 @@ class SkillGraphDynamics(StudentDynamics):
         k, h = self.n_skills, self.horizon
         # steps since the last quiz / horizon, capped at 1 (1 if never quizzed) and elapsed steps /
         # horizon: min(d / h, 1) for integer d, looked up in _frac_table
-        since = np.minimum(self.t[:, None] - self.last_quiz_t, h)
-        np.take(self._frac_table, since, out=self._obs[:, 4 * k : 5 * k])
+        self._obs[:, 4 * k : 5 * k] = self._frac_table[self.since_quiz]
         self._obs[:, 5 * k] = self._frac_table[np.minimum(self.t, h)]
         return self._obs.copy()
 
