@@ -166,10 +166,11 @@ class MemoryFit:
     converged: bool
 
     def arrays(self) -> dict[str, np.ndarray]:
+        # exp(log 10) can round to 10.000000000000002: clip into the profile's ranges
         return {
-            "decay": self.decay,
-            "gain": self.gain,
-            "fail_effect": self.fail_effect,
+            "decay": np.clip(self.decay, 0.0, 100.0),
+            "gain": np.clip(self.gain, 0.0, 10.0),
+            "fail_effect": np.clip(self.fail_effect, 0.0, 10.0),
             "item_difficulty": np.clip(self.item_difficulty, -ITEM_BOUND, ITEM_BOUND),
         }
 
