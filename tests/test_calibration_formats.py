@@ -166,3 +166,16 @@ def test_structure_comes_from_the_log(tmp_path):
     assert two["env_kwargs"]["n_skills"] == 2 and two["skills"] == ["k0", "k1"]
     picked = calibrate(SG, log, tmp_path / "picked.json", skills=["k2"], min_responses=5)
     assert picked["skills"] == ["k2"] and picked["env_kwargs"]["n_skills"] == 1
+
+
+def test_min_gap_days_scores_only_spaced_reviews(tmp_path):
+    from envs.calibration.memory import reviews
+
+    text = "user_id,item_id,timestamp,correct\n" + "".join(
+        f"me,{c},{t},1\n" for c, t in [("a", 0), ("a", 600), ("b", 700), ("a", 90000), ("b", 200000)]
+    )
+    log = read_review_log(write(tmp_path, "r.csv", text))
+    data = reviews(log, 2, min_gap_days=1.0)
+    # a@0 first, a@600 same day, b@700 first, a@90000 (1.03 days after a@600), b@200000
+    np.testing.assert_array_equal(data.scored[0], [False, False, False, True, True])
+    assert reviews(log, 2).scored is None
