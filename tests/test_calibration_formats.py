@@ -166,3 +166,52 @@ def test_structure_comes_from_the_log(tmp_path):
     assert two["env_kwargs"]["n_skills"] == 2 and two["skills"] == ["k0", "k1"]
     picked = calibrate(SG, log, tmp_path / "picked.json", skills=["k2"], min_responses=5)
     assert picked["skills"] == ["k2"] and picked["env_kwargs"]["n_skills"] == 1
+
+
+def test_min_gap_days_scores_only_spaced_reviews(tmp_path):
+    from envs.calibration.memory import reviews
+
+    text = "user_id,item_id,timestamp,correct\n" + "".join(
+        f"me,{c},{t},1\n" for c, t in [("a", 0), ("a", 600), ("b", 700), ("a", 90000), ("b", 200000)]
+    )
+    log = read_review_log(write(tmp_path, "r.csv", text))
+    data = reviews(log, 2, min_gap_days=1.0)
+    # a@0 first, a@600 same day, b@700 first, a@90000 (1.03 days after a@600), b@200000
+    np.testing.assert_array_equal(data.scored[0], [False, False, False, True, True])
+    assert reviews(log, 2).scored is None
+
+
+@pytest.mark.parametrize("kind", ["kt", "review"])
+def test_any_bytes_give_a_log_or_a_value_error(tmp_path_factory, kind):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    headers = [
+        b"user_id,skill_name,correct,order_id\n",
+        b"user_id,item_id,timestamp,correct\n",
+        b"card_id,review_rating,review_time\n",
+        b"3\n",
+        b"",
+    ]
+    cell = st.sampled_from(
+        [b"a", b"1", b"0", b"2", b"", b"x\xff", b"1e400", b"2024-03-29T20:32:32Z", b'"', b"\x00"]
+    )
+    line = st.lists(cell, min_size=0, max_size=5).map(lambda c: b",".join(c) + b"\n")
+    body = st.tuples(st.sampled_from(headers), st.lists(line, max_size=6)).map(
+        lambda t: t[0] + b"".join(t[1])
+    )
+    d = tmp_path_factory.mktemp("fuzz")
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(body)
+    def check(data):
+        p = d / "log.csv"
+        p.write_bytes(data)
+        try:
+            log = read_log(p, kind)
+        except ValueError as e:
+            assert str(p) in str(e)  # every error names the file
+        else:
+            assert log.n_rows > 0
+
+    check()

@@ -83,3 +83,16 @@ def test_item_difficulties_are_fitted_with_shrinkage(tmp_path):
     corr = np.corrcoef(fit.item_difficulty.ravel(), truth.ravel())[0, 1]
     assert corr > 0.3, corr
     assert np.all(np.abs(fit.item_difficulty) <= memory.ITEM_BOUND)
+
+
+def test_fits_at_the_upper_bounds_stay_valid_profiles():
+    # exp(log 10) = 10.000000000000002: the profile arrays must still be inside the ranges
+    import math
+
+    from envs.calibration.memory import LOG_BOUNDS, MemoryFit
+
+    top = {k: np.array([math.exp(hi)]) for k, (_, hi) in LOG_BOUNDS.items()}
+    fit = MemoryFit(top["decay"], top["gain"], top["fail_effect"], np.zeros((1, 3)), 0.0, True)
+    arrays = fit.arrays()
+    profile = {k: (v[0].tolist() if v.ndim == 2 else float(v[0])) for k, v in arrays.items()}
+    SpacedRepetitionDynamics(1, n_items=3).coerce_profile(profile)

@@ -146,6 +146,7 @@ def calibrate(
     prior_sd: float = 1.0,
     n_reference: int = 200,
     progress: bool = False,
+    min_gap_days: float = 0.0,
 ) -> dict[str, Any]:
     """Fit a population of ``env_id`` students to the log at ``log_path``; write it to ``out``.
 
@@ -189,6 +190,7 @@ def calibrate(
             prior_sd,
             n_reference,
             progress,
+            min_gap_days,
         )
     train, test, meta = fitted
     # every profile goes through the env's own validation before it is written
@@ -288,12 +290,15 @@ def _fit_spaced_repetition(
     prior_sd,
     n_reference,
     progress=False,
+    min_gap_days=0.0,
 ):
     import envs
 
+    if not min_gap_days >= 0:
+        raise ValueError(f"--min-gap-days must be >= 0, got {min_gap_days!r}")
     train_ids, test_ids, dropped = _split(log, min_responses, test_fraction, seed)
     parts = {"train": log.subset(train_ids), "test": log.subset(test_ids)}
-    data = {k: memory.reviews(v, dyn.n_items) for k, v in parts.items() if v.n_students}
+    data = {k: memory.reviews(v, dyn.n_items, min_gap_days) for k, v in parts.items() if v.n_students}
     model = dyn.memory_model
     pooled = memory.fit_pooled(data["train"], model, progress=progress)
     profiles = {
@@ -308,6 +313,7 @@ def _fit_spaced_repetition(
         "fit_items": fit_items,
         "prior_sd": prior_sd,
         "time_unit": time_unit,
+        "min_gap_days": min_gap_days,
         "n_students": {"train": len(train_ids), "test": len(test_ids), "dropped": int(dropped)},
         "n_responses": {k: v.n_rows for k, v in parts.items()},
         "pooled_memory": {

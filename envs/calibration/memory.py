@@ -68,8 +68,12 @@ class Reviews:
         )
 
 
-def reviews(log: ResponseLog, n_items: int | None = None) -> Reviews:
-    """Pad a review log into per-student matrices."""
+def reviews(log: ResponseLog, n_items: int | None = None, min_gap_days: float = 0.0) -> Reviews:
+    """Pad a review log into per-student matrices.
+
+    With ``min_gap_days > 0`` only reviews at least that long after the previous review of
+    the same item enter the likelihood (``Reviews.scored``); all still update the memory.
+    """
     counts = log.counts()
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     pos = np.arange(log.n_rows) - start[log.student]
@@ -82,7 +86,17 @@ def reviews(log: ResponseLog, n_items: int | None = None) -> Reviews:
     time[log.student, pos] = log.time
     correct[log.student, pos] = log.correct.astype(bool)
     valid[log.student, pos] = True
-    return Reviews(item, time, correct, valid, n_items or len(log.names))
+    scored = None
+    if min_gap_days > 0:
+        key = log.student * max(len(log.names), 1) + log.unit
+        order = np.argsort(key, kind="stable")  # rows are in time order within each student
+        same = np.r_[False, key[order][1:] == key[order][:-1]]
+        gap = np.r_[np.inf, np.diff(log.time[order])]
+        ok = np.empty(log.n_rows, dtype=bool)
+        ok[order] = same & (gap >= min_gap_days)
+        scored = np.zeros(shape, dtype=bool)
+        scored[log.student, pos] = ok
+    return Reviews(item, time, correct, valid, n_items or len(log.names), scored)
 
 
 def replay(
@@ -166,10 +180,11 @@ class MemoryFit:
     converged: bool
 
     def arrays(self) -> dict[str, np.ndarray]:
+        # exp(log 10) can round to 10.000000000000002: clip into the profile's ranges
         return {
-            "decay": self.decay,
-            "gain": self.gain,
-            "fail_effect": self.fail_effect,
+            "decay": np.clip(self.decay, 0.0, 100.0),
+            "gain": np.clip(self.gain, 0.0, 10.0),
+            "fail_effect": np.clip(self.fail_effect, 0.0, 10.0),
             "item_difficulty": np.clip(self.item_difficulty, -ITEM_BOUND, ITEM_BOUND),
         }
 

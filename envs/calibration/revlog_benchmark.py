@@ -23,6 +23,8 @@ Models:
 * ``fsrs_package_default``: ``fsrs.Scheduler`` (6.3.2) with its default FSRS-6 weights,
   driven exactly as ``fsrs.Optimizer`` computes its loss: every review is replayed with
   its real 1-4 rating and the retrievability is read before it, at whole elapsed days;
+* ``fsrs_package_optimized`` (``optimize_fsrs``): the same with the 21 weights fitted by
+  ``fsrs.Optimizer`` on the training reviews, as the srs-benchmark does per user;
 * ``constant``: the recall rate of the scored training reviews.
 
 Scores: log-loss (natural log) and AUC of the scored reviews after the cut.
@@ -120,11 +122,15 @@ def _flat(p: np.ndarray, data: memory.Reviews) -> np.ndarray:
     return p[data.valid]
 
 
-def fsrs_package_predictions(log: Revlog) -> np.ndarray:
-    """Retrievability of ``fsrs.Scheduler`` (default FSRS-6) before every review (0 for first ones)."""
-    from fsrs import Card, Rating, Scheduler
+def fsrs_package_predictions(log: Revlog, parameters: list[float] | None = None) -> np.ndarray:
+    """Retrievability of ``fsrs.Scheduler`` before every review (0 for first ones).
 
-    scheduler = Scheduler(enable_fuzzing=False)
+    ``parameters``: FSRS-6 weights (default: the package's ``DEFAULT_PARAMETERS``).
+    """
+    from fsrs import Card, Rating, Scheduler
+    from fsrs.scheduler import DEFAULT_PARAMETERS
+
+    scheduler = Scheduler(parameters=parameters or DEFAULT_PARAMETERS, enable_fuzzing=False)
     out = np.zeros(len(log.card))
     card = None
     for i, (c, r, s) in enumerate(zip(log.card.tolist(), log.rating.tolist(), log.seconds.tolist())):
@@ -137,13 +143,30 @@ def fsrs_package_predictions(log: Revlog) -> np.ndarray:
     return out
 
 
+def fsrs_package_optimized(log: Revlog, keep: np.ndarray) -> list[float]:
+    """FSRS-6 weights fitted by ``fsrs.Optimizer`` on the reviews ``keep`` (minutes per 10⁴ reviews)."""
+    from fsrs import Optimizer, Rating, ReviewLog
+
+    reviews = [
+        ReviewLog(int(c) + 1, Rating(int(r)), datetime.fromtimestamp(s, tz=timezone.utc), None)
+        for c, r, s in zip(log.card[keep], log.rating[keep], log.seconds[keep])
+    ]
+    return [float(v) for v in Optimizer(reviews).compute_optimal_parameters()]
+
+
 def run(
     path: str | os.PathLike[str],
     train_fraction: float = 0.8,
     models: tuple[str, ...] = MEMORY_MODELS,
     max_iter: int = 200,
+    optimize_fsrs: bool = False,
 ) -> dict[str, Any]:
-    """Fit on the reviews before the cut, score the ones after (see the module docstring)."""
+    """Fit on the reviews before the cut, score the ones after (see the module docstring).
+
+    ``optimize_fsrs`` adds ``fsrs_package_optimized``: the package's FSRS-6 with its 21
+    weights fitted by ``fsrs.Optimizer`` on the training reviews (the srs-benchmark's
+    protocol; slow).
+    """
     if not 0.0 < train_fraction < 1.0:
         raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
     log = read_revlog(path)
@@ -157,7 +180,7 @@ def run(
     train_data = _per_card(log, train, scored)
     full_data = _per_card(log, np.ones(len(log.card), dtype=bool))
     preds: dict[str, np.ndarray] = {}
-    fitted: dict[str, dict[str, float]] = {}
+    fitted: dict[str, dict[str, Any]] = {}
     for name in models:
         fit = memory.fit_pooled(train_data, name, max_iter=max_iter)
         params = (float(fit.decay[0]), float(fit.gain[0]), float(fit.fail_effect[0]))
@@ -170,6 +193,10 @@ def run(
         preds[f"{name} (fitted)"] = _flat(_replay(name, full_data, params), full_data)
         preds[f"{name} (env default)"] = _flat(_replay(name, full_data, (1.0, 1.0, 1.0)), full_data)
     preds["fsrs_package_default"] = fsrs_package_predictions(log)
+    if optimize_fsrs:
+        weights = fsrs_package_optimized(log, train)
+        fitted["fsrs_package_optimized"] = {"parameters": weights}  # type: ignore[dict-item]
+        preds["fsrs_package_optimized"] = fsrs_package_predictions(log, weights)
     preds["constant"] = np.full(len(y), y[scored & train].mean())
     # memory.reviews keeps rows in (card, time) order, the order of ``log``: flat predictions align
     scores = {k: predict.scores(y[ev], p[ev]) for k, p in preds.items()}

@@ -81,6 +81,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-item-difficulty", action="store_true", help="SpacedRepetition: keep item difficulties at 0"
     )
+    p.add_argument(
+        "--min-gap-days",
+        type=float,
+        default=0.0,
+        help="SpacedRepetition: fit and score only reviews at least this many days after the item's "
+        "previous review (1: leave out same-day learning steps, as the srs-benchmark does; default 0: all)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none either when not a TTY)")
 
@@ -122,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         steps_per_response=args.steps_per_response,
         time_unit=args.time_unit,
         fit_items=not args.no_item_difficulty,
+        min_gap_days=args.min_gap_days,
     )
     for dim, value in result["inferred_from_log"].items():
         print(f"{dim}={value}: inferred from the log (stored with the population)")

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         fields["population"] = str(Path(args.population).resolve())
         if population_kwargs:
             # the env kwargs the population was fitted for (n_items, horizon, …) override the
-            # config's; a --set env_kwargs.KEY=… still wins (and is checked against the profiles)
+            # config's; other keys may still be --set, a conflicting one is an error below
             fields["env_kwargs"] = population_kwargs
     cfg = load_config(config_path, args.overrides, **fields)
     if args.population is not None:
