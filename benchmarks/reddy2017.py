@@ -49,8 +49,16 @@ PRESETS = ("reddy2017-efc", "reddy2017-hlr")
 REWARDS = ("likelihood", "log_likelihood")
 HOUR = 1.0 / 24.0
 #: tuning grids: interval unit of Leitner / SM-2 (days), thresholds of the threshold rules
-DAY_GRID = tuple(5 * HOUR * 2.0**k for k in range(-1, 6))
-THRESHOLD_GRID = tuple(np.round(np.arange(0.05, 1.0, 0.1), 2))
+DAY_GRID = tuple(5 * HOUR * 2.0**k for k in range(-2, 8))
+THRESHOLD_GRID = (0.0, *np.round(np.arange(0.05, 1.0, 0.1), 2).tolist())
+#: heuristic tutors and the grid their setting is tuned on ((None,): not tuned)
+HEURISTICS = (
+    ("leitner", DAY_GRID),
+    ("sm2", DAY_GRID),
+    ("threshold", (None,)),
+    ("threshold_closest", THRESHOLD_GRID),
+    ("threshold_oracle", THRESHOLD_GRID),
+)
 
 
 def _tutor(name: str, venv: Any, seed: int, setting: float | None) -> Any:
@@ -102,6 +110,11 @@ def main() -> None:
     ap.add_argument("--tune-episodes", type=int, default=10, help="episodes per tuning student")
     ap.add_argument("--policy", action="append", default=[], help="NAME=RUN_DIR of a learned tutor (EFC)")
     ap.add_argument("--out", default="", help="also write the JSON here")
+    ap.add_argument(
+        "--policies-only",
+        action="store_true",
+        help="only run the --policy tutors (and random, to pair with) and add them to the --out JSON",
+    )
     args = ap.parse_args()
     from meta_rl.checkpoint import load_policy
 
@@ -120,21 +133,29 @@ def main() -> None:
         "tune_episodes": args.tune_episodes,
         "results": {},
     }
+    if args.policies_only:
+        if not args.out or not Path(args.out).is_file():
+            raise SystemExit("--policies-only needs an existing --out JSON to add to")
+        out = json.loads(Path(args.out).read_text())
+        if (out["reps"], out["episodes"]) != (args.reps, args.episodes):
+            raise SystemExit(f"{args.out} has reps/episodes {out['reps']}/{out['episodes']}")
+        out["policy_command"] = "python benchmarks/reddy2017.py --policies-only " + " ".join(
+            f"--policy {p}" for p in args.policy
+        )
     for preset in PRESETS:
         test = envs.sample_profiles(ENV, args.reps, "test", seed=0, preset=preset)
         val = envs.sample_profiles(ENV, args.tune_reps, "val", seed=0, preset=preset)
         for reward in REWARDS:
             kw = {"preset": preset, "reward_mode": reward}
             rand = scores("random", kw, test, args.episodes, seed=0)
-            res: dict[str, Any] = {"random": {"score": float(rand.mean())}}
-            tuned: dict[str, Any] = {}
-            for name, grid in (
-                ("leitner", DAY_GRID),
-                ("sm2", DAY_GRID),
-                ("threshold", (None,)),
-                ("threshold_closest", THRESHOLD_GRID),
-                ("threshold_oracle", THRESHOLD_GRID),
-            ):
+            key = f"{preset}/{reward}"
+            if args.policies_only:
+                res = out["results"][key]["tutors"]
+                tuned = out["results"][key]["tuning"]
+            else:
+                res = {"random": {"score": float(rand.mean())}}
+                tuned = {}
+            for name, grid in () if args.policies_only else HEURISTICS:
                 setting = None
                 if grid != (None,):
                     setting, curve = tune(name, kw, grid, val, args.tune_episodes)
@@ -145,7 +166,7 @@ def main() -> None:
                 for name, (path, pol) in policies.items():
                     r = scores(name, kw, test, args.episodes, seed=0, policy=pol)
                     res[name] = {**better_than_random(r, rand), "run": path}
-            out["results"][f"{preset}/{reward}"] = {"tutors": res, "tuning": tuned}
+            out["results"][key] = {"tutors": res, "tuning": tuned}
             print(
                 f"{preset} {reward}: " + ", ".join(f"{k} {v.get('mean', 0):+.1f}%" for k, v in res.items()),
                 flush=True,

@@ -69,11 +69,21 @@ class SpacedRepetitionEnv(StudentEnv):
     ``"exam"`` (sparse): 0 until the last step, then the fraction of cards recalled at the
     exam (each sampled with its recall probability). ``"correct"``: 1 if the presented card
     was answered correctly – the only signal a real app observes; it rewards drilling what
-    is already known (included to study reward misspecification).
+    is already known (included to study reward misspecification). ``"likelihood"`` (L of
+    Reddy et al. 2017): the level ``m(τ_{t+1})``, so the return is the sum of the mean
+    recall after every step; ``"log_likelihood"`` (LL): the mean of ``log(1e-9 + p_j)``
+    after every step (deeptutor's ``_recall_log_likelihoods``). ``reward_timing`` sets when
+    a presentation is time-stamped: ``"next_step"`` (default) when it is made;
+    ``"just_reviewed"`` (deeptutor) at the end of the step's gap, so the step's reward
+    counts the presented card at recall 1.
 
     ## Starting State
 
-    No card has been shown; every recall probability is 0. Without a fixed task, each
+    No card has been shown; every recall probability is 0 (``start_state="unseen"``). With
+    ``start_state="seen"`` (Reddy et al. 2017) every card was presented once before the
+    course, ``Δ_j`` days before the first step, ``log Δ_j ~ N(start_elapsed_log_mean,
+    start_elapsed_log_sd²)`` (default: median one hour, sd 1); every recall is then in
+    (0, 1] and the card counts as shown once, last answer wrong. Without a fixed task, each
     reset draws a new student from the ``train`` split.
 
     ## Episode End
@@ -92,6 +102,19 @@ class SpacedRepetitionEnv(StudentEnv):
              memory_model="exponential", step_gap=1 / 1440, session_length=10,
              session_gap=1.0, exam_delay=1.0, reward_mode="recall", render_mode=None)
     ```
+
+    Every argument is a field of
+    :class:`envs.spaced_repetition.settings.SpacedRepetitionSettings` (defaults and help
+    text there), including ``strength_rule`` (``"spacing"``, default, or ``"count"``: Reddy et
+    al.'s ``S = 1 + number of reviews``), ``hlr_coefficients``, ``start_state``,
+    ``start_elapsed_log_mean``, ``start_elapsed_log_sd``, ``reward_timing`` and
+    ``population`` (``"default"``, ``"reddy2017-efc"``, ``"reddy2017-hlr"``).
+    ``preset="reddy2017-efc"`` / ``"reddy2017-hlr"`` sets all of them to the published
+    setting of Reddy, Levine & Dragan (2017) (30 cards, 200 steps 5 h apart, EFC or HLR
+    memory, reward L, pre-seen cards; the values and their source in
+    :mod:`envs.spaced_repetition.settings`); other keyword arguments override the preset,
+    e.g. ``gym.make("MetaTutor/SpacedRepetition-v0", preset="reddy2017-efc",
+    reward_mode="log_likelihood")``.
 
     Times are in days: ``step_gap`` (default one minute) separates presentations within a
     session, ``session_gap`` (default one day) runs from the last presentation of a session
