@@ -9,11 +9,13 @@ one line here.
 from __future__ import annotations
 
 from meta_rl.algorithms.base import Algorithm, Context, TrainingDiverged
+from meta_rl.algorithms.encoder_ppo import EncoderPPO  # issue 16
 from meta_rl.algorithms.maml_ppo import MAMLPPO
 from meta_rl.algorithms.ppo import PooledPPO
 
 #: every training algorithm by its ``algo`` name
 ALGORITHMS: dict[str, type[Algorithm]] = {cls.name: cls for cls in (MAMLPPO, PooledPPO)}
+ALGORITHMS[EncoderPPO.name] = EncoderPPO  # issue 16
 
 __all__ = [
     "ALGORITHMS",
