@@ -17,8 +17,8 @@ One iteration:
      ``ent_coef`` × entropy, with ``z`` recomputed from the stored sessions at every step
      (``end_to_end``: the gradient reaches the encoder through ``z``; otherwise ``z`` is
      detached for the policy and the encoder learns from the two losses below only);
-   * ``L_proto``: prototypical loss (:func:`meta_rl.encoder.prototypical_loss`) over all
-     students of the batch: the embedding of half of a student's sessions (even ones) is its
+   * ``L_proto``: prototypical loss (:func:`meta_rl.encoder.prototypical_loss`) over the
+     students of the minibatch: the embedding of half of a student's sessions (even ones) is its
      prototype, each of its other sessions alone is a query; ``−log softmax_j(−‖q − p_j‖²/τ)``
      at the student's own prototype;
    * ``L_dec``: Gaussian NLL of the decoder's estimate of the normalised profile
@@ -100,7 +100,7 @@ def encode_batch(cfg: EncoderPPOConfig, spec: Any, params: Mapping[str, Tensor],
 def session_losses(
     cfg: EncoderPPOConfig, params: Mapping[str, Tensor], summ: Tensor, target: Tensor
 ) -> dict[str, Tensor]:
-    """Prototypical loss and the decoder's NLL on session-level embeddings (all students).
+    """Prototypical loss and the decoder's NLL on session-level embeddings.
 
     Each student's sessions ``(T, S, h)`` split into even (prototype: their pooled
     embedding) and odd ones (queries: each session alone)."""
@@ -192,14 +192,14 @@ class EncoderPPO(Algorithm):
         return row
 
     def loss_fn(self, batch: Batch) -> Any:
-        """The minibatch loss ``L`` (module docstring) of the students ``idx``; the
-        prototypical and session-level decoder terms use every student of the batch."""
+        """The minibatch loss ``L`` (module docstring) of the students ``idx`` (the prototypical
+        loss: the other students of the minibatch are the negatives)."""
         cfg, spec = self.cfg, self.spec
 
         def loss(idx: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-            enc_all = encode_batch(cfg, self.espec, self.encoder, batch)
             b = batch.tasks(idx)
-            z = enc_all.z.index_select(0, idx)
+            encoded = encode_batch(cfg, self.espec, self.encoder, b)
+            z = encoded.z
             z_pol = z if cfg.end_to_end else z.detach()
             logits = conditioned_logits(spec, self.theta, self.encoder, b.obs[..., :-1, :], z_pol)
             logp = log_prob(spec, logits, b.actions)
@@ -208,7 +208,7 @@ class EncoderPPO(Algorithm):
             mu, lv = decode(self.encoder, z)
             nll = gaussian_nll(mu, lv, b.target[:, None, None, None, :]).mean(-1)
             dec_steps = masked_mean(nll, b.mask)
-            sess = session_losses(cfg, self.encoder, enc_all.summaries, batch.target)
+            sess = session_losses(cfg, self.encoder, encoded.summaries, b.target)
             dec = 0.5 * (dec_steps + sess["decoder_loss_sessions"])
             total = surr - cfg.ent_coef * ent + cfg.metric_coef * sess["metric_loss"] + cfg.decoder_coef * dec
             with torch.no_grad():
