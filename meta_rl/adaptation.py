@@ -144,6 +144,13 @@ def adaptation_curve(
     Returns:
         :class:`AdaptationResult` with per-profile × step returns and education metrics.
     """
+    context_curve = getattr(policy, "context_adaptation_curve", None)
+    if context_curve is not None:  # an encoder tutor adapts by context (meta_rl.encoder_tutor)
+        if inner is not None or lr is not None:
+            raise ValueError(f"a {policy.algo} tutor adapts by context, not by gradient steps: no inner/lr")
+        return context_curve(
+            profiles, steps, rollouts_per_step, eval_episodes, seed, env_id, env_kwargs, sampler
+        )
     env = policy.env
     if env_id is not None or env_kwargs is not None:
         env = EnvSpec(

@@ -135,6 +135,7 @@ OPTIONAL_KEYS: dict[str, type | tuple[type, ...]] = {
     "inner_lrs": dict,
     "value_params": dict,
     "value_optimizer": dict,
+    "encoder": dict,  # student encoder of an encoder_ppo run (meta_rl.encoder)
 }
 POLICY_META_KEYS = ("format", "env", "policy", "inner", "advantage")
 
@@ -248,7 +249,14 @@ def one_line_error(e: BaseException) -> str:
 
 
 def policy_from_state(state: Mapping[str, Any]) -> TutorPolicy:
-    """The :class:`TutorPolicy` stored in a checkpoint dict."""
+    """The :class:`TutorPolicy` stored in a checkpoint dict (an
+    :class:`~meta_rl.encoder_tutor.EncoderTutor` when it has a student encoder)."""
+    if state["policy_meta"].get("encoder") is not None:
+        from meta_rl.encoder_tutor import EncoderTutor
+
+        return EncoderTutor.from_parts(
+            state["policy_meta"], state["params"], state.get("encoder"), state.get("value_params")
+        )
     return TutorPolicy.from_meta(
         state["policy_meta"], state["params"], state.get("inner_lrs"), state.get("value_params")
     )
@@ -268,6 +276,7 @@ def export_policy(policy: TutorPolicy, out_dir: str | os.PathLike[str]) -> Path:
             tensors.update({f"inner_lr_step{step}.{k}": v for k, v in rates.items()})
     if policy.value_params is not None:
         tensors.update({f"value.{k}": v for k, v in policy.value_params.items()})
+    tensors.update({f"encoder.{k}": v for k, v in getattr(policy, "encoder", {}).items()})
     tensors = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
     atomic_write(out / EXPORT_WEIGHTS, lambda p: save_file(tensors, str(p)))
     meta = json.dumps(policy.meta(), indent=1)
@@ -284,7 +293,7 @@ def _load_export(directory: Path) -> TutorPolicy:
         tensors = load_file(str(directory / EXPORT_WEIGHTS))
     except (json.JSONDecodeError, SafetensorError, OSError) as e:
         raise ValueError(f"{directory} is not a meta-tutor export: {e}") from e
-    groups: dict[str, dict[str, torch.Tensor]] = {"policy": {}, "inner_lr": {}, "value": {}}
+    groups: dict[str, dict[str, torch.Tensor]] = {"policy": {}, "inner_lr": {}, "value": {}, "encoder": {}}
     steps: dict[int, dict[str, torch.Tensor]] = {}
     for k, v in tensors.items():
         group, _, name = k.partition(".")
@@ -299,6 +308,12 @@ def _load_export(directory: Path) -> TutorPolicy:
     if steps and sorted(steps) != list(range(len(steps))):
         raise ValueError(f"{directory}: per-step step sizes of steps {sorted(steps)} are not 0..K-1")
     lrs = tuple(steps[k] for k in range(len(steps))) if steps else groups["inner_lr"] or None
+    if meta.get("encoder") is not None or groups["encoder"]:
+        from meta_rl.encoder_tutor import EncoderTutor
+
+        if meta.get("encoder") is None:
+            raise ValueError(f"{directory}: encoder tensors but no encoder in {EXPORT_META}")
+        return EncoderTutor.from_parts(meta, groups["policy"], groups["encoder"], groups["value"] or None)
     return TutorPolicy.from_meta(meta, groups["policy"], lrs, groups["value"] or None)
 
 

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "calibrate": "meta_rl.commands.calibrate",
     "simulate-log": "meta_rl.commands.simulate_log",
     "sweep": "meta_rl.commands.sweep",
+    "identify": "meta_rl.commands.identify",
 }
 
 

@@ -340,6 +340,52 @@ class ReptilePPOConfig(TrainConfig):
             raise ValueError(f"meta_step_size must lie in (0, 1], got {self.meta_step_size}")
 
 
+@dataclass
+class EncoderPPOConfig(TrainConfig):
+    """PPO on ``(observation, z)`` with a metric-trained student encoder
+    (:mod:`meta_rl.algorithms.encoder_ppo`, :mod:`meta_rl.encoder`).
+
+    ``inner_steps`` keeps its budget meaning: each iteration plays ``inner_steps + 1``
+    rounds of ``rollouts_per_task`` episodes with each of ``meta_batch_size`` students,
+    round ``r`` with the ``r · rollouts_per_task`` earlier episodes as context (the
+    episodes of one MAML-PPO iteration); no gradient step adapts to a student.
+    """
+
+    ALGO: ClassVar[str] = "encoder_ppo"
+
+    algo: str = _f("encoder_ppo", "algorithm: encoder_ppo (student encoder + PPO)")
+    z_dim: int = _f(8, "width of the student embedding z")
+    encoder_hidden: int = _f(64, "hidden width of the encoder's transition, pooling and decoder MLPs")
+    metric_coef: float = _f(
+        1.0, "weight of the prototypical loss (sessions of one student close, of different students far)"
+    )
+    metric_temperature: float = _f(1.0, "temperature tau of the prototypical loss (distances / tau)")
+    decoder_coef: float = _f(
+        1.0, "weight of the profile-decoding loss (Gaussian NLL of the normalised profile; training only)"
+    )
+    end_to_end: bool = _f(
+        True, "PPO's gradient also trains the encoder through z (false: z is detached for the policy)"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("z_dim", "encoder_hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("metric_coef", "decoder_coef"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be >= 0 and finite, got {value}")
+        if not (self.metric_temperature > 0 and math.isfinite(self.metric_temperature)):
+            raise ValueError(f"metric_temperature must be > 0 and finite, got {self.metric_temperature}")
+        if self.privileged:
+            raise ValueError("encoder_ppo infers the student from interactions: privileged must be false")
+        if self.sampler != "local":
+            raise ValueError("encoder_ppo collects history-dependent rollouts locally: sampler must be local")
+        if self.rollouts_per_task < 2:
+            raise ValueError("encoder_ppo needs rollouts_per_task >= 2 (two stretches per student)")
+
+
 def config_classes() -> dict[str, type[TrainConfig]]:
     """``{algo: config dataclass}`` of every registered algorithm
     (:data:`meta_rl.algorithms.ALGORITHMS` is the one registry)."""

@@ -162,14 +162,18 @@ def init_params(
     return params
 
 
-def mlp(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
+def mlp(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor, bias0: Tensor | None = None) -> Tensor:
     """Network output (the logits) for ``obs`` of shape ``(..., M, obs_dim)``.
 
     With batched parameters (leading task dim ``T``) ``obs`` must be ``(T, M, obs_dim)``.
+    ``bias0`` ``(..., M, hidden_sizes[0])``, if given, is added to the first layer's
+    pre-activation, ``h₁ = act(W₀ x + b₀ + bias0)``: conditioning on a context vector ``z``
+    through ``bias0 = W_z z`` is the same network as one over ``[x, z]`` (used by
+    :mod:`meta_rl.encoder`; item-wise: the same offset for every item).
     """
     if not spec.itemwise:
-        return _dense(spec, params, obs)
-    return _per_item(spec, params, obs)
+        return _dense(spec, params, obs, bias0)
+    return _per_item(spec, params, obs, bias0)
 
 
 def state_value(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
@@ -179,7 +183,9 @@ def state_value(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> 
     return _per_item(spec, params, obs).mean(-1)
 
 
-def _per_item(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
+def _per_item(
+    spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor, bias0: Tensor | None = None
+) -> Tensor:
     """Item-wise scores ``(..., M, K)``: one shared MLP applied to every item's input."""
     items = obs[..., _index(spec.item_cols)]  # (..., M, K, F)
     k = items.shape[-2]
@@ -190,7 +196,11 @@ def _per_item(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Te
     x = torch.cat(parts, dim=-1)
     m = x.shape[-3]
     # items become rows, so batched parameters (T, out, in) still see (T, rows, in)
-    out = _dense(spec, params, x.reshape(*x.shape[:-3], m * k, x.shape[-1])).reshape(*x.shape[:-3], m, k)
+    if bias0 is not None:  # one offset per row, shared by its K items
+        bias0 = bias0.unsqueeze(-2).expand(*bias0.shape[:-1], k, bias0.shape[-1])
+        bias0 = bias0.reshape(*bias0.shape[:-3], m * k, bias0.shape[-1])
+    out = _dense(spec, params, x.reshape(*x.shape[:-3], m * k, x.shape[-1]), bias0)
+    out = out.reshape(*x.shape[:-3], m, k)
     if "item_bias" in params:  # (K,), or (T, K) batched over tasks
         out = out + params["item_bias"].unsqueeze(-2)
     return out
@@ -201,13 +211,17 @@ def _index(cols: tuple) -> Tensor:
     return torch.tensor(cols, dtype=torch.int64)
 
 
-def _dense(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
+def _dense(
+    spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor, bias0: Tensor | None = None
+) -> Tensor:
     act = torch.tanh if spec.activation == "tanh" else torch.relu
     x = obs.to(params["l0.weight"].dtype)
     n = spec.n_layers
     for i in range(n):
         w, b = params[f"l{i}.weight"], params[f"l{i}.bias"]
         x = torch.matmul(x, w.transpose(-1, -2)) + b.unsqueeze(-2)
+        if i == 0 and bias0 is not None:
+            x = x + bias0
         if i < n - 1:
             x = act(x)
     return x

@@ -20,7 +20,7 @@ observation, stored at ``obs[..., length, :]``). The education metrics of the en
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,9 @@ from envs.core import StudentVectorEnv
 from envs.profiles import StudentProfile
 from meta_rl.envspec import EnvSpec
 from meta_rl.policy import PolicySpec, is_batched, log_prob, mlp, sample
+
+#: a history-dependent tutor for :meth:`Sampler.collect`: ``(t, obs, actions, rewards, mask) -> logits``
+Actor = Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Tensor]
 
 #: spacing of the base seeds of different collections (see :func:`spaced_seed`)
 SEED_STRIDE = 4096
@@ -89,12 +92,19 @@ class Sampler:
         profiles: Sequence[StudentProfile],
         episodes: int,
         seed: int,
+        act: Actor | None = None,
     ) -> Rollouts:
         """Run ``episodes`` episodes for each profile with the given policy parameters.
 
         ``params`` are batched over the ``T = len(profiles)`` tasks or shared. Actions
         are sampled from the policy (reproducibly: env seeds ``seed + i``, and a torch
         generator seeded with ``seed`` for the actions).
+
+        ``act``, if given, replaces the policy network: a history-dependent tutor (e.g. one
+        conditioned on a student encoding, :mod:`meta_rl.encoder`) whose call
+        ``act(t, obs, actions, rewards, mask)`` returns the logits ``(T, E, n_logits)`` of
+        step ``t`` given the buffers so far (``obs[:, :t + 1]``, and ``actions``, ``rewards``,
+        ``mask`` up to ``t − 1``; sub-env-major rows ``i·E + j``, as in the returned arrays).
         """
         n_t, n_e, spec = len(profiles), int(episodes), self.policy
         check_task_batch(params, n_t)
@@ -127,7 +137,10 @@ class Sampler:
             if done.all():
                 break
             with torch.no_grad():
-                z = mlp(spec, params, torch.from_numpy(obs_buf[:, t]).reshape(n_t, n_e, d))
+                if act is None:
+                    z = mlp(spec, params, torch.from_numpy(obs_buf[:, t]).reshape(n_t, n_e, d))
+                else:
+                    z = act(t, obs_buf, actions, rewards, mask)
                 a = sample(spec, z, gen)
                 logp[:, t] = log_prob(spec, z, a).reshape(n).float()
                 logits_buf[:, t] = z.reshape(n, -1).float()

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from envs.tutors import tutor_names
+from meta_rl.evaluation.encoder_method import EncoderBaseline
 from meta_rl.evaluation.heuristics import TutorMethod
 from meta_rl.evaluation.learned import MetaTrained, SB3Baseline, Scratch, TrainedBaseline
 from meta_rl.evaluation.methods import Method
@@ -123,3 +124,6 @@ register(SB3Baseline("sb3_ppo"))
 register(TrainedBaseline("oracle", algo="ppo", privileged=True, adaptation="none"))
 # slow, and needs the optional sb3-contrib: evaluated only when asked for
 register(SB3Baseline("recurrent_ppo", recurrent=True, optional=True))
+# issue 16: the student-encoder tutor (adapts by context, no gradient step); trains a model per
+# run with the run's budget, so only when asked for (--methods ... encoder_ppo)
+register(EncoderBaseline("encoder_ppo", optional=True))

@@ -1,0 +1,316 @@
+"""A metric-based student encoder: what a tutor has seen of one student → an embedding ``z``.
+
+Functional like :mod:`meta_rl.policy`: the parameters are a plain dict of tensors and every
+function is a pure, batched function of ``(params, data)`` (any leading batch dims: students,
+sessions, episodes). It never reads the student's profile: its only inputs are what a real
+tutor observes — observations, its own teaching actions and the rewards (answers).
+
+Per step ``s`` of a session (an episode) the transition ``x_s = [o_s, onehot(a_s), r_s, o_{s+1}]``
+(the action one-hot per factor of the env's ``action_nvec``) is encoded by a small MLP,
+``φ(x_s) = tanh(W₂ tanh(W₁ x_s + b₁) + b₂) ∈ ℝ^h``. Then
+
+* the **current session** is summarised causally by the running mean of the transitions seen
+  so far, ``m_t = (1/t) Σ_{s<t} φ(x_s)`` (``m_0 = 0``): before acting at step ``t`` the tutor
+  knows exactly the transitions ``s < t``;
+* an **earlier session** ``j`` is summarised by the mean over its ``L_j`` steps,
+  ``e_j = (1/L_j) Σ_s φ(x_s)``, and earlier sessions are pooled order-invariantly by their
+  mean ``c = (1/n) Σ_j e_j`` (``c = 0`` when ``n = 0``);
+* ``z = ρ([c, m_t, n/(n + N₀), t/(t + N₀)])``, ``ρ`` a one-hidden-layer MLP and ``N₀ = 10``
+  (bounded count features, so that more context than seen in training extrapolates gently).
+
+So ``z`` exists from the first step of the first session (``n = 0, t = 0``: the population
+prior) and sharpens with every step and every session, at a constant cost per step online
+(a running sum and a count per student; :class:`EncoderState`).
+
+The tutor acts on ``(o_t, z)``: ``z`` enters the policy network's first layer as an offset
+``W_z z`` (:func:`meta_rl.policy.mlp`'s ``bias0``, the same network as one over ``[o_t, z]``).
+The decoder head ``(μ, log σ²) = D(z)`` predicts the normalised profile
+(:meth:`meta_rl.envspec.EnvSpec.profile_features`) with a per-field uncertainty; it is trained
+with the simulator's profiles (training only) and read by :mod:`meta_rl.identify`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from meta_rl.policy import PolicySpec, factor_actions, mlp
+
+Params = dict[str, Tensor]
+
+#: scale of the bounded count features ``n / (n + N₀)`` and ``t / (t + N₀)``
+COUNT_SCALE = 10.0
+#: the decoder's log-variance is kept in this range (σ from 0.007 to 7 on [0, 1] features)
+LOGVAR_RANGE = (-10.0, 4.0)
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Architecture of a student encoder (everything needed to rebuild it)."""
+
+    obs_dim: int
+    action_nvec: tuple[int, ...]
+    #: width of the normalised profile the decoder predicts (``EnvSpec.profile_dim``)
+    profile_dim: int
+    #: width of the policy's first hidden layer, which ``z`` offsets
+    cond_dim: int
+    hidden: int = 64
+    z_dim: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action_nvec", tuple(int(n) for n in self.action_nvec))
+        for name in ("obs_dim", "profile_dim", "cond_dim", "hidden", "z_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"encoder {name} must be >= 1, got {getattr(self, name)}")
+        if not self.action_nvec or min(self.action_nvec) < 1:
+            raise ValueError(f"invalid encoder action_nvec {self.action_nvec}")
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of one transition ``[o_s, onehot(a_s), r_s, o_{s+1}]``."""
+        return 2 * self.obs_dim + sum(self.action_nvec) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["action_nvec"] = list(self.action_nvec)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EncoderSpec:
+        return cls(
+            obs_dim=int(d["obs_dim"]),
+            action_nvec=tuple(d["action_nvec"]),
+            profile_dim=int(d["profile_dim"]),
+            cond_dim=int(d["cond_dim"]),
+            hidden=int(d["hidden"]),
+            z_dim=int(d["z_dim"]),
+        )
+
+
+def encoder_spec(policy: PolicySpec, profile_dim: int, hidden: int = 64, z_dim: int = 8) -> EncoderSpec:
+    """The encoder for a policy of spec ``policy`` (its observation, actions, first layer)."""
+    return EncoderSpec(policy.obs_dim, policy.action_nvec, profile_dim, policy.hidden_sizes[0], hidden, z_dim)
+
+
+def _layers(spec: EncoderSpec) -> dict[str, tuple[int, int, float]]:
+    """``name -> (out, in, orthogonal gain)`` of every weight matrix."""
+    h, z = spec.hidden, spec.z_dim
+    return {
+        "phi.l0": (h, spec.feature_dim, math.sqrt(2.0)),
+        "phi.l1": (h, h, math.sqrt(2.0)),
+        "rho.l0": (h, 2 * h + 2, math.sqrt(2.0)),
+        "rho.l1": (z, h, 1.0),
+        "cond": (spec.cond_dim, z, 1.0),
+        "dec.l0": (h, z, math.sqrt(2.0)),
+        "dec.l1": (2 * spec.profile_dim, h, 0.01),
+    }
+
+
+def init_encoder(spec: EncoderSpec, generator: torch.Generator | None = None) -> Params:
+    """Orthogonal weights (gain √2 before a tanh), zero biases; ``cond`` has no bias (the
+    policy's own first-layer bias plays that role)."""
+    params: Params = {}
+    for name, (n_out, n_in, gain) in _layers(spec).items():
+        w = torch.empty(n_out, n_in)
+        torch.nn.init.orthogonal_(w, gain=gain, generator=generator)
+        params[f"{name}.weight"] = w
+        if name != "cond":
+            params[f"{name}.bias"] = torch.zeros(n_out)
+    return params
+
+
+def param_shapes(spec: EncoderSpec) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every encoder parameter (without allocating them)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for name, (n_out, n_in, _) in _layers(spec).items():
+        out[f"{name}.weight"] = (n_out, n_in)
+        if name != "cond":
+            out[f"{name}.bias"] = (n_out,)
+    return out
+
+
+def check_params(spec: EncoderSpec, params: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the first encoder tensor that is missing, extra, ill-shaped or not finite."""
+    expected = param_shapes(spec)
+    missing = sorted(set(expected) - set(params))
+    extra = sorted(set(params) - set(expected))
+    if missing or extra:
+        raise ValueError(
+            f"encoder parameters do not match the encoder spec: missing {missing}, unexpected {extra}"
+        )
+    for k, shape in expected.items():
+        v = params[k]
+        if not isinstance(v, Tensor) or not v.is_floating_point():
+            raise ValueError(f"encoder[{k!r}] must be a floating-point tensor, got {type(v).__name__}")
+        if tuple(v.shape) != shape:
+            raise ValueError(f"encoder[{k!r}] has shape {list(v.shape)}, expected {list(shape)}")
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"encoder[{k!r}] holds NaN or infinite values")
+
+
+def _linear(params: Mapping[str, Tensor], name: str, x: Tensor) -> Tensor:
+    out = x @ params[f"{name}.weight"].T
+    bias = params.get(f"{name}.bias")
+    return out if bias is None else out + bias
+
+
+# ------------------------------------------------------------------ transitions
+def transition_features(
+    spec: EncoderSpec, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor
+) -> Tensor:
+    """``x_s = [o_s, onehot(a_s) per action factor, r_s, o_{s+1}]``, shape ``(..., feature_dim)``."""
+    parts = [obs.float()]
+    for a, n in zip(factor_actions(spec, actions.long()), spec.action_nvec):  # type: ignore[arg-type]
+        parts.append(torch.nn.functional.one_hot(a, n).float())
+    parts += [rewards.float().unsqueeze(-1), next_obs.float()]
+    return torch.cat(parts, dim=-1)
+
+
+def phi(params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+    """Per-transition encoding ``φ(x) = tanh(W₂ tanh(W₁ x + b₁) + b₂)``, shape ``(..., h)``."""
+    return torch.tanh(_linear(params, "phi.l1", torch.tanh(_linear(params, "phi.l0", x))))
+
+
+def episode_encodings(
+    spec: EncoderSpec, params: Mapping[str, Tensor], obs: Tensor, actions: Tensor, rewards: Tensor
+) -> Tensor:
+    """``φ(x_s)`` of every step of padded episodes: ``obs (..., H + 1, d)``, ``actions`` and
+    ``rewards (..., H)`` → ``(..., H, h)`` (padding steps are encoded too; mask them)."""
+    x = transition_features(spec, obs[..., :-1, :], actions, rewards, obs[..., 1:, :])
+    return phi(params, x)
+
+
+def session_summary(enc: Tensor, mask: Tensor) -> Tensor:
+    """``e = (1/L) Σ_s φ(x_s)`` over the valid steps of each session: ``(..., H, h) → (..., h)``."""
+    m = mask.to(enc.dtype).unsqueeze(-1)
+    return (enc * m).sum(-2) / m.sum(-2).clamp_min(1.0)
+
+
+def causal_mean(enc: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Running mean of the steps *before* ``t``, ``m_t = (1/t) Σ_{s<t} φ(x_s)`` (``m_0 = 0``), and
+    the count ``t`` of valid steps before ``t``: ``(..., H, h)``, ``(..., H)``."""
+    m = mask.to(enc.dtype)
+    sums = torch.cumsum(enc * m.unsqueeze(-1), dim=-2) - enc * m.unsqueeze(-1)
+    counts = torch.cumsum(m, dim=-1) - m
+    return sums / counts.clamp_min(1.0).unsqueeze(-1), counts
+
+
+def pool(summaries: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Order-invariant pooling of earlier sessions: the mean ``c`` of the session summaries
+    ``(..., S, h)`` over the valid ones (``valid (..., S)``, default all) and their count ``n``."""
+    if valid is None:
+        valid = torch.ones(summaries.shape[:-1], dtype=torch.bool)
+    v = valid.to(summaries.dtype)
+    n = v.sum(-1)
+    return (summaries * v.unsqueeze(-1)).sum(-2) / n.clamp_min(1.0).unsqueeze(-1), n
+
+
+def embed(params: Mapping[str, Tensor], ctx: Tensor, n_ctx: Tensor, cur: Tensor, n_cur: Tensor) -> Tensor:
+    """``z = ρ([c, m_t, n/(n + N₀), t/(t + N₀)])`` (module docstring); broadcasts over leading dims."""
+    n_ctx, n_cur = n_ctx.to(ctx.dtype), n_cur.to(ctx.dtype)
+    shape = torch.broadcast_shapes(ctx.shape[:-1], cur.shape[:-1], n_ctx.shape, n_cur.shape)
+    parts = [
+        ctx.expand(*shape, ctx.shape[-1]),
+        cur.expand(*shape, cur.shape[-1]),
+        (n_ctx / (n_ctx + COUNT_SCALE)).expand(shape).unsqueeze(-1),
+        (n_cur / (n_cur + COUNT_SCALE)).expand(shape).unsqueeze(-1),
+    ]
+    return _linear(params, "rho.l1", torch.tanh(_linear(params, "rho.l0", torch.cat(parts, dim=-1))))
+
+
+def decode(params: Mapping[str, Tensor], z: Tensor) -> tuple[Tensor, Tensor]:
+    """The profile estimate from ``z``: mean ``μ`` and log-variance ``log σ²`` of every
+    normalised profile feature, each ``(..., profile_dim)``."""
+    out = _linear(params, "dec.l1", torch.tanh(_linear(params, "dec.l0", z)))
+    mu, logvar = out.chunk(2, dim=-1)
+    return mu, logvar.clamp(*LOGVAR_RANGE)
+
+
+def gaussian_nll(mu: Tensor, logvar: Tensor, target: Tensor) -> Tensor:
+    """``½ (log σ² + (y − μ)² / σ²)`` per feature (the constant ``½ log 2π`` dropped)."""
+    return 0.5 * (logvar + (target - mu) ** 2 * torch.exp(-logvar))
+
+
+def conditioned_logits(
+    policy: PolicySpec, theta: Mapping[str, Tensor], params: Mapping[str, Tensor], obs: Tensor, z: Tensor
+) -> Tensor:
+    """Logits of the tutor on ``(o_t, z)``: the policy network with ``W_z z`` added to its first
+    layer's pre-activation. ``obs (..., M, d)`` and ``z (..., M, z_dim)``."""
+    return mlp(policy, theta, obs, bias0=z @ params["cond.weight"].T)
+
+
+def prototypical_loss(queries: Tensor, prototypes: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """Prototypical (InfoNCE) loss of ``queries (T, Q, z)`` against one prototype per student
+    ``(T, z)``: ``−log softmax_j(−‖q_i − p_j‖² / τ)[i]`` averaged over queries, and the accuracy
+    of the nearest prototype. Two stretches of the same student are positives, every other
+    student of the batch a negative."""
+    d2 = ((queries.unsqueeze(-2) - prototypes) ** 2).sum(-1)  # (T, Q, T)
+    logits = -d2 / temperature
+    target = torch.arange(queries.shape[0]).unsqueeze(1).expand(queries.shape[:2])
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+    acc = (logits.argmax(-1) == target).float().mean()
+    return loss, acc
+
+
+# ------------------------------------------------------------------ online state
+@dataclass
+class EncoderState:
+    """What the encoder keeps per student online: the sum and count of earlier sessions'
+    summaries, and the running sum and count of the current session's transitions.
+    Every field has a leading batch dim ``(N, …)``; updates cost the same at every step."""
+
+    ctx_sum: Tensor  # (N, h)
+    n_ctx: Tensor  # (N,)
+    cur_sum: Tensor  # (N, h)
+    n_cur: Tensor  # (N,)
+
+    @classmethod
+    def empty(cls, n: int, spec: EncoderSpec) -> EncoderState:
+        return cls(torch.zeros(n, spec.hidden), torch.zeros(n), torch.zeros(n, spec.hidden), torch.zeros(n))
+
+    def z(self, params: Mapping[str, Tensor]) -> Tensor:
+        """The current embedding ``(N, z_dim)``."""
+        ctx = self.ctx_sum / self.n_ctx.clamp_min(1.0).unsqueeze(-1)
+        cur = self.cur_sum / self.n_cur.clamp_min(1.0).unsqueeze(-1)
+        return embed(params, ctx, self.n_ctx, cur, self.n_cur)
+
+    def add_steps(self, enc: Tensor, active: Tensor) -> None:
+        """Add one transition's ``φ (N, h)`` to the current session of the ``active`` students."""
+        a = active.to(enc.dtype)
+        self.cur_sum = self.cur_sum + enc * a.unsqueeze(-1)
+        self.n_cur = self.n_cur + a
+
+    def end_session(self) -> None:
+        """Pool the current session (if it has a step) into the earlier sessions; start a new one."""
+        had = (self.n_cur > 0).to(self.cur_sum.dtype)
+        self.ctx_sum = self.ctx_sum + had.unsqueeze(-1) * self.cur_sum / self.n_cur.clamp_min(1.0).unsqueeze(
+            -1
+        )
+        self.n_ctx = self.n_ctx + had
+        self.cur_sum = torch.zeros_like(self.cur_sum)
+        self.n_cur = torch.zeros_like(self.n_cur)
+
+    def add_sessions(self, summaries: Tensor, valid: Tensor | None = None) -> None:
+        """Pool finished sessions ``(N, S, h)`` (their summaries :func:`session_summary`) at once."""
+        if valid is None:
+            valid = torch.ones(summaries.shape[:-1], dtype=torch.bool)
+        v = valid.to(summaries.dtype)
+        self.ctx_sum = self.ctx_sum + (summaries * v.unsqueeze(-1)).sum(-2)
+        self.n_ctx = self.n_ctx + v.sum(-1)
+
+    def expand_to(self, per: int) -> EncoderState:
+        """Each student's state repeated for ``per`` parallel sessions (rows ``i·per + j``),
+        with an empty current session."""
+        h = self.ctx_sum.shape[-1]
+        n = self.ctx_sum.shape[0] * per
+        return EncoderState(
+            self.ctx_sum.repeat_interleave(per, 0),
+            self.n_ctx.repeat_interleave(per, 0),
+            torch.zeros(n, h),
+            torch.zeros(n),
+        )

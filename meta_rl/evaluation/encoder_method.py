@@ -1,0 +1,92 @@
+"""The evaluation method ``encoder_ppo``: a student-encoder tutor trained from the run.
+
+Encoder-PPO (:mod:`meta_rl.algorithms.encoder_ppo`) is trained with the meta-training run's
+budget — its shared settings, the same students and episodes per iteration (``inner_steps +
+1`` rounds of ``rollouts_per_task`` episodes per student) and the same number of iterations
+(:func:`encoder_config`) — cached in ``RUN_DIR/baselines/encoder_ppo``, and evaluated in the
+protocol of every method: adaptation step ``k`` is ``k`` sessions of ``rollouts`` episodes of
+context with the student, pooled into the encoding (no gradient step), measured on fresh
+episodes with that context (:meth:`meta_rl.encoder_tutor.EncoderTutor.context_adaptation_curve`,
+same seeds and students as the others).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meta_rl.checkpoint import load_checkpoint, load_policy
+from meta_rl.config import EncoderPPOConfig
+from meta_rl.evaluation.learned import own_adaptation
+from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run
+from meta_rl.tutor import TutorPolicy
+
+
+def encoder_config(run_config: Mapping[str, Any], **overrides: Any) -> EncoderPPOConfig:
+    """The config that trains encoder-PPO with the budget of the run whose config is
+    ``run_config`` (``TrainConfig.to_dict()``); ``overrides`` set encoder keys."""
+    fields = EncoderPPOConfig.__dataclass_fields__
+    base = {k: v for k, v in run_config.items() if k in fields}
+    base.update(
+        algo="encoder_ppo",
+        privileged=False,
+        init_from="",
+        episodes_per_iteration=0,
+        tensorboard=False,
+        sampler="local",
+        select_on="post",
+    )
+    base.update(overrides)
+    return EncoderPPOConfig(**base)
+
+
+def baseline_dir(run: Path, name: str) -> Path:
+    return run / "baselines" / name
+
+
+def train_encoder(run: Path, name: str, log: Callable[[str], None]) -> TutorPolicy:
+    """The encoder tutor of ``run`` (trained, or resumed, into ``RUN_DIR/baselines/NAME`` first
+    unless done there already with the run's number of iterations)."""
+    from meta_rl.trainer import Trainer
+
+    out = baseline_dir(run, name)
+    state = load_checkpoint(run / "checkpoint.pt")
+    if (out / "done").is_file():
+        done = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
+        if done != int(state["iteration"]):
+            raise ValueError(
+                f"{out} was trained for {done} iterations but {run} now has {state['iteration']}: "
+                f"delete {out} to retrain it with the same budget"
+            )
+        return load_policy(out)
+    cfg = encoder_config(state["config"])
+    log(f"training {name} ({cfg.n_iterations} iterations, cached in {out}) …")
+    trainer = Trainer(cfg, out, resume=(out / "checkpoint.pt").is_file(), progress=False)
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    (out / "done").write_text("")
+    return load_policy(out)
+
+
+@dataclass(frozen=True)
+class EncoderBaseline(Method):
+    """Encoder-PPO trained from the run (module docstring)."""
+
+    def needs_training(self, run: Path) -> bool:
+        return not (baseline_dir(run, self.name) / "done").is_file()
+
+    def train(
+        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
+    ) -> None:
+        train_encoder(run, self.name, log)
+
+    def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
+        assert run is not None
+        pol = train_encoder(run.path, self.name, ctx.log)
+        res = own_adaptation(pol, ctx)
+        env_steps = int(load_checkpoint(baseline_dir(run.path, self.name) / "checkpoint.pt")["env_steps"])
+        return Curve(res.returns, res.metrics, env_steps=env_steps, step_size="context")
