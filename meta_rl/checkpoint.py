@@ -132,7 +132,8 @@ RESUME_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 #: keys that may be ``None`` (absent when the run has no Meta-SGD step sizes / value network)
 OPTIONAL_KEYS: dict[str, type | tuple[type, ...]] = {
-    "inner_lrs": dict,
+    # Meta-SGD: one mapping of per-element rates; LSLR (MAML++): one mapping per inner step
+    "inner_lrs": (dict, tuple, list),
     "value_params": dict,
     "value_optimizer": dict,
     "encoder": dict,  # student encoder of an encoder_ppo run (meta_rl.encoder)
@@ -168,10 +169,17 @@ def check_checkpoint(state: Mapping[str, Any], resume: bool = False) -> str | No
     absent = [k for k in POLICY_META_KEYS if k not in meta]
     if absent:
         return f"'policy_meta' lacks key(s) {absent}"
-    for key in ("params", "inner_lrs", "value_params"):
-        group = state.get(key)
+    per_step = isinstance(state.get("inner_lrs"), (tuple, list))
+    groups = [(key, state.get(key)) for key in ("params", "value_params")]
+    if per_step:
+        groups += [(f"inner_lrs[{k}]", rates) for k, rates in enumerate(state["inner_lrs"])]
+    else:
+        groups.append(("inner_lrs", state.get("inner_lrs")))
+    for key, group in groups:
         if group is None:
             continue
+        if not isinstance(group, dict):
+            return f"{key!r} must be of type mapping, got {type(group).__name__}"
         for name, value in group.items():
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
                 return f"{key}[{name!r}] must be a floating-point tensor, got {type(value).__name__}"
@@ -179,11 +187,15 @@ def check_checkpoint(state: Mapping[str, Any], resume: bool = False) -> str | No
                 return f"{key}[{name!r}] holds NaN or infinite values"
     try:
         spec = PolicySpec.from_dict(meta["policy"])
-        for key, out_dim in (("params", None), ("inner_lrs", None), ("value_params", 1)):
-            if state.get(key) is not None:
-                problem = shape_problem(spec, state[key], out_dim)
-                if problem is not None:
-                    return f"{key} do not fit the stored architecture: {problem}"
+        for key, group in groups:
+            if group is None:
+                continue
+            if key.startswith("inner_lrs["):  # LSLR: one scalar per parameter tensor
+                problem = shape_problem(spec, group, scalar=True)
+            else:
+                problem = shape_problem(spec, group, 1 if key == "value_params" else None)
+            if problem is not None:
+                return f"{key} do not fit the stored architecture: {problem}"
         policy = policy_from_state(state)
         env = policy.env
         if (policy.spec.obs_dim, policy.spec.n_actions) != (env.obs_dim, env.n_actions):
@@ -193,8 +205,10 @@ def check_checkpoint(state: Mapping[str, Any], resume: bool = False) -> str | No
             )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         return f"'policy_meta' or the parameters do not describe a policy ({one_line_error(e)})"
-    if bool(meta.get("meta_sgd")) != (state.get("inner_lrs") is not None):
+    if bool(meta.get("meta_sgd")) != (state.get("inner_lrs") is not None and not per_step):
         return "'policy_meta' and 'inner_lrs' disagree on Meta-SGD step sizes"
+    if bool(meta.get("per_step_lrs")) != per_step:
+        return "'policy_meta' and 'inner_lrs' disagree on per-step (LSLR) step sizes"
     try:
         config = make_config(state["config"])
     except (ValueError, TypeError) as e:
@@ -213,14 +227,19 @@ def check_checkpoint(state: Mapping[str, Any], resume: bool = False) -> str | No
     return None
 
 
-def shape_problem(spec: PolicySpec, tensors: Mapping[str, Any], out_dim: int | None = None) -> str | None:
+def shape_problem(
+    spec: PolicySpec, tensors: Mapping[str, Any], out_dim: int | None = None, scalar: bool = False
+) -> str | None:
     """Missing, unexpected and wrongly shaped tensors of a parameter group, or ``None``.
 
     The expected shapes come from :func:`~meta_rl.policy.init_params` on torch's ``meta``
-    device (shapes only, nothing allocated: a corrupt architecture cannot exhaust memory).
+    device (shapes only, nothing allocated: a corrupt architecture cannot exhaust memory);
+    ``scalar`` expects one scalar per parameter tensor (LSLR step sizes).
     """
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in init_params(spec, out_dim=out_dim).items()}
+        expected = {
+            k: () if scalar else tuple(v.shape) for k, v in init_params(spec, out_dim=out_dim).items()
+        }
     got = {k: tuple(v.shape) for k, v in tensors.items()}
     parts = []
     missing = [k for k in expected if k not in got]

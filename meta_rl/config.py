@@ -454,7 +454,7 @@ def make_config(data: Mapping[str, Any]) -> TrainConfig:
         raise ValueError(f"a config must be a mapping of keys to values, got {type(data).__name__}")
     algo = data.get("algo", "maml_ppo")
     classes = config_classes()
-    if algo not in classes:
+    if not isinstance(algo, str) or algo not in classes:
         raise ValueError(f"unknown algo {algo!r}; valid: {list(classes)}")
     cls = classes[algo]
     hints = typing.get_type_hints(cls)
@@ -537,13 +537,15 @@ def load_config(
         raise ValueError(f"{path}: {e}") from e
     data.pop("algorithms", None)
     algo = given.get("algo")
-    if algo in classes and algo != data.get("algo", "maml_ppo"):
+    if isinstance(algo, str) and algo in classes and algo != data.get("algo", "maml_ppo"):
         # the file was written for another algorithm (e.g. --set algo=ppo on the MAML
         # config, for a baseline with the same settings): drop the keys only it knows
         valid = {f.name for f in dataclasses.fields(classes[algo])}
         data = {k: v for k, v in data.items() if k in valid}
     # the file's settings for the chosen algorithm on this env (the caller's come last)
-    data = merge(data, sections.get(given.get("algo", data.get("algo", "maml_ppo")), {}))
+    chosen = given.get("algo", data.get("algo", "maml_ppo"))
+    if isinstance(chosen, str):  # anything else is refused by make_config, naming the key
+        data = merge(data, sections.get(chosen, {}))
     try:
         return make_config(merge(data, given))
     except ValueError as e:

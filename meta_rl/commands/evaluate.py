@@ -71,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from meta_rl.evaluation.runner import EvaluationSettings, run_evaluation
+    from meta_rl.evaluation.runner import EvaluationSettings, run_dir, run_evaluation
 
     if args.split not in ("test", "ood", "val") and args.profiles is None:
         raise ValueError(f"--split must be test or ood (or val), got {args.split!r}")
@@ -83,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("n", "adapt_steps", "eval_episodes", "val_profiles", "workers"):
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    for c in args.checkpoint:  # a missing run is named before anything reads it
+        run_dir(c)
     if args.profiles is not None:
         _check_profiles_fit_runs(args.profiles, args.checkpoint)
         check_profile_file(args.checkpoint[0], args.profiles)

@@ -77,12 +77,15 @@ __all__ = [
     "evaluate",
     "expand_methods",
     "method_kind",
+    "run_dir",
     "run_evaluation",
     "tutor_error",
 ]
 
 
-def _run_dir(path: str | Path) -> Path:
+def run_dir(path: str | Path) -> Path:
+    """The run directory of ``path`` (a run directory or a checkpoint file in one); a clear
+    error when it holds no meta-training run."""
     p = Path(path)
     if p.is_file():
         p = p.parent
@@ -140,7 +143,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     """Run the protocol for every run in ``checkpoints`` and return ``results.json``'s dict."""
     # these networks are tiny: one thread is fastest, and more threads thrash on a shared 2-core machine
     torch.set_num_threads(1)
-    paths = [_run_dir(c) for c in checkpoints]
+    paths = [run_dir(c) for c in checkpoints]
     if not paths:
         raise ValueError("need at least one checkpoint or run directory")
     runs = [Run(r, load_checkpoint(r / "checkpoint.pt")["config"], load_policy(r)) for r in paths]
@@ -249,10 +252,10 @@ def run_evaluation(
     paths = write_report(results, out_dir)
     from meta_rl.evaluation.plots import plot_learning_curve
 
-    first = _run_dir(checkpoints[0])
+    first = run_dir(checkpoints[0])
     paths["learning_curve"] = Path(out_dir) / "learning_curve.png"
     plot_learning_curve(
-        [_run_dir(c) / "metrics.csv" for c in checkpoints], paths["learning_curve"], title=str(first)
+        [run_dir(c) / "metrics.csv" for c in checkpoints], paths["learning_curve"], title=str(first)
     )
     json.loads(paths["results"].read_text())  # the file we promise is valid JSON
     return paths
