@@ -132,15 +132,38 @@ def population_settings(path: str | os.PathLike[str]) -> tuple[str | None, dict[
 def check_population_settings(
     path: str | os.PathLike[str], env_id: str, env_kwargs: Mapping[str, Any], what: str = "the run"
 ) -> None:
-    """Raise ``ValueError`` naming both values if ``path`` was fitted for another env or kwargs."""
+    """Raise ``ValueError`` naming both values if ``path`` was fitted for another env or kwargs.
+
+    A key the run does not set counts with the env's default value.
+    """
     fitted_env, fitted = population_settings(path)
     if fitted_env is not None and fitted_env != env_id:
         raise ValueError(f"{path}: the population is for {fitted_env}, {what} for {env_id}")
+    defaults = _env_defaults(env_id) if fitted else {}
     for key, value in fitted.items():
-        if key in env_kwargs and env_kwargs[key] != value:
+        have = env_kwargs.get(key, defaults.get(key, value))
+        if have != value and not _same_numbers(have, value):
             raise ValueError(
-                f"{path}: the population was fitted for {key}={value!r}, {what} has {key}={env_kwargs[key]!r}"
+                f"{path}: the population was fitted for {key}={value!r}, {what} has {key}={have!r}"
             )
+
+
+def _env_defaults(env_id: str) -> dict[str, Any]:
+    """Default keyword arguments of the env's dynamics (its constructor's signature)."""
+    import inspect
+
+    import envs
+
+    params = inspect.signature(envs.family(env_id).load("dynamics").__init__).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+def _same_numbers(a: Any, b: Any) -> bool:
+    """Equal as numbers or as sequences of numbers (a YAML list vs a JSON list)."""
+    try:
+        return bool(np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
+    except (TypeError, ValueError):
+        return False
 
 
 def population_distribution(
