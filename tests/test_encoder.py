@@ -174,10 +174,17 @@ def test_no_profile_leak(tiny_run: Path) -> None:
         a = torch.arange(pol.spec.n_actions)
         expect = log_prob(pol.spec, roll.logits[1, 0, t].expand(len(a), -1), a).exp().numpy()
         np.testing.assert_allclose(probs, expect, atol=1e-5)
-        online.record(roll.obs[1, 0, t].numpy(), int(roll.actions[1, 0, t]), float(roll.rewards[1, 0, t]),
-                      roll.obs[1, 0, t + 1].numpy())  # fmt: skip
+        _record(online, roll, 1, 0, t)
     with pytest.raises(ValueError, match="encoder_ppo infers the student"):
         load_config(None, [*TINY_ENCODER, "privileged=true"])
+
+
+def _record(online: OnlineTutor, roll, i: int, e: int, t: int) -> None:
+    """Give ``online`` step ``t`` of episode ``e`` of student ``i`` of ``roll``."""
+    online.record(
+        roll.obs[i, e, t].numpy(), int(roll.actions[i, e, t]), float(roll.rewards[i, e, t]),
+        roll.obs[i, e, t + 1].numpy(),
+    )  # fmt: skip
 
 
 def test_exported_online_tutor_acts_as_the_training_policy(tiny_run: Path, tmp_path: Path) -> None:
@@ -201,8 +208,7 @@ def test_exported_online_tutor_acts_as_the_training_policy(tiny_run: Path, tmp_p
     student = 1
     for e in range(3):  # the student's earlier sessions, one interaction at a time
         for t in range(int(context.lengths[student, e])):
-            online.record(context.obs[student, e, t].numpy(), int(context.actions[student, e, t]),
-                          float(context.rewards[student, e, t]), context.obs[student, e, t + 1].numpy())  # fmt: skip
+            _record(online, context, student, e, t)
         online.end_session()
     a = torch.arange(in_training.spec.n_actions)
     for t in range(int(roll.lengths[student, 0])):
@@ -210,8 +216,7 @@ def test_exported_online_tutor_acts_as_the_training_policy(tiny_run: Path, tmp_p
         expect = log_prob(in_training.spec, roll.logits[student, 0, t].expand(len(a), -1), a).exp().numpy()
         np.testing.assert_allclose(online.action_probs(obs), expect, atol=1e-5)
         assert online.act(obs) == int(np.argmax(expect))
-        online.record(obs, int(roll.actions[student, 0, t]), float(roll.rewards[student, 0, t]),
-                      roll.obs[student, 0, t + 1].numpy())  # fmt: skip
+        _record(online, roll, student, 0, t)
     with pytest.raises(ValueError, match="OnlineTutor"):
         exported.act(roll.obs[0, 0, 0].numpy())
 

@@ -21,7 +21,8 @@ One iteration:
      students of the minibatch: a student's even sessions, pooled, are one stretch, its odd
      ones another; each stretch is a query against the other half's stretches of every
      student, ``−log softmax_j(−‖z_i − z'_j‖²/τ)`` at the student's own (symmetrised);
-   * ``L_dec``: squared error and Gaussian NLL (:func:`meta_rl.encoder.decoder_loss`) of the decoder's estimate of the normalised profile
+   * ``L_dec``: squared error and Gaussian NLL (:func:`meta_rl.encoder.decoder_loss`) of the
+     decoder's estimate of the normalised profile
      (:meth:`~meta_rl.envspec.EnvSpec.profile_features`) from every step's ``z`` and from the
      session-level embeddings — the simulator knows the profile at training time; the
      encoder never reads it (its inputs are observations, actions and rewards).
