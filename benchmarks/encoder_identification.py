@@ -10,6 +10,8 @@ evaluation episodes; the same students and env seeds as every evaluated method):
 * profile decoding (:func:`meta_rl.encoder_metrics.decoding_scores`): R² per field against the
   population mean, and arg-max accuracy of vector fields (SkillGraph's preferred content type),
   after 1 episode and after 1 and 3 adaptation steps;
+* whether the data carry it at all: SkillGraph's preferred content type from a hand-made
+  statistic of the same sessions (per content type, the rate of gains after teaching with it);
 * the probe "does z carry it but the policy ignore it?": a ridge regression from the pooled
   session summaries (the encoder's input to ``ρ``) to the profile, fitted on ``train`` students,
   gives the decodability of the same data by a linear read-out.
@@ -92,6 +94,18 @@ def main() -> None:
         out["ridge_probe_one_step_content_argmax_acc"] = float(
             (pred[:, sl].argmax(1) == y[:, sl].argmax(1)).mean()
         )
+        # a hand-made statistic of the same sessions: per content type, the rate at which teaching
+        # with it was followed by a gain (raw transition features are the first columns of the
+        # summaries: [o, onehot(skill), onehot(mode), r*onehot(skill), r*onehot(mode), r, o'])
+        d = env.obs_dim
+        hot = slice(d + k, d + k + c)
+        rew = slice(d + 2 * k + c + 1, d + 2 * k + 2 * c + 1)
+        for name, n in (("one_episode", 1), ("one_step", e), ("all_steps", args.steps * e)):
+            m = summ[:, :n].mean(1).numpy()
+            rate = m[:, rew] / np.maximum(m[:, hot], 1e-9)
+            out[f"hand_statistic_content_argmax_acc_{name}"] = float(
+                (rate.argmax(1) == y[:, sl].argmax(1)).mean()
+            )
     out["seconds"] = time.time() - t0
     text = json.dumps(out, indent=1)
     print(text)

@@ -33,6 +33,8 @@ def pair_auc(z: np.ndarray) -> float:
     """Ranking AUC of same-student vs different-student session pairs; ``z (T, S, z_dim)``."""
     z = np.asarray(z, dtype=np.float64)
     t, s = z.shape[:2]
+    if t < 2 or s < 2:
+        raise ValueError(f"pair_auc needs >= 2 students with >= 2 sessions each, got {t} x {s}")
     flat = z.reshape(t * s, -1)
     who = np.repeat(np.arange(t), s)
     d = np.linalg.norm(flat[:, None] - flat[None], axis=-1)
