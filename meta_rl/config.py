@@ -359,9 +359,13 @@ class EncoderPPOConfig(TrainConfig):
     metric_coef: float = _f(
         1.0, "weight of the prototypical loss (sessions of one student close, of different students far)"
     )
-    metric_temperature: float = _f(1.0, "temperature tau of the prototypical loss (distances / tau)")
+    metric_temperature: float = _f(
+        0.1, "temperature tau of the prototypical loss (cosine distances of the embeddings / tau)"
+    )
     decoder_coef: float = _f(
-        1.0, "weight of the profile-decoding loss (Gaussian NLL of the normalised profile; training only)"
+        1.0,
+        "weight of the profile-decoding loss (squared error + Gaussian NLL of the normalised profile; "
+        "training only)",
     )
     end_to_end: bool = _f(
         True, "PPO's gradient also trains the encoder through z (false: z is detached for the policy)"

@@ -5,9 +5,14 @@ function is a pure, batched function of ``(params, data)`` (any leading batch di
 sessions, episodes). It never reads the student's profile: its only inputs are what a real
 tutor observes — observations, its own teaching actions and the rewards (answers).
 
-Per step ``s`` of a session (an episode) the transition ``x_s = [o_s, onehot(a_s), r_s, o_{s+1}]``
-(the action one-hot per factor of the env's ``action_nvec``) is encoded by a small MLP,
-``φ(x_s) = tanh(W₂ tanh(W₁ x_s + b₁) + b₂) ∈ ℝ^h``. Then
+Per step ``s`` of a session (an episode) the transition
+``x_s = [o_s, onehot(a_s), r_s · onehot(a_s), r_s, o_{s+1}]`` (the action one-hot per factor
+of the env's ``action_nvec``; the product says which action earned the reward, e.g. which
+content type taught a skill, without the MLP having to learn the product) is encoded by a
+small MLP, and the raw transition is kept beside it,
+``φ(x_s) = [x_s, tanh(W₂ tanh(W₁ x_s + b₁) + b₂)]``: the means of the raw features are simple
+sufficient statistics (e.g. the rate at which each content type was followed by a gain), which
+a freshly initialised MLP otherwise buries under noise. Then
 
 * the **current session** is summarised causally by the running mean of the transitions seen
   so far, ``m_t = (1/t) Σ_{s<t} φ(x_s)`` (``m_0 = 0``): before acting at step ``t`` the tutor
@@ -15,8 +20,14 @@ Per step ``s`` of a session (an episode) the transition ``x_s = [o_s, onehot(a_s
 * an **earlier session** ``j`` is summarised by the mean over its ``L_j`` steps,
   ``e_j = (1/L_j) Σ_s φ(x_s)``, and earlier sessions are pooled order-invariantly by their
   mean ``c = (1/n) Σ_j e_j`` (``c = 0`` when ``n = 0``);
-* ``z = ρ([c, m_t, n/(n + N₀), t/(t + N₀)])``, ``ρ`` a one-hidden-layer MLP and ``N₀ = 10``
-  (bounded count features, so that more context than seen in training extrapolates gently).
+* ``z = ρ([ĉ, m̂_t, n/(n + N₀), t/(t + N₀)])``, ``ρ`` a one-hidden-layer MLP and ``N₀ = 10``
+  (bounded count features, so that more context than seen in training extrapolates gently),
+  where ``ĉ = (c − μ)/σ`` (0 when ``n = 0``) and ``m̂_t`` likewise are standardised with the
+  mean and standard deviation of single-session summaries, fitted once on the initial tutor's
+  sessions (:func:`fit_normaliser`; fixed afterwards, stored with the parameters as
+  ``norm.mean`` and ``norm.std``). What tells students apart is a small between-student
+  part of each summary, buried under session-to-session noise; unstandardised, ``ρ`` would
+  need weights far larger than its initialisation to see it.
 
 So ``z`` exists from the first step of the first session (``n = 0, t = 0``: the population
 prior) and sharpens with every step and every session, at a constant cost per step online
@@ -71,9 +82,14 @@ class EncoderSpec:
             raise ValueError(f"invalid encoder action_nvec {self.action_nvec}")
 
     @property
+    def summary_dim(self) -> int:
+        """Width of ``φ(x)`` (raw transition and its MLP encoding) and of every pooled summary."""
+        return self.feature_dim + self.hidden
+
+    @property
     def feature_dim(self) -> int:
-        """Width of one transition ``[o_s, onehot(a_s), r_s, o_{s+1}]``."""
-        return 2 * self.obs_dim + sum(self.action_nvec) + 1
+        """Width of one transition ``[o_s, onehot(a_s), r_s · onehot(a_s), r_s, o_{s+1}]``."""
+        return 2 * self.obs_dim + 2 * sum(self.action_nvec) + 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -103,18 +119,21 @@ def _layers(spec: EncoderSpec) -> dict[str, tuple[int, int, float]]:
     return {
         "phi.l0": (h, spec.feature_dim, math.sqrt(2.0)),
         "phi.l1": (h, h, math.sqrt(2.0)),
-        "rho.l0": (h, 2 * h + 2, math.sqrt(2.0)),
+        "rho.l0": (h, 2 * spec.summary_dim + 2, math.sqrt(2.0)),
         "rho.l1": (z, h, 1.0),
         "cond": (spec.cond_dim, z, 1.0),
         "dec.l0": (h, z, math.sqrt(2.0)),
-        "dec.l1": (2 * spec.profile_dim, h, 0.01),
+        "dec.l1": (2 * spec.profile_dim, h, 1.0),
     }
 
 
 def init_encoder(spec: EncoderSpec, generator: torch.Generator | None = None) -> Params:
     """Orthogonal weights (gain √2 before a tanh), zero biases; ``cond`` has no bias (the
     policy's own first-layer bias plays that role)."""
-    params: Params = {}
+    params: Params = {
+        "norm.mean": torch.zeros(spec.summary_dim),
+        "norm.std": torch.ones(spec.summary_dim),
+    }
     for name, (n_out, n_in, gain) in _layers(spec).items():
         w = torch.empty(n_out, n_in)
         torch.nn.init.orthogonal_(w, gain=gain, generator=generator)
@@ -126,7 +145,7 @@ def init_encoder(spec: EncoderSpec, generator: torch.Generator | None = None) ->
 
 def param_shapes(spec: EncoderSpec) -> dict[str, tuple[int, ...]]:
     """The name and shape of every encoder parameter (without allocating them)."""
-    out: dict[str, tuple[int, ...]] = {}
+    out: dict[str, tuple[int, ...]] = {"norm.mean": (spec.summary_dim,), "norm.std": (spec.summary_dim,)}
     for name, (n_out, n_in, _) in _layers(spec).items():
         out[f"{name}.weight"] = (n_out, n_in)
         if name != "cond":
@@ -163,24 +182,27 @@ def _linear(params: Mapping[str, Tensor], name: str, x: Tensor) -> Tensor:
 def transition_features(
     spec: EncoderSpec, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor
 ) -> Tensor:
-    """``x_s = [o_s, onehot(a_s) per action factor, r_s, o_{s+1}]``, shape ``(..., feature_dim)``."""
-    parts = [obs.float()]
-    for a, n in zip(factor_actions(spec, actions.long()), spec.action_nvec):  # type: ignore[arg-type]
-        parts.append(torch.nn.functional.one_hot(a, n).float())
-    parts += [rewards.float().unsqueeze(-1), next_obs.float()]
+    """``x_s = [o_s, onehot(a_s), r_s · onehot(a_s), r_s, o_{s+1}]`` (one-hot per action factor),
+    shape ``(..., feature_dim)``."""
+    r = rewards.float().unsqueeze(-1)
+    hot = [
+        torch.nn.functional.one_hot(a, n).float()
+        for a, n in zip(factor_actions(spec, actions.long()), spec.action_nvec)  # type: ignore[arg-type]
+    ]
+    parts = [obs.float(), *hot, *(h * r for h in hot), r, next_obs.float()]
     return torch.cat(parts, dim=-1)
 
 
 def phi(params: Mapping[str, Tensor], x: Tensor) -> Tensor:
-    """Per-transition encoding ``φ(x) = tanh(W₂ tanh(W₁ x + b₁) + b₂)``, shape ``(..., h)``."""
-    return torch.tanh(_linear(params, "phi.l1", torch.tanh(_linear(params, "phi.l0", x))))
+    """Per-transition encoding ``φ(x) = [x, tanh(W₂ tanh(W₁ x + b₁) + b₂)]``, shape ``(..., f + h)``."""
+    return torch.cat([x, torch.tanh(_linear(params, "phi.l1", torch.tanh(_linear(params, "phi.l0", x))))], -1)
 
 
 def episode_encodings(
     spec: EncoderSpec, params: Mapping[str, Tensor], obs: Tensor, actions: Tensor, rewards: Tensor
 ) -> Tensor:
     """``φ(x_s)`` of every step of padded episodes: ``obs (..., H + 1, d)``, ``actions`` and
-    ``rewards (..., H)`` → ``(..., H, h)`` (padding steps are encoded too; mask them)."""
+    ``rewards (..., H)`` → ``(..., H, f + h)`` (padding steps are encoded too; mask them)."""
     x = transition_features(spec, obs[..., :-1, :], actions, rewards, obs[..., 1:, :])
     return phi(params, x)
 
@@ -193,7 +215,7 @@ def session_summary(enc: Tensor, mask: Tensor) -> Tensor:
 
 def causal_mean(enc: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     """Running mean of the steps *before* ``t``, ``m_t = (1/t) Σ_{s<t} φ(x_s)`` (``m_0 = 0``), and
-    the count ``t`` of valid steps before ``t``: ``(..., H, h)``, ``(..., H)``."""
+    the count ``t`` of valid steps before ``t``: ``(..., H, f + h)``, ``(..., H)``."""
     m = mask.to(enc.dtype)
     sums = torch.cumsum(enc * m.unsqueeze(-1), dim=-2) - enc * m.unsqueeze(-1)
     counts = torch.cumsum(m, dim=-1) - m
@@ -213,6 +235,9 @@ def pool(summaries: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor
 def embed(params: Mapping[str, Tensor], ctx: Tensor, n_ctx: Tensor, cur: Tensor, n_cur: Tensor) -> Tensor:
     """``z = ρ([c, m_t, n/(n + N₀), t/(t + N₀)])`` (module docstring); broadcasts over leading dims."""
     n_ctx, n_cur = n_ctx.to(ctx.dtype), n_cur.to(ctx.dtype)
+    mean, std = params["norm.mean"], params["norm.std"]
+    ctx = torch.where(n_ctx.unsqueeze(-1) > 0, (ctx - mean) / std, 0.0)
+    cur = torch.where(n_cur.unsqueeze(-1) > 0, (cur - mean) / std, 0.0)
     shape = torch.broadcast_shapes(ctx.shape[:-1], cur.shape[:-1], n_ctx.shape, n_cur.shape)
     parts = [
         ctx.expand(*shape, ctx.shape[-1]),
@@ -221,6 +246,20 @@ def embed(params: Mapping[str, Tensor], ctx: Tensor, n_ctx: Tensor, cur: Tensor,
         (n_cur / (n_cur + COUNT_SCALE)).expand(shape).unsqueeze(-1),
     ]
     return _linear(params, "rho.l1", torch.tanh(_linear(params, "rho.l0", torch.cat(parts, dim=-1))))
+
+
+#: smallest standard deviation :func:`fit_normaliser` divides by (a feature that never moved
+#: while fitting must not blow up once the tutor's behaviour changes)
+MIN_STD = 1e-2
+
+
+def fit_normaliser(params: Params, summaries: Tensor) -> None:
+    """Set ``norm.mean`` and ``norm.std`` (in place) to the mean and standard deviation, per
+    feature, of the session summaries ``(..., summary_dim)`` (std at least :data:`MIN_STD`)."""
+    flat = summaries.reshape(-1, summaries.shape[-1]).detach()
+    with torch.no_grad():
+        params["norm.mean"].copy_(flat.mean(0))
+        params["norm.std"].copy_(flat.std(0, correction=0).clamp_min(MIN_STD))
 
 
 def decode(params: Mapping[str, Tensor], z: Tensor) -> tuple[Tensor, Tensor]:
@@ -234,6 +273,22 @@ def decode(params: Mapping[str, Tensor], z: Tensor) -> tuple[Tensor, Tensor]:
 def gaussian_nll(mu: Tensor, logvar: Tensor, target: Tensor) -> Tensor:
     """``½ (log σ² + (y − μ)² / σ²)`` per feature (the constant ``½ log 2π`` dropped)."""
     return 0.5 * (logvar + (target - mu) ** 2 * torch.exp(-logvar))
+
+
+def decoder_loss(mu: Tensor, logvar: Tensor, target: Tensor) -> Tensor:
+    """``(y − μ)² + NLL(sg(μ), log σ²; y)`` per feature: the mean is fitted by squared error and
+    the variance by the Gaussian NLL around the (stopped-gradient) mean. Fitting both by the
+    NLL alone scales the mean's gradient by ``1/σ²``, which early in training (large ``σ``)
+    lets the encoder collapse ``z`` to a constant before it carries anything."""
+    return (target - mu) ** 2 + gaussian_nll(mu.detach(), logvar, target)
+
+
+def metric_distance(a: Tensor, b: Tensor) -> Tensor:
+    """Squared distance of the L2-normalised embeddings, ``‖â − b̂‖² = 2 − 2 cos(a, b)``: the
+    metric the prototypical loss trains (scale-free, so shrinking ``z`` cannot lower the loss)."""
+    na = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    nb = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    return ((na - nb) ** 2).sum(-1)
 
 
 def conditioned_logits(
@@ -271,7 +326,8 @@ class EncoderState:
 
     @classmethod
     def empty(cls, n: int, spec: EncoderSpec) -> EncoderState:
-        return cls(torch.zeros(n, spec.hidden), torch.zeros(n), torch.zeros(n, spec.hidden), torch.zeros(n))
+        w = spec.summary_dim
+        return cls(torch.zeros(n, w), torch.zeros(n), torch.zeros(n, w), torch.zeros(n))
 
     def z(self, params: Mapping[str, Tensor]) -> Tensor:
         """The current embedding ``(N, z_dim)``."""

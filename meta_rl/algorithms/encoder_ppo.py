@@ -18,14 +18,17 @@ One iteration:
      (``end_to_end``: the gradient reaches the encoder through ``z``; otherwise ``z`` is
      detached for the policy and the encoder learns from the two losses below only);
    * ``L_proto``: prototypical loss (:func:`meta_rl.encoder.prototypical_loss`) over the
-     students of the minibatch: the embedding of half of a student's sessions (even ones) is its
-     prototype, each of its other sessions alone is a query; ``−log softmax_j(−‖q − p_j‖²/τ)``
-     at the student's own prototype;
-   * ``L_dec``: Gaussian NLL of the decoder's estimate of the normalised profile
+     students of the minibatch: a student's even sessions, pooled, are one stretch, its odd
+     ones another; each stretch is a query against the other half's stretches of every
+     student, ``−log softmax_j(−‖z_i − z'_j‖²/τ)`` at the student's own (symmetrised);
+   * ``L_dec``: squared error and Gaussian NLL (:func:`meta_rl.encoder.decoder_loss`) of the
+     decoder's estimate of the normalised profile
      (:meth:`~meta_rl.envspec.EnvSpec.profile_features`) from every step's ``z`` and from the
      session-level embeddings — the simulator knows the profile at training time; the
      encoder never reads it (its inputs are observations, actions and rewards).
 
+Before the first iteration the summary normaliser of the encoder is fitted on one round of
+the initial tutor's sessions (:func:`meta_rl.encoder.fit_normaliser`; its env steps count).
 The value network (``baseline: value_net``) sees the observation only. With ``init_from`` the
 policy network starts from a pooled-PPO tutor (training in stages).
 """
@@ -46,10 +49,11 @@ from meta_rl.encoder import (
     causal_mean,
     conditioned_logits,
     decode,
+    decoder_loss,
     embed,
     encoder_spec,
     episode_encodings,
-    gaussian_nll,
+    fit_normaliser,
     init_encoder,
     prototypical_loss,
     session_summary,
@@ -100,26 +104,36 @@ def encode_batch(cfg: EncoderPPOConfig, spec: Any, params: Mapping[str, Tensor],
 def session_losses(
     cfg: EncoderPPOConfig, params: Mapping[str, Tensor], summ: Tensor, target: Tensor
 ) -> dict[str, Tensor]:
-    """Prototypical loss and the decoder's NLL on session-level embeddings.
+    """Prototypical loss between two stretches of every student, and the decoder's NLL on
+    session-level embeddings.
 
-    Each student's sessions ``(T, S, h)`` split into even (prototype: their pooled
-    embedding) and odd ones (queries: each session alone)."""
+    Each student's sessions ``(T, S, h)`` split into the even and the odd ones; each half,
+    pooled, is one stretch. The loss is symmetric: every stretch is a query against the other
+    half's stretches of all students (:func:`meta_rl.encoder.prototypical_loss`). The decoder
+    reads both stretches and every session alone (the estimate after one session)."""
     t = summ.shape[0]
     flat = summ.reshape(t, -1, summ.shape[-1])
-    half_a, half_b = flat[:, 0::2], flat[:, 1::2]
-    zeros = torch.zeros_like(flat[:, 0])
-    n_a = torch.full((t,), float(half_a.shape[1]))
-    protos = embed(params, half_a.mean(1), n_a, zeros, torch.zeros(t))
-    queries = embed(
-        params, half_b, torch.ones(half_b.shape[:2]), torch.zeros_like(half_b), torch.zeros(half_b.shape[:2])
-    )
-    proto_loss, acc = prototypical_loss(queries, protos, cfg.metric_temperature)
-    mu_p, lv_p = decode(params, protos)
-    mu_q, lv_q = decode(params, queries)
-    dec = 0.5 * (
-        gaussian_nll(mu_p, lv_p, target).mean() + gaussian_nll(mu_q, lv_q, target.unsqueeze(1)).mean()
-    )
-    return {"metric_loss": proto_loss, "metric_acc": acc, "decoder_loss_sessions": dec}
+    zeros, none = torch.zeros_like(flat[:, 0]), torch.zeros(t)
+
+    def stretch(half: Tensor) -> Tensor:
+        return embed(params, half.mean(1), torch.full((t,), float(half.shape[1])), zeros, none)
+
+    z_a, z_b = stretch(flat[:, 0::2]), stretch(flat[:, 1::2])
+    loss_ab, acc_ab = prototypical_loss(z_a.unsqueeze(1), z_b, cfg.metric_temperature)
+    loss_ba, acc_ba = prototypical_loss(z_b.unsqueeze(1), z_a, cfg.metric_temperature)
+    ones = torch.ones(flat.shape[:2])
+    singles = embed(params, flat, ones, torch.zeros_like(flat), torch.zeros_like(ones))
+    dec = torch.stack(
+        [
+            decoder_loss(*decode(params, z), target.unsqueeze(1)).mean()
+            for z in (torch.stack([z_a, z_b], 1), singles)
+        ]
+    ).mean()
+    return {
+        "metric_loss": 0.5 * (loss_ab + loss_ba),
+        "metric_acc": 0.5 * (acc_ab + acc_ba),
+        "decoder_loss_sessions": dec,
+    }
 
 
 class EncoderPPO(Algorithm):
@@ -134,12 +148,17 @@ class EncoderPPO(Algorithm):
         # the encoder exists before the base class builds the optimiser over named_outer_params
         self.espec = encoder_spec(ctx.spec, ctx.env.profile_dim, cfg.encoder_hidden, cfg.z_dim)
         gen = torch.Generator().manual_seed(cfg.seed + ENCODER_SEED_OFFSET)
-        self.encoder = {k: v.requires_grad_(True) for k, v in init_encoder(self.espec, gen).items()}
+        self.encoder = {
+            k: v if k.startswith("norm.") else v.requires_grad_(True)
+            for k, v in init_encoder(self.espec, gen).items()
+        }
         super().__init__(cfg, ctx)
 
     # ------------------------------------------------------------ state
     def named_outer_params(self) -> list[tuple[str, Tensor]]:
-        return super().named_outer_params() + [(f"encoder.{k}", v) for k, v in self.encoder.items()]
+        # the summary normaliser is fitted once (fit_normaliser), not trained by gradient
+        trained = [(f"encoder.{k}", v) for k, v in self.encoder.items() if not k.startswith("norm.")]
+        return super().named_outer_params() + trained
 
     def extra_state(self) -> dict[str, Any]:
         return {"encoder": {k: v.detach().clone() for k, v in self.encoder.items()}}
@@ -156,6 +175,9 @@ class EncoderPPO(Algorithm):
     def iteration(self, it: int) -> dict[str, Any]:
         cfg, spec = self.cfg, self.spec
         n_t, n_e, rounds = cfg.meta_batch_size, cfg.rollouts_per_task, cfg.inner_steps + 1
+        env_steps = 0
+        if it == 0:
+            env_steps += self.fit_normaliser()
         profiles = self.ctx.dist.sample(n_t, "train", rng=self.rng)
         tutor = self.policy()
         state = EncoderState.empty(n_t, self.espec)
@@ -187,9 +209,21 @@ class EncoderPPO(Algorithm):
         row["adapt_kl"] = float("nan")
         for k in self.extra_columns:
             row[k] = float(stats.get(k, float("nan")))
-        row["_env_steps"] = sum(r.env_steps for r in rolls)
+        row["_env_steps"] = env_steps + sum(r.env_steps for r in rolls)
         row["_iter_steps"] = row["_env_steps"]
         return row
+
+    def fit_normaliser(self) -> int:
+        """Standardise the session summaries (:func:`meta_rl.encoder.fit_normaliser`) with the
+        sessions of the initial tutor on ``meta_batch_size`` fresh ``train`` students, before the
+        first iteration; returns the env steps spent."""
+        cfg = self.cfg
+        profiles = self.ctx.dist.sample(cfg.meta_batch_size, "train", rng=self.rng)
+        tutor = self.policy()
+        state = EncoderState.empty(len(profiles), self.espec)
+        roll = tutor.collect(self.ctx.sampler, profiles, cfg.rollouts_per_task, self.next_seed(), state)
+        fit_normaliser(self.encoder, tutor.summaries(roll))
+        return roll.env_steps
 
     def loss_fn(self, batch: Batch) -> Any:
         """The minibatch loss ``L`` (module docstring) of the students ``idx`` (the prototypical
@@ -206,7 +240,7 @@ class EncoderPPO(Algorithm):
             ent = masked_mean(entropy(spec, logits), b.mask)
             surr = clipped_surrogate(logp, b.logp, b.adv, cfg.clip_eps, b.mask)
             mu, lv = decode(self.encoder, z)
-            nll = gaussian_nll(mu, lv, b.target[:, None, None, None, :]).mean(-1)
+            nll = decoder_loss(mu, lv, b.target[:, None, None, None, :]).mean(-1)
             dec_steps = masked_mean(nll, b.mask)
             sess = session_losses(cfg, self.encoder, encoded.summaries, b.target)
             dec = 0.5 * (dec_steps + sess["decoder_loss_sessions"])
