@@ -12,7 +12,9 @@ Prints JSON (one object) and optionally writes it to a file::
 ``--baseline DIR`` (a checkout of an older version, e.g. a ``git worktree``) also
 measures the native envs of that version, alternating with this one repeat by repeat
 (each measurement in a fresh process, with only that checkout on the path), and reports
-the speed-up: the fair way to compare versions on a machine whose load changes.
+the speed-up: the fair way to compare versions on a machine whose load changes. Rates
+per second of CPU time (``*_cpu_*``) are reported too: time-sharing with other processes
+inflates them much less than wall-clock rates.
 """
 
 from __future__ import annotations
@@ -60,22 +62,27 @@ TARGETS = {
 MIN_RATIO = 200.0
 
 
-def _timed_random_steps(venv: gym.vector.VectorEnv, n: int, steps: int, seed: int) -> float:
-    """Student-steps per second of ``steps`` uniformly random steps (reset not timed)."""
+def _timed_random_steps(
+    venv: gym.vector.VectorEnv, n: int, steps: int, seed: int, cpu: bool = False
+) -> float:
+    """Student-steps per second of ``steps`` uniformly random steps (reset not timed): per
+    second of wall-clock time, or with ``cpu`` per second of this process's CPU time (which
+    time-sharing with other processes inflates much less)."""
+    clock = time.process_time if cpu else time.perf_counter
     venv.reset(seed=seed)
     actions = np.random.default_rng(seed).integers(0, venv.single_action_space.n, size=(steps, n))
-    t0 = time.perf_counter()
+    t0 = clock()
     for a in actions:
         venv.step(a)
-    return n * steps / (time.perf_counter() - t0)
+    return n * steps / (clock() - t0)
 
 
-def native_rate(env_id: str, kwargs: dict, n: int, steps: int, seed: int) -> float:
+def native_rate(env_id: str, kwargs: dict, n: int, steps: int, seed: int, cpu: bool = False) -> float:
     import envs
 
     venv = gym.make_vec(env_id, num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
     venv.unwrapped.set_tasks(envs.sample_profiles(env_id, n, "train", seed, **kwargs))
-    return _timed_random_steps(venv, n, steps, seed)
+    return _timed_random_steps(venv, n, steps, seed, cpu)
 
 
 def sync_rate(env_id: str, kwargs: dict, n: int, steps: int, seed: int) -> float:
@@ -95,12 +102,16 @@ def sync_rate(env_id: str, kwargs: dict, n: int, steps: int, seed: int) -> float
     return _timed_random_steps(venv, n, steps, seed)
 
 
-def native_rate_in(tree: Path, env_id: str, kwargs: dict, n: int, steps: int, seed: int) -> float:
-    """:func:`native_rate` of the code in checkout ``tree``, in a fresh process."""
+def native_rate_in(
+    tree: Path, env_id: str, kwargs: dict, n: int, steps: int, seed: int
+) -> tuple[float, float]:
+    """``(wall, cpu)`` rates of :func:`native_rate` for the code in checkout ``tree``, in a
+    fresh process."""
     cmd = [sys.executable, __file__, "--worker", json.dumps([env_id, kwargs, n, steps, seed])]
     env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    wall, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
 def main() -> None:
@@ -115,7 +126,8 @@ def main() -> None:
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(native_rate(*json.loads(args.worker)))
+        job = json.loads(args.worker)
+        print(native_rate(*job), native_rate(*job, cpu=True))
         return
 
     here = Path(__file__).resolve().parent.parent
@@ -130,11 +142,15 @@ def main() -> None:
             if args.baseline is not None:
                 base.append(native_rate_in(args.baseline, env_id, kwargs, args.students, args.steps, r))
                 mine.append(native_rate_in(here, env_id, kwargs, args.students, args.steps, r))
+        nat_cpu = statistics.median(
+            native_rate(env_id, kwargs, args.students, args.steps, r, cpu=True) for r in range(args.repeats)
+        )
         nat, syn = statistics.median(native), statistics.median(sync)
         row = {
             "env_id": env_id,
             "env_kwargs": kwargs,
             "native_student_steps_per_s": round(nat),
+            "native_student_steps_per_cpu_s": round(nat_cpu),
             "sync_vector_env_student_steps_per_s": round(syn),
             "ratio_native_over_sync": round(nat / syn, 1),
             "native_runs": [round(x) for x in native],
@@ -145,9 +161,16 @@ def main() -> None:
             row["meets_target"] = bool(nat >= TARGETS[label] and nat / syn >= MIN_RATIO)
         if base:
             row["side_by_side"] = {
-                "baseline_runs": [round(x) for x in base],
-                "this_version_runs": [round(x) for x in mine],
-                "speedup_median_of_pairs": round(statistics.median(m / b for m, b in zip(mine, base)), 3),
+                "baseline_runs": [round(w) for w, _ in base],
+                "this_version_runs": [round(w) for w, _ in mine],
+                "speedup_median_of_pairs": round(
+                    statistics.median(m[0] / b[0] for m, b in zip(mine, base)), 3
+                ),
+                "baseline_cpu_runs": [round(c) for _, c in base],
+                "this_version_cpu_runs": [round(c) for _, c in mine],
+                "cpu_speedup_median_of_pairs": round(
+                    statistics.median(m[1] / b[1] for m, b in zip(mine, base)), 3
+                ),
             }
         results[label] = row
     report = {
