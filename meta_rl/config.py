@@ -235,7 +235,7 @@ class MAMLPPOConfig(TrainConfig):
         if self.inner_steps < 1:
             raise ValueError("maml_ppo needs inner_steps >= 1")
         if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
-            raise ValueError(f"item_bias_lr must be >= 0 and finite, got {self.item_bias_lr}")
+            raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
         if self.item_bias_lr > 0 and not (self.meta_sgd and self.item_bias):
             raise ValueError("item_bias_lr needs meta_sgd: true and item_bias: true")
 
