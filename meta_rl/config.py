@@ -239,7 +239,7 @@ class MAMLPPOConfig(TrainConfig):
         if self.inner_steps < 1:
             raise ValueError("maml_ppo needs inner_steps >= 1")
         if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
-            raise ValueError(f"item_bias_lr must be >= 0 and finite, got {self.item_bias_lr}")
+            raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
         learned = self.meta_sgd or getattr(self, "lslr", False)  # MAML++'s per-step rates
         if self.item_bias_lr > 0 and not (learned and self.item_bias):
             raise ValueError(

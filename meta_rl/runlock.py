@@ -25,7 +25,13 @@ Usage::
         ...  # write into run_dir
 
 or ``lock = RunLock(run_dir, "training")`` … ``lock.release()`` for a lock held by an
-object (the :class:`~meta_rl.trainer.Trainer` releases it in ``close()``).
+object (the :class:`~meta_rl.trainer.Trainer` releases it in ``close()``). A cache
+inside a run directory (an evaluation's baselines and step sizes) takes a lock of its
+own, so that writing it does not collide with a training of the run, and waits briefly
+for another writer rather than failing::
+
+    with run_lock(run / "baselines", "step-size cache", name=".step_sizes.lock", timeout=600):
+        ...  # re-read the cache, add the new entry, write it atomically
 """
 
 from __future__ import annotations
@@ -38,12 +44,13 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 LOCK_NAME = ".lock"
 
-#: this process's held locks: resolved directory -> [file descriptor, count]
+#: this process's held locks: resolved lock file -> [file descriptor, count]
 _HELD: dict[Path, list[int]] = {}
 _GUARD = threading.Lock()
 
@@ -60,15 +67,22 @@ class RunLock:
     """
 
     def __init__(
-        self, run_dir: str | os.PathLike[str], purpose: str = "training", create: bool = True
+        self,
+        run_dir: str | os.PathLike[str],
+        purpose: str = "training",
+        create: bool = True,
+        name: str = LOCK_NAME,
+        timeout: float = 0.0,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.purpose = purpose
+        self.path = self.run_dir / name
+        self.timeout = float(timeout)
         if not self.run_dir.is_dir():
             if not create:
                 raise FileNotFoundError(f"{self.run_dir} does not exist")
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._key = self.run_dir.resolve()
+        self._key = self.path.resolve()
         self._held = False
         with _GUARD:
             entry = _HELD.get(self._key)
@@ -79,18 +93,23 @@ class RunLock:
         self._held = True
 
     def _acquire(self) -> int:
-        path = self.run_dir / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            raise RunDirectoryLocked(
-                f"{self.run_dir} is in use by another process ({holder(self.run_dir)}); "
-                "wait for it to finish or stop it (a stopped or killed process releases the lock)"
-            ) from None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by child processes
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise RunDirectoryLocked(
+                        f"{self.run_dir} is in use by another process ({holder(self.path)}); "
+                        "wait for it to finish or stop it (a stopped or killed process releases the lock)"
+                    ) from None
+                time.sleep(0.05)
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -124,19 +143,35 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike[str], purpose: str, create: bool = True) -> Iterator[RunLock]:
-    """Hold ``run_dir``'s exclusive lock for the ``with`` block (see :class:`RunLock`)."""
-    lock = RunLock(run_dir, purpose, create)
+def run_lock(
+    run_dir: str | os.PathLike[str],
+    purpose: str,
+    create: bool = True,
+    name: str = LOCK_NAME,
+    timeout: float = 0.0,
+) -> Iterator[RunLock]:
+    """Hold ``run_dir``'s exclusive lock for the ``with`` block (see :class:`RunLock`).
+
+    ``name`` picks another lock file in the directory, for a lock on one artefact rather
+    than the whole directory (e.g. ``.step_sizes.lock`` around a cache's read-merge-write,
+    so two baselines in one directory can be written at the same time); ``timeout``
+    waits up to that many seconds for the holder instead of failing at once (for short
+    critical sections such as a cache update).
+    """
+    lock = RunLock(run_dir, purpose, create, name, timeout)
     try:
         yield lock
     finally:
         lock.release()
 
 
-def holder(run_dir: str | os.PathLike[str]) -> str:
-    """The lock holder's details as written in the lock file, for messages."""
+def holder(lock_file: str | os.PathLike[str]) -> str:
+    """The lock holder's details as written in the lock file (or a directory's ``.lock``)."""
+    path = Path(lock_file)
+    if path.is_dir():
+        path = path / LOCK_NAME
     try:
-        info = json.loads((Path(run_dir) / LOCK_NAME).read_text())
+        info = json.loads(path.read_text())
         return f"{info['purpose']} by pid {info['pid']} on {info['host']} since {info['started']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "holder unknown: it is just starting"

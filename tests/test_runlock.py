@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,27 @@ def test_lock_is_exclusive_across_processes_and_reentrant_within_one(tmp_path: P
     with pytest.raises(FileNotFoundError, match="does not exist"):
         RunLock(tmp_path / "missing", create=False)
     assert not (tmp_path / "missing").exists()
+
+
+def test_named_locks_are_independent_and_timeout_waits_for_the_holder(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code = (
+        "import sys, time\n"
+        "from meta_rl.runlock import run_lock\n"
+        f"with run_lock({str(run)!r}, 'cache update', name='.cache.lock'):\n"
+        "    print('locked', flush=True)\n"
+        "    time.sleep(float(sys.argv[1]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, "1.0"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+    t0 = time.monotonic()
+    with run_lock(run, "training"):  # another lock file of the same directory: independent
+        pass
+    with pytest.raises(RunDirectoryLocked, match=f"cache update by pid {proc.pid}"):
+        RunLock(run, "evaluation", name=".cache.lock")  # fails at once by default
+    with run_lock(run, "evaluation", name=".cache.lock", timeout=60) as lock:  # waits for the holder
+        assert time.monotonic() - t0 > 0.5 and lock.path == run / ".cache.lock"  # held for 1 s
+    proc.wait()
 
 
 def test_killed_holder_does_not_block_and_a_held_run_fails_at_once(

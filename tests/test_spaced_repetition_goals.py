@@ -321,7 +321,7 @@ def test_item_bias_lr_is_checked() -> None:
     with pytest.raises(ValueError, match="needs meta_sgd: true and item_bias: true"):
         make_config({**TINY, "item_bias": False})
     for bad in (-1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=">= 0 and finite"):
+        with pytest.raises(ValueError, match="finite number >= 0"):
             make_config({**TINY, "item_bias_lr": bad})
     assert make_config({**TINY, "item_bias_lr": 0.0}).item_bias_lr == 0.0  # 0: inner_lr
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "Evaluate a meta-trained tutor against baselines on held-out students (tables, JSON, plots)."
 
@@ -142,12 +143,11 @@ def _check_memory(args: argparse.Namespace) -> None:
     """Refuse an evaluation that cannot fit in memory before loading students or training
     baselines (:mod:`meta_rl.resources`; ``META_TUTOR_NO_MEMORY_CHECK=1`` skips)."""
     import json
-    from pathlib import Path
 
     from meta_rl.checkpoint import load_policy
     from meta_rl.resources import check_memory, evaluation_memory
 
-    policy = load_policy(args.checkpoint[0])
+    policy = load_policy(_run(args.checkpoint[0]))
     n = args.n
     if args.profiles is not None:
         try:  # only the count: the evaluation reads and checks the file itself
@@ -164,7 +164,7 @@ def _check(args: argparse.Namespace) -> int:
     import envs
     from meta_rl.checkpoint import load_policy
 
-    policies = [load_policy(c) for c in args.checkpoint]
+    policies = [load_policy(_run(c)) for c in args.checkpoint]
     env = policies[0].env
     for c, p in zip(args.checkpoint, policies):
         if (p.env.env_id, dict(p.env.env_kwargs)) != (env.env_id, dict(env.env_kwargs)):
@@ -186,3 +186,12 @@ def _check(args: argparse.Namespace) -> int:
         n = len(profiles)
     print(f"check passed: {len(policies)} run(s) on {env.env_id} {dict(env.env_kwargs)}, {n} students")
     return 0
+
+
+def _run(path: str) -> Path:
+    """The run directory of ``path`` (a run or a file in one), with the evaluation's message."""
+    p = Path(path)
+    run = p.parent if p.is_file() else p
+    if not (run / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{path}: no meta-training run here (expected {run / 'checkpoint.pt'})")
+    return run
