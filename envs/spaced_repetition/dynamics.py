@@ -100,7 +100,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
     item_obs_blocks = 4
     item_dim = "n_items"
 
-    def __init__(self, num_students: int, preset: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, num_students: int, *, preset: str | None = None, **kwargs: Any) -> None:
         super().__init__(num_students)
         #: the resolved settings (defaults ← preset ← keyword arguments)
         cfg = resolve_settings(preset, kwargs)
