@@ -98,6 +98,11 @@ def _finished(run: Path) -> bool:
     return bool(rows) and int(rows[-1]["iteration"]) == 149
 
 
+def _validated(run: Path) -> bool:
+    rows = list(csv.DictReader(open(run / "metrics.csv"))) if (run / "metrics.csv").is_file() else []
+    return any(r.get("val_return_k0") for r in rows)
+
+
 def score(run: Path) -> dict[str, float]:
     rows = [r for r in csv.DictReader(open(run / "metrics.csv")) if r.get("val_return_k0")]
     last = rows[-1]
@@ -110,8 +115,8 @@ def score(run: Path) -> dict[str, float]:
 
 def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
     lines = [
-        "| variant | seeds | val k=0 | val k=1 | val k=2 | val k=3 | env steps |",
-        "|---|---|---|---|---|---|---|",
+        "| variant | seeds | iterations | val k=0 | val k=1 | val k=2 | val k=3 | env steps |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, per_seed in results.items():
         if not per_seed:
@@ -119,7 +124,9 @@ def table(results: dict[str, dict[str, dict[str, float]]]) -> str:
         n = len(per_seed)
         mean = {k: sum(s[k] for s in per_seed.values()) / n for k in ("k0", "k1", "k2", "k3", "env_steps")}
         cells = " | ".join(f"{mean[k]:.3f}" for k in ("k0", "k1", "k2", "k3"))
-        lines.append(f"| {name} | {','.join(sorted(per_seed))} | {cells} | {mean['env_steps'] / 1e6:.2f} M |")
+        its = ",".join(str(s["iteration"]) for s in per_seed.values())
+        seeds = ",".join(sorted(per_seed))
+        lines.append(f"| {name} | {seeds} | {its} | {cells} | {mean['env_steps'] / 1e6:.2f} M |")
     return "\n".join(lines)
 
 
@@ -136,10 +143,11 @@ def main() -> None:
     names = args.variants or list(VARIANTS)
     jobs = [(n, s) for s in args.seeds for n in names]  # seed-major: partial results cover all variants
     results: dict[str, dict[str, dict[str, float]]] = {n: {} for n in names}
-    if args.collect_only:
-        jobs = [(n, s) for n, s in jobs if _finished(runs / f"{slug(n)}_seed{s}")]
+    if args.collect_only:  # score what is there, finished or not (the row says how far it got)
+        jobs = [(n, s) for n, s in jobs if _validated(runs / f"{slug(n)}_seed{s}")]
+    work = (lambda r, n, s: r / f"{slug(n)}_seed{s}") if args.collect_only else train
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {pool.submit(train, runs, n, s): (n, s) for n, s in jobs}
+        futures = {pool.submit(work, runs, n, s): (n, s) for n, s in jobs}
         for fut, (n, s) in futures.items():
             try:
                 results[n][str(s)] = score(fut.result())
@@ -148,6 +156,9 @@ def main() -> None:
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             payload = {
                 "command": "python benchmarks/ablation_mamlpp.py " + " ".join(sys.argv[1:]),
+                "regenerate": "python benchmarks/ablation_mamlpp.py --seeds "
+                + " ".join(str(x) for x in args.seeds)
+                + " --jobs 2",
                 "env": "MetaTutor/SkillGraph-v0",
                 "config": "meta_rl/configs/skill_graph.yaml",
                 "common_overrides": COMMON,

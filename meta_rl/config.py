@@ -1,9 +1,13 @@
 """Training configurations: one dataclass per algorithm, loaded from YAML with checks.
 
 ``algo: maml_ppo`` (:class:`MAMLPPOConfig`) meta-trains an initialisation that adapts
-to a new student; ``algo: ppo`` (:class:`PPOConfig`) trains plain PPO on the pooled
-``train`` population (each episode a fresh student) — the baseline, and with
-``privileged: true`` the oracle. Both share the fields of :class:`TrainConfig`.
+to a new student; ``algo: mamlpp_ppo`` (:class:`MAMLPlusPlusPPOConfig`) adds MAML++'s
+fixes; ``algo: reptile_ppo`` (:class:`ReptilePPOConfig`) is first-order Reptile;
+``algo: ppo`` (:class:`PPOConfig`) trains plain PPO on the pooled ``train`` population
+(each episode a fresh student) — the baseline, and with ``privileged: true`` the oracle.
+All share the fields of :class:`TrainConfig`; the algorithm classes that use them are
+registered in :data:`meta_rl.algorithms.ALGORITHMS`. A key of another algorithm is
+rejected with the name of the algorithm it belongs to.
 
 Loading rejects unknown keys and ill-typed values with a message listing the valid
 keys. A file written for one algorithm can be reused for the other with ``--set
@@ -254,7 +258,7 @@ class PPOConfig(TrainConfig):
 
     ALGO: ClassVar[str] = "ppo"
 
-    algo: str = _f("ppo", "algorithm: maml_ppo (meta-learning) or ppo (pooled PPO baseline)")
+    algo: str = _f("ppo", "algorithm (see meta-tutor train --list-keys)")
 
 
 @dataclass
