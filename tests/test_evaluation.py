@@ -496,5 +496,5 @@ def test_derived_config_matches_the_runs_budget_in_episodes() -> None:
     assert (
         cfg.init_from == "" and not cfg.privileged and derived_config(run, "ppo", privileged=True).privileged
     )
-    with pytest.raises(ValueError, match="algo 'reptile_ppo'"):
-        derived_config(run, "reptile_ppo")
+    with pytest.raises(ValueError, match="unknown algo 'sarsa'"):
+        derived_config(run, "sarsa")

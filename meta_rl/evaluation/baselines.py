@@ -15,42 +15,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from envs.profiles import ProfileDistribution
+from meta_rl.algorithms import derived_config
 from meta_rl.checkpoint import load_checkpoint, load_policy
-from meta_rl.config import ALGORITHMS, PPOConfig, TrainConfig
 from meta_rl.evaluation import sb3_baseline
+from meta_rl.runlock import run_lock
 from meta_rl.trainer import Trainer
 from meta_rl.tutor import TutorPolicy
-
-
-def derived_config(run_config: Mapping[str, Any], algo: str, *, privileged: bool = False) -> TrainConfig:
-    """The config to train ``algo`` with the meta-training run's budget.
-
-    The run's shared settings (env, network, PPO hyper-parameters, seed, iterations) with
-    ``episodes_per_iteration`` equal to the episodes of one of the run's iterations
-    (:attr:`TrainConfig.pooled_episodes`), no warm start, and the true profile in the
-    observation when ``privileged`` (the oracle). Only ``algo="ppo"`` is derived here;
-    ``meta_rl.algorithms.derived_config`` (same signature) covers every registered algorithm.
-    """
-    if algo != "ppo":
-        raise ValueError(f"no budget-matched config for algo {algo!r} here: only 'ppo' (pooled PPO)")
-    cfg = dict(run_config)
-    run = ALGORITHMS[cfg["algo"]](**cfg)
-    base = {k: v for k, v in cfg.items() if k in PPOConfig.__dataclass_fields__}
-    base.update(
-        algo="ppo",
-        privileged=privileged,
-        init_from="",
-        # the same env episodes per iteration and the same number of iterations as meta-training
-        episodes_per_iteration=run.pooled_episodes,
-    )
-    return PPOConfig(**base)
 
 
 def our_baseline_dir(run: Path, name: str) -> Path:
@@ -69,27 +45,25 @@ def train_our_baseline(
     trained (or resumed) in ``RUN_DIR/baselines/NAME`` unless done there already; its policy."""
     out = our_baseline_dir(run, name)
     state = load_checkpoint(run / "checkpoint.pt")
-    if (out / "best.pt").is_file() and (out / "done").is_file():
-        done_iterations = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
-        if done_iterations != int(state["iteration"]):
-            raise ValueError(
-                f"{out} was trained for {done_iterations} iterations but {run} now has "
-                f"{state['iteration']}: delete {out} to retrain the baseline with the same budget"
-            )
-        return load_policy(out)
-    cfg = replace(
-        derived_config(state["config"], algo, privileged=privileged),
-        tensorboard=False,
-        # baselines train in this process (or an evaluation worker process), never on Ray
-        sampler="local",
-        # the oracle is used unadapted: pick its checkpoint on pre-adaptation validation return
-        select_on="pre" if privileged else "post",
-    )
-    resume = (out / "checkpoint.pt").is_file()
-    log(f"training {name} ({cfg.n_iterations} iterations, cached in {out}) …")
-    trainer = Trainer(cfg, out, resume=resume, progress=False)
-    trainer.train()
-    (out / "done").write_text("")
+    if not (out / "done").is_file():
+        # one writer per baseline: a second evaluation of this run fails at once, naming the holder
+        with run_lock(out, f"{name} baseline"):
+            if not (out / "done").is_file():  # unless the holder finished it meanwhile
+                cfg = derived_config(state["config"], algo, privileged=privileged)
+                resume = (out / "checkpoint.pt").is_file()
+                log(f"training {name} ({cfg.n_iterations} iterations, cached in {out}) …")
+                trainer = Trainer(cfg, out, resume=resume, progress=False)
+                try:
+                    trainer.train()
+                finally:
+                    trainer.close()
+                (out / "done").write_text("")
+    done_iterations = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
+    if done_iterations != int(state["iteration"]):
+        raise ValueError(
+            f"{out} was trained for {done_iterations} iterations but {run} now has "
+            f"{state['iteration']}: delete {out} to retrain the baseline with the same budget"
+        )
     return load_policy(out)
 
 
@@ -132,15 +106,18 @@ def train_sb3(
                 f"delete it to retrain the baseline"
             )
         return model, int(model.num_timesteps)
-    log(f"training {name} ({budget} env steps, cached in {path}) …")
-    population = run_population(state["config"], env_id, env_kwargs)
-    model = sb3_baseline.train_pooled(
-        env_id, env_kwargs, budget, seed, hidden=hidden, population=population, recurrent=recurrent
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{name}.tmp.zip")
-    model.save(tmp)
-    os.replace(tmp, path)  # a crash never leaves a half-written cache
+    # one writer per cached model (one lock file each: sb3_ppo and recurrent_ppo train at once)
+    with run_lock(path.parent, f"{name} baseline", name=f".{name}.lock"):
+        if path.is_file():  # another process finished it meanwhile: check it as above
+            return train_sb3(run, env_id, env_kwargs, log, name, recurrent=recurrent)
+        log(f"training {name} ({budget} env steps, cached in {path}) …")
+        population = run_population(state["config"], env_id, env_kwargs)
+        model = sb3_baseline.train_pooled(
+            env_id, env_kwargs, budget, seed, hidden=hidden, population=population, recurrent=recurrent
+        )
+        tmp = path.with_name(f"{name}.tmp.zip")
+        model.save(tmp)
+        os.replace(tmp, path)  # a crash never leaves a half-written cache
     return model, int(model.num_timesteps)
 
 

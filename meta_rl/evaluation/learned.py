@@ -38,8 +38,11 @@ ADAPTATIONS = ("fine_tune", "own", "none")
 
 
 def lr_of(policy: TutorPolicy) -> float | str:
-    """The step size a policy adapts with by itself: ``"meta-sgd"`` (learned per parameter)
-    or its inner update's scalar ``lr``."""
+    """The step size a policy adapts with by itself: ``"meta-sgd"`` (learned per parameter
+    element), ``"lslr"`` (MAML++: learned per parameter tensor and inner step) or its inner
+    update's scalar ``lr``."""
+    if isinstance(policy.inner_lrs, tuple):
+        return "lslr"
     return "meta-sgd" if policy.inner_lrs is not None else float(policy.inner.lr)
 
 

@@ -115,13 +115,16 @@ def method_kind(env_id: str, name: str) -> str:
 
 
 # The built-in methods, in the order of the report. Budget-matched baselines of other
-# algorithms of our trainer go after "oracle", one line each, e.g.
-# register(TrainedBaseline("reptile_ppo", algo="reptile_ppo")) (fine-tuned like pooled PPO).
+# algorithms of our trainer are one line each (meta_rl.algorithms.derived_config sets them up).
 register(MetaTrained("maml_ppo"))
 register(TrainedBaseline("pooled_ppo", algo="ppo"))
 register(Scratch("scratch_ppo"))
 register(SB3Baseline("sb3_ppo"))
 register(TrainedBaseline("oracle", algo="ppo", privileged=True, adaptation="none"))
+# the other optimisation-based meta-learners, trained with the run's budget: Reptile's
+# initialisation is fine-tuned like pooled PPO; MAML++ adapts with its own learned step sizes
+register(TrainedBaseline("reptile_ppo", algo="reptile_ppo"))
+register(TrainedBaseline("mamlpp_ppo", algo="mamlpp_ppo", adaptation="own"))
 # slow, and needs the optional sb3-contrib: evaluated only when asked for
 register(SB3Baseline("recurrent_ppo", recurrent=True, optional=True))
 # issue 16: the student-encoder tutor (adapts by context, no gradient step); trains a model per

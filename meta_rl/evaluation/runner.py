@@ -69,6 +69,7 @@ from meta_rl.evaluation.registry import (
 )
 from meta_rl.evaluation.report import MethodCurve, build_results, write_report
 from meta_rl.evaluation.settings import EvaluationSettings
+from meta_rl.resources import check_memory, evaluation_memory
 
 __all__ = [
     "EvaluationSettings",
@@ -164,6 +165,13 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
         val=_val_profiles(runs[0].path, env_id, env_kwargs, s),
         rollouts=int(s.rollouts_per_step or runs[0].policy.rollouts_per_step),
         settings=s,
+    )
+    # refuse what cannot fit before any baseline is trained (the CLI checks earlier; this
+    # protects run_evaluation's Python callers); META_TUTOR_NO_MEMORY_CHECK=1 skips
+    check_memory(
+        evaluation_memory(
+            runs[0].policy.spec, env, len(ctx.profiles), s.adapt_steps, ctx.rollouts, s.eval_episodes
+        )
     )
     learned = [m for m in methods if m.needs_run]
     prepare_baselines(paths, learned, env_id, env_kwargs, s.workers)

@@ -27,6 +27,7 @@ from meta_rl.adaptation import adaptation_curve
 from meta_rl.checkpoint import atomic_write
 from meta_rl.evaluation import sb3_baseline
 from meta_rl.evaluation.settings import EvaluationSettings
+from meta_rl.runlock import run_lock
 from meta_rl.tutor import TutorPolicy
 
 LR_GRID = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -40,6 +41,8 @@ SB3_LR_GRID = (1e-4, 3e-4, 1e-3)
 MAX_GRID_EXTENSIONS = 4
 #: the fine-tuning step sizes chosen on val, per run (see ``cached_step``)
 STEP_CACHE = "step_sizes.json"
+#: how long an evaluation waits for another one writing the same run's step-size cache
+STEP_CACHE_WAIT_S = 60.0
 STEP_CACHE_VERSION = 1
 
 #: a fine-tuning step size: one scalar, or (shared weights, per-item logit offsets)
@@ -180,25 +183,35 @@ def cached_step(
         sort_keys=True,
     )
     path = run / "baselines" / STEP_CACHE
-    cache: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            cache = json.loads(path.read_text())
-            if not isinstance(cache, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as e:
-            warnings.warn(f"{path} is not a valid step-size cache ({e}): choosing again", stacklevel=2)
-            cache = {}
-    value = cache.get(key)
+    value = _read_step_cache(path, warn=True).get(key)
     if _is_step_size(value):
         s.log(f"{run.name}: {name:<14} step size {value} (chosen on val earlier: {path})")
         return tuple(value) if isinstance(value, list) else float(value)
     if value is not None:
         warnings.warn(f"{path}: {value!r} is not a step size: choosing again", stacklevel=2)
     step = choose()
-    cache[key] = list(step) if isinstance(step, tuple) else step
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n"))
+    # read, merge and write under the cache's own lock: two evaluations of one run that
+    # choose at the same time both keep their entries (the choice itself runs unlocked)
+    with run_lock(path.parent, "step-size cache", name=".step_sizes.lock", timeout=STEP_CACHE_WAIT_S):
+        cache = _read_step_cache(path, warn=False)
+        cache[key] = list(step) if isinstance(step, tuple) else step
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n"))
     return step
+
+
+def _read_step_cache(path: Path, warn: bool) -> dict[str, Any]:
+    """The step-size cache at ``path`` (``{}`` when missing or invalid, with a warning)."""
+    if not path.is_file():
+        return {}
+    try:
+        cache = json.loads(path.read_text())
+        if not isinstance(cache, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        if warn:
+            warnings.warn(f"{path} is not a valid step-size cache ({e}): choosing again", stacklevel=3)
+        return {}
+    return cache
 
 
 def _is_step_size(value: Any) -> bool:
