@@ -62,6 +62,6 @@ def test_population_settings_conflicts_name_both_values(tmp_path) -> None:
         check_population_settings(pop, ENV, {"n_skills": 4}, "the run")
     with pytest.raises(ValueError, match="is for MetaTutor/SkillGraph-v0"):
         check_population_settings(pop, "MetaTutor/ZPD-v0", {})
-    # a key the run leaves out counts with the env's default (SkillGraph: n_skills=8)
-    with pytest.raises(ValueError, match=r"fitted for n_skills=3, the run has n_skills=8"):
+    # a key the run leaves out counts with the env's default (SkillGraph: n_skills=4)
+    with pytest.raises(ValueError, match=r"fitted for n_skills=3, the run has n_skills=4"):
         check_population_settings(pop, ENV, {}, "the run")

@@ -46,8 +46,9 @@ def test_evaluate_end_to_end(run_dir, tmp_path, capsys) -> None:
     for key in ("env_id", "split", "n_profiles", "adapt_steps", "rollouts_per_step", "methods", "paired"):
         assert key in res
     assert res["env_id"] == ENV_ID and res["n_profiles"] == 8 and res["adapt_steps"] == 2
-    expected = {"maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle", "random", "round_robin",
-                "mastery_threshold", "mastery_threshold_rr", "planner", "belief_planner"}  # fmt: skip
+    expected = {"maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle", "reptile_ppo", "mamlpp_ppo",
+                "random", "round_robin", "mastery_threshold", "mastery_threshold_rr", "planner",
+                "belief_planner"}  # fmt: skip
     assert set(res["methods"]) == expected
     kinds = {name: m["kind"] for name, m in res["methods"].items()}
     assert kinds["belief_planner"] == kinds["oracle"] == "oracle"
