@@ -29,7 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMON = ["val_adapt_steps=3", "eval_every=50", "tensorboard=false"]
-MAMLPP = ["algo=mamlpp_ppo", "inner_steps=2", "meta_batch_size=13", "meta_sgd=false"]
+#: every MAML++ component on (LSLR rates), spelled out so the runs do not depend on defaults
+MAMLPP = ["algo=mamlpp_ppo", "inner_steps=2", "meta_batch_size=13", "meta_sgd=false", "lslr=true"]
+MAMLPP += ["multi_step_loss=true", "msl_anneal_iterations=50", "first_order_iterations=50"]
+MAMLPP += ["cosine_outer_lr=true", "outer_lr_min=0.0"]
 #: variant name -> --set overrides on top of the shipped SkillGraph config
 VARIANTS: dict[str, list[str]] = {
     "maml_ppo (shipped, Meta-SGD, K=1)": [],
@@ -68,6 +71,13 @@ VARIANTS: dict[str, list[str]] = {
     "- LSLR + Meta-SGD": [*MAMLPP, "lslr=false", "meta_sgd=true"],
     "- derivative-order annealing": [*MAMLPP, "first_order_iterations=0"],
     "- cosine outer lr": [*MAMLPP, "cosine_outer_lr=false"],
+    # the defaults chosen from the rows above: Meta-SGD rates, no cosine schedule
+    "mamlpp_ppo defaults (Meta-SGD, no cosine)": [
+        *MAMLPP,
+        "lslr=false",
+        "meta_sgd=true",
+        "cosine_outer_lr=false",
+    ],
 }
 
 

@@ -144,8 +144,14 @@ class InnerUpdate:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready settings; learned rates are summarised by their mean (the tensors
-        are stored apart, see :mod:`meta_rl.checkpoint`)."""
-        return {"lr": self.mean_lr(), "objective": self.objective, "ent_coef": self.ent_coef}
+        are stored apart, see :mod:`meta_rl.checkpoint`), summed in float64 in key order
+        so that the summary survives a round trip that reorders the tensors."""
+        lr = self.lr
+        if not isinstance(lr, float):
+            maps = lr if isinstance(lr, tuple) else (lr,)
+            flat = [m[k].detach().reshape(-1).double() for m in maps for k in sorted(m)]
+            lr = float(torch.cat(flat).mean())
+        return {"lr": lr, "objective": self.objective, "ent_coef": self.ent_coef}
 
 
 def _same_lr(a: LearningRate, b: LearningRate) -> bool:

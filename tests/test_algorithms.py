@@ -62,7 +62,7 @@ def test_reptile_settings_are_checked(change, message) -> None:
 
 def test_mamlpp_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="lslr and meta_sgd exclude each other"):
-        make_config({"algo": "mamlpp_ppo", "meta_sgd": True})
+        make_config({"algo": "mamlpp_ppo", "lslr": True})  # meta_sgd is on by default
     with pytest.raises(ValueError, match="first_order_iterations must be >= 0"):
         make_config({"algo": "mamlpp_ppo", "first_order_iterations": -1})
     with pytest.raises(ValueError, match="outer_lr_min must lie in"):

@@ -138,7 +138,8 @@ def test_every_switch_off_is_maml_ppo_bit_for_bit(tmp_path: Path) -> None:
 def test_lslr_policy_adapts_with_its_per_step_rates_after_reload(tmp_path: Path) -> None:
     from meta_rl.checkpoint import export_policy, load_policy
 
-    t = Trainer(_tiny_mamlpp(["inner_steps=2", "n_iterations=2"]), tmp_path / "r", progress=False)
+    cfg = _tiny_mamlpp(["inner_steps=2", "n_iterations=2", "lslr=true", "meta_sgd=false"])
+    t = Trainer(cfg, tmp_path / "r", progress=False)
     t.train()
     pol = load_policy(tmp_path / "r" / "checkpoint.pt")
     assert isinstance(pol.inner.lr, tuple) and len(pol.inner.lr) == 2

@@ -42,6 +42,10 @@ print(json.dumps({"estimate": estimate, "measured": peak}))
 """
 
 
+MAML_1024 = ["hidden_sizes=[1024]", "meta_batch_size=8", "rollouts_per_task=8", "val_tasks=8"]
+MAML_1024 += ["val_episodes=2"]
+
+
 @pytest.mark.parametrize(
     "sets",
     [
@@ -50,7 +54,7 @@ print(json.dumps({"estimate": estimate, "measured": peak}))
         # peaks 3-4.7x higher (711 MB vs 200-260 MB; with a clean environment too, and without
         # importing ray), so in the parallel default suite it fails by the worker's history
         pytest.param(
-            ["hidden_sizes=[1024]", "meta_batch_size=8", "rollouts_per_task=8", "val_tasks=8", "val_episodes=2"],
+            MAML_1024,
             marks=pytest.mark.slow,
         ),
         # pooled PPO with a wide network: parameters and Adam moments weigh in

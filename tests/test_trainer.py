@@ -17,6 +17,14 @@ from meta_rl.sampler import Sampler
 from meta_rl.trainer import WALL_COLUMNS, Trainer, TrainingDiverged
 
 TINY = [*TINY_TRAIN]
+#: MAML++ with every component on (LSLR in place of the default Meta-SGD)
+MAMLPP_ALL_SWITCHES = [
+    "algo=mamlpp_ppo",
+    "inner_steps=2",
+    "first_order_iterations=2",
+    "msl_anneal_iterations=3",
+]
+MAMLPP_ALL_SWITCHES += ["lslr=true", "meta_sgd=false", "cosine_outer_lr=true"]
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +86,7 @@ def test_one_tensorboard_event_file_however_many_train_calls(tmp_path: Path) -> 
         ["algo=ppo", "n_minibatches=2"],
         ["meta_sgd=true", "inner_steps=2", "pretrain_iterations=1"],
         ["algo=reptile_ppo", "inner_steps=2", "outer_update=adam"],
-        ["algo=mamlpp_ppo", "inner_steps=2", "first_order_iterations=2", "msl_anneal_iterations=3"],
+        [*MAMLPP_ALL_SWITCHES],
     ],
 )
 def test_resume_after_kill_reproduces_uninterrupted_run(

@@ -1,6 +1,8 @@
 """MAML++ over PPO (``algo: mamlpp_ppo``; Antoniou, Edwards & Storkey 2019, "How to
 train your MAML"): MAML-PPO (:mod:`meta_rl.algorithms.maml_ppo`) with four of
-MAML++'s fixes, each a config switch (all off: exactly MAML-PPO):
+MAML++'s fixes, each a config switch (all off: exactly MAML-PPO; the defaults, chosen on
+SkillGraph-v0 val students, keep the multi-step loss and derivative-order annealing and
+use Meta-SGD rates instead of LSLR, without the cosine schedule — docs/algorithms.md):
 
 * **multi-step loss** (``multi_step_loss``): the outer objective is
   ``J_MSL(θ) = Σ_{k=1}^{K} w_k(t) J_k(θ)``, ``J_k`` the PPO objective of ``θ_i^k(θ)`` on
