@@ -204,6 +204,11 @@ def adapt(
     a deployment runs for a new learner. Returns a new :class:`TutorPolicy` (the input
     is unchanged) that remembers the profile.
     """
+    if getattr(policy, "context_adaptation_curve", None) is not None:
+        raise ValueError(
+            f"a {policy.algo} tutor adapts by context, not by gradient steps: give it the student's "
+            "interactions through meta_rl.encoder_tutor.OnlineTutor"
+        )
     profile = _profile_of(policy, env_or_profile)
     res = adaptation_curve(policy, [profile], steps, rollouts, eval_episodes=0, seed=seed, lr=lr)
     return policy.with_params({k: v[0] for k, v in res.params.items()}, profile=res.profiles[0])

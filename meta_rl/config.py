@@ -385,6 +385,11 @@ class EncoderPPOConfig(TrainConfig):
     end_to_end: bool = _f(
         True, "PPO's gradient also trains the encoder through z (false: z is detached for the policy)"
     )
+    encoder_reads_reward: bool = _f(
+        True,
+        "the encoder sees the rewards (false: observations and actions only, e.g. when the reward "
+        "reveals hidden state a deployed tutor cannot see, such as SkillGraph's mastery gains)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -72,6 +72,9 @@ class EncoderSpec:
     cond_dim: int
     hidden: int = 64
     z_dim: int = 8
+    #: the transition includes the reward (``False``: ``r`` is replaced by 0 everywhere in
+    #: ``x``, for tutors whose deployment sees answers but not the simulator's reward)
+    reads_reward: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_nvec", tuple(int(n) for n in self.action_nvec))
@@ -105,12 +108,17 @@ class EncoderSpec:
             cond_dim=int(d["cond_dim"]),
             hidden=int(d["hidden"]),
             z_dim=int(d["z_dim"]),
+            reads_reward=bool(d.get("reads_reward", True)),
         )
 
 
-def encoder_spec(policy: PolicySpec, profile_dim: int, hidden: int = 64, z_dim: int = 8) -> EncoderSpec:
+def encoder_spec(
+    policy: PolicySpec, profile_dim: int, hidden: int = 64, z_dim: int = 8, reads_reward: bool = True
+) -> EncoderSpec:
     """The encoder for a policy of spec ``policy`` (its observation, actions, first layer)."""
-    return EncoderSpec(policy.obs_dim, policy.action_nvec, profile_dim, policy.hidden_sizes[0], hidden, z_dim)
+    return EncoderSpec(
+        policy.obs_dim, policy.action_nvec, profile_dim, policy.hidden_sizes[0], hidden, z_dim, reads_reward
+    )
 
 
 def _layers(spec: EncoderSpec) -> dict[str, tuple[int, int, float]]:
@@ -185,6 +193,8 @@ def transition_features(
     """``x_s = [o_s, onehot(a_s), r_s · onehot(a_s), r_s, o_{s+1}]`` (one-hot per action factor),
     shape ``(..., feature_dim)``."""
     r = rewards.float().unsqueeze(-1)
+    if not spec.reads_reward:
+        r = torch.zeros_like(r)
     hot = [
         torch.nn.functional.one_hot(a, n).float()
         for a, n in zip(factor_actions(spec, actions.long()), spec.action_nvec)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from envs.calibration.logs import read_kt_log
+from meta_rl.adaptation import adapt
 from meta_rl.algorithms.encoder_ppo import Batch, encode_batch
 from meta_rl.checkpoint import export_policy, load_checkpoint, load_policy
 from meta_rl.config import load_config
@@ -219,6 +220,8 @@ def test_exported_online_tutor_acts_as_the_training_policy(tiny_run: Path, tmp_p
         _record(online, roll, student, 0, t)
     with pytest.raises(ValueError, match="OnlineTutor"):
         exported.act(roll.obs[0, 0, 0].numpy())
+    with pytest.raises(ValueError, match="adapts by context"):
+        adapt(exported, profiles[0])
 
 
 def _rows(run: Path) -> list[dict[str, str]]:
