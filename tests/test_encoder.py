@@ -317,3 +317,15 @@ def test_identify_cli(tiny_run: Path, tmp_path: Path) -> None:
     out = _cli("identify", "--checkpoint", str(tiny_run), "--log", str(bad))
     assert out.returncode == 2
     assert f"{bad}: line 3: correct must be 0 or 1" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_encoder_that_does_not_read_rewards_ignores_them() -> None:
+    spec, params = _random_encoder(5)
+    blind = EncoderSpec(**{**spec.to_dict(), "action_nvec": spec.action_nvec, "reads_reward": False})
+    obs, actions, rewards = _random_sessions(spec, 3, 4, seed=6)
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    for s, differs in ((spec, True), (blind, False)):
+        a = session_summary(episode_encodings(s, params, obs, actions, rewards), mask)
+        b = session_summary(episode_encodings(s, params, obs, actions, rewards + 1.0), mask)
+        assert (not torch.equal(a, b)) == differs
+    assert EncoderSpec.from_dict(blind.to_dict()) == blind
