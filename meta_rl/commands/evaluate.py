@@ -84,14 +84,14 @@ def run(args: argparse.Namespace) -> int:
     for name in ("n", "adapt_steps", "eval_episodes", "val_profiles", "workers"):
         if getattr(args, name) < (0 if name == "adapt_steps" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    for c in args.checkpoint:  # a missing run is named before anything reads it
-        run_dir(c)
+    runs = [run_dir(c) for c in args.checkpoint]  # a missing run is named before anything reads it
+    n = args.n
     if args.profiles is not None:
-        _check_profiles_fit_runs(args.profiles, args.checkpoint)
-        check_profile_file(args.checkpoint[0], args.profiles)
-    _check_memory(args)
+        _check_profiles_fit_runs(args.profiles, runs)
+        n = check_profile_file(args.checkpoint[0], args.profiles)
+    _check_memory(args, runs[0], n)
     if args.check:
-        return _check(args)
+        return _check(args, runs, n)
     settings = EvaluationSettings(
         split=args.split,
         n_profiles=args.n,
@@ -113,85 +113,54 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_profile_file(run: str, path: str) -> None:
+def check_profile_file(run: str, path: str) -> int:
     """Refuse, before anything is trained or evaluated, a profile file whose students do not
-    fit the run's env; the error names the env kwargs they must have and the ``--like`` fix."""
+    fit the run's env; the error names the env kwargs they must have and the ``--like`` fix.
+    Returns the number of students in the file."""
     import envs
 
     env_id, env_kwargs = envs.trained_env(run)
     file_env, profiles = envs.load_profiles(path)
     envs.check_profiles_fit(env_id, env_kwargs, profiles, profiles_env_id=file_env, source=path, run=run)
+    return len(profiles)
 
 
-def _check_profiles_fit_runs(profiles: str, checkpoints: list[str]) -> None:
-    """A calibrated population's file must be evaluated with the env kwargs it was fitted for (issue 17)."""
-    from pathlib import Path
-
+def _check_profiles_fit_runs(profiles: str, runs: list[Path]) -> None:
+    """A calibrated population's file must be evaluated with the env kwargs it was fitted for."""
     from envs.calibration.population import check_population_settings
     from meta_rl.config import read_yaml_mapping
 
-    for c in checkpoints:
-        run_dir = Path(c) if Path(c).is_dir() else Path(c).parent
-        if (run_dir / "config.yaml").is_file():
-            cfg = read_yaml_mapping(run_dir / "config.yaml")
+    for run in runs:
+        if (run / "config.yaml").is_file():
+            cfg = read_yaml_mapping(run / "config.yaml")
             check_population_settings(
-                profiles, cfg.get("env", ""), cfg.get("env_kwargs") or {}, f"the run {run_dir}"
+                profiles, cfg.get("env", ""), cfg.get("env_kwargs") or {}, f"the run {run}"
             )
 
 
-def _check_memory(args: argparse.Namespace) -> None:
-    """Refuse an evaluation that cannot fit in memory before loading students or training
-    baselines (:mod:`meta_rl.resources`; ``META_TUTOR_NO_MEMORY_CHECK=1`` skips)."""
-    import json
-
+def _check_memory(args: argparse.Namespace, run: Path, n: int) -> None:
+    """Refuse an evaluation of ``n`` students that cannot fit in memory before training any
+    baseline (:mod:`meta_rl.resources`; ``META_TUTOR_NO_MEMORY_CHECK=1`` skips)."""
     from meta_rl.checkpoint import load_policy
     from meta_rl.resources import check_memory, evaluation_memory
 
-    policy = load_policy(_run(args.checkpoint[0]))
-    n = args.n
-    if args.profiles is not None:
-        try:  # only the count: the evaluation reads and checks the file itself
-            n = len(json.loads(Path(args.profiles).read_bytes())["profiles"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return  # a broken file is reported by the evaluation, with its own message
+    policy = load_policy(run)
     rollouts = args.rollouts_per_step or policy.rollouts_per_step
     estimate = evaluation_memory(policy.spec, policy.env, n, args.adapt_steps, rollouts, args.eval_episodes)
     check_memory(estimate)
 
 
-def _check(args: argparse.Namespace) -> int:
-    """``--check``: load every run's tutor and the students; fail as the evaluation would."""
-    import envs
+def _check(args: argparse.Namespace, runs: list[Path], n: int) -> int:
+    """``--check``: load every run's tutor (the students were checked already); fail as the
+    evaluation would."""
     from meta_rl.checkpoint import load_policy
 
-    policies = [load_policy(_run(c)) for c in args.checkpoint]
+    policies = [load_policy(r) for r in runs]
     env = policies[0].env
     for c, p in zip(args.checkpoint, policies):
         if (p.env.env_id, dict(p.env.env_kwargs)) != (env.env_id, dict(env.env_kwargs)):
             raise ValueError(
                 f"{c}: trained on {p.env.env_id} {p.env.env_kwargs}, not {env.env_id} {env.env_kwargs}"
             )
-    n = args.n
-    if args.profiles is not None:
-        file_env, profiles = envs.load_profiles(args.profiles)
-        if file_env != env.env_id:
-            raise ValueError(
-                f"{args.profiles}: profiles are for {file_env}, the checkpoint is for {env.env_id}"
-            )
-        for i, profile in enumerate(profiles):
-            try:
-                env.coerce([profile])
-            except ValueError as e:
-                raise ValueError(f"{args.profiles}: profile {i}: {e}") from None
-        n = len(profiles)
     print(f"check passed: {len(policies)} run(s) on {env.env_id} {dict(env.env_kwargs)}, {n} students")
     return 0
-
-
-def _run(path: str) -> Path:
-    """The run directory of ``path`` (a run or a file in one), with the evaluation's message."""
-    p = Path(path)
-    run = p.parent if p.is_file() else p
-    if not (run / "checkpoint.pt").is_file():
-        raise FileNotFoundError(f"{path}: no meta-training run here (expected {run / 'checkpoint.pt'})")
-    return run
