@@ -23,7 +23,7 @@ randomness (common random numbers for paired comparisons).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -151,6 +151,39 @@ def adaptation_curve(
         return context_curve(
             profiles, steps, rollouts_per_step, eval_episodes, seed, env_id, env_kwargs, sampler
         )
+    env, sampler, profs, k_max, e_adapt = curve_setup(
+        policy, profiles, steps, rollouts_per_step, env_id, env_kwargs, sampler
+    )
+    inner = (inner or policy.inner).detached()
+    if lr is not None:
+        inner = replace(inner, lr=float(lr))
+    params = expand_params({k: v.detach() for k, v in policy.params.items()}, len(profs))
+
+    def collect(n_episodes: int, seed: int) -> Rollouts:
+        return sampler.collect(params, profs, n_episodes, seed=seed)
+
+    def update(k: int, roll: Rollouts) -> None:
+        nonlocal params
+        data, _ = rollout_step_data(policy.spec, roll, policy.advantage, policy.value_params)
+        params = inner_step(policy.spec, params, data, inner, create_graph=False, step=k)
+
+    returns, metrics, adapt_returns, env_steps = run_curve(
+        k_max, eval_episodes, e_adapt, seed, env.metric_names, len(profs), collect, update
+    )
+    return AdaptationResult(returns, metrics, adapt_returns, params, profs, env_steps)
+
+
+def curve_setup(
+    policy: Any,
+    profiles: Sequence[StudentProfile | Mapping[str, Any]],
+    steps: int,
+    rollouts_per_step: int | None,
+    env_id: str | None,
+    env_kwargs: Mapping[str, Any] | None,
+    sampler: Sampler | None,
+) -> tuple[EnvSpec, Sampler, list[StudentProfile], int, int]:
+    """The env, sampler, students, ``K`` and episodes per adaptation step of an adaptation
+    curve of ``policy`` (see :func:`adaptation_curve` for the arguments)."""
     env = policy.env
     if env_id is not None or env_kwargs is not None:
         env = EnvSpec(
@@ -161,32 +194,42 @@ def adaptation_curve(
     profs = env.coerce(profiles)
     if not profs:
         raise ValueError("adaptation_curve needs at least one profile")
-    n_p, k_max = len(profs), int(steps)
-    e_adapt = int(rollouts_per_step or policy.rollouts_per_step)
-    inner = (inner or policy.inner).detached()
-    if lr is not None:
-        inner = replace(inner, lr=float(lr))
-    seeds = _seeds(seed, k_max)
+    return env, sampler, profs, int(steps), int(rollouts_per_step or policy.rollouts_per_step)
 
-    params = expand_params({k: v.detach() for k, v in policy.params.items()}, n_p)
-    returns = np.full((n_p, k_max + 1), np.nan)
-    adapt_returns = np.full((n_p, k_max), np.nan)
-    metrics = {name: np.full((n_p, k_max + 1), np.nan) for name in env.metric_names}
+
+def run_curve(
+    k_max: int,
+    eval_episodes: int,
+    e_adapt: int,
+    seed: int,
+    metric_names: Sequence[str],
+    n_profiles: int,
+    collect: Callable[[int, int], Rollouts],
+    update: Callable[[int, Rollouts], None],
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, int]:
+    """The measure-then-adapt loop of an adaptation curve: for ``k = 0 … K`` measure on
+    ``eval_episodes`` fresh episodes (``collect(n, seed)``), then, before the next ``k``,
+    collect ``e_adapt`` episodes and adapt on them (``update(k, rollouts)``: a gradient
+    step, or more context). Returns per-profile × step returns and metrics, the returns
+    of the adaptation rollouts and their env steps."""
+    seeds = _seeds(seed, k_max)
+    returns = np.full((n_profiles, k_max + 1), np.nan)
+    adapt_returns = np.full((n_profiles, k_max), np.nan)
+    metrics = {name: np.full((n_profiles, k_max + 1), np.nan) for name in metric_names}
     env_steps = 0
     for k in range(k_max + 1):
         if eval_episodes > 0:
-            ev = sampler.collect(params, profs, eval_episodes, seed=int(seeds[2 * k]))
+            ev = collect(eval_episodes, int(seeds[2 * k]))
             returns[:, k] = ev.returns.mean(1)
             for name in metrics:
                 metrics[name][:, k] = task_means(ev.metrics[name])
         if k == k_max:
             break
-        roll = sampler.collect(params, profs, e_adapt, seed=int(seeds[2 * k + 1]))
+        roll = collect(e_adapt, int(seeds[2 * k + 1]))
         env_steps += roll.env_steps
         adapt_returns[:, k] = roll.returns.mean(1)
-        data, _ = rollout_step_data(policy.spec, roll, policy.advantage, policy.value_params)
-        params = inner_step(policy.spec, params, data, inner, create_graph=False, step=k)
-    return AdaptationResult(returns, metrics, adapt_returns, params, profs, env_steps)
+        update(k, roll)
+    return returns, metrics, adapt_returns, env_steps
 
 
 def adapt(

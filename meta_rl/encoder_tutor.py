@@ -34,9 +34,8 @@ from meta_rl.encoder import (
     session_summary,
     transition_features,
 )
-from meta_rl.envspec import EnvSpec
 from meta_rl.policy import expand_params, log_prob, mode, sample
-from meta_rl.sampler import Rollouts, Sampler, task_means
+from meta_rl.sampler import Rollouts, Sampler
 from meta_rl.tutor import TutorPolicy
 
 
@@ -158,37 +157,23 @@ class EncoderTutor(TutorPolicy):
         ``k`` sessions of ``rollouts_per_step`` episodes of context (no gradient step); the
         evaluation after step ``k`` runs on ``eval_episodes`` fresh episodes with that context.
         Same seeds as the gradient-based curve (common random numbers)."""
-        from meta_rl.adaptation import AdaptationResult, _seeds
+        from meta_rl.adaptation import AdaptationResult, curve_setup, run_curve
 
-        env = self.env
-        if env_id is not None or env_kwargs is not None:
-            env = EnvSpec(env_id or env.env_id, env_kwargs if env_kwargs is not None else env.env_kwargs)
-        if sampler is None:
-            sampler = Sampler(env, self.spec)
-        profs = env.coerce(profiles)
-        if not profs:
-            raise ValueError("adaptation_curve needs at least one profile")
-        n_p, k_max = len(profs), int(steps)
-        e_adapt = int(rollouts_per_step or self.rollouts_per_step)
-        seeds = _seeds(seed, k_max)
-        state = EncoderState.empty(n_p, self.espec)
-        returns = np.full((n_p, k_max + 1), np.nan)
-        adapt_returns = np.full((n_p, k_max), np.nan)
-        metrics = {name: np.full((n_p, k_max + 1), np.nan) for name in env.metric_names}
-        env_steps = 0
-        for k in range(k_max + 1):
-            if eval_episodes > 0:
-                ev = self.collect(sampler, profs, eval_episodes, int(seeds[2 * k]), state)
-                returns[:, k] = ev.returns.mean(1)
-                for name in metrics:
-                    metrics[name][:, k] = task_means(ev.metrics[name])
-            if k == k_max:
-                break
-            roll = self.collect(sampler, profs, e_adapt, int(seeds[2 * k + 1]), state)
-            env_steps += roll.env_steps
-            adapt_returns[:, k] = roll.returns.mean(1)
+        env, sampler, profs, k_max, e_adapt = curve_setup(
+            self, profiles, steps, rollouts_per_step, env_id, env_kwargs, sampler
+        )
+        state = EncoderState.empty(len(profs), self.espec)
+
+        def collect(n_episodes: int, seed: int) -> Rollouts:
+            return self.collect(sampler, profs, n_episodes, seed, state)
+
+        def update(k: int, roll: Rollouts) -> None:
             state.add_sessions(self.summaries(roll), roll.mask.any(-1))
-        params = expand_params({k: v.detach() for k, v in self.params.items()}, n_p)
+
+        returns, metrics, adapt_returns, env_steps = run_curve(
+            k_max, eval_episodes, e_adapt, seed, env.metric_names, len(profs), collect, update
+        )
+        params = expand_params({k: v.detach() for k, v in self.params.items()}, len(profs))
         return AdaptationResult(returns, metrics, adapt_returns, params, profs, env_steps)
 
 
