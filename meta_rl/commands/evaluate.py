@@ -53,7 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=2,
-        help="processes that train missing baselines in parallel (default: 2)",
+        help=(
+            "cores to use: this process plus WORKERS - 1 worker processes, each training a "
+            "missing baseline or measuring a method's curve (default: 2)"
+        ),
     )
     p.add_argument(
         "--methods",

@@ -7,18 +7,16 @@
   given the run's env steps.
 
 A cached baseline trained with another budget than the run's is refused with a message that
-names the file to delete. :func:`prepare_baselines` trains the missing ones, a few at a time
-in worker processes.
+names the file to delete. The evaluation trains the missing ones, each in its own job
+(:mod:`meta_rl.evaluation.parallel`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
-
-import torch
+from typing import Any
 
 from envs.profiles import ProfileDistribution
 from meta_rl.algorithms import derived_config
@@ -138,38 +136,3 @@ def run_population(
     from envs.calibration import population_distribution
 
     return population_distribution(config["population"], env_id, env_kwargs)
-
-
-class Trainable(Protocol):
-    """What :func:`prepare_baselines` needs of a method (see ``methods.Method``)."""
-
-    name: str
-
-    def needs_training(self, run: Path) -> bool: ...
-
-    def train(
-        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
-    ) -> None: ...
-
-
-def _train_job(method: Trainable, run: Path, env_id: str, env_kwargs: dict) -> None:
-    torch.set_num_threads(1)
-    method.train(run, env_id, env_kwargs, print)
-
-
-def prepare_baselines(
-    runs: Sequence[Path], methods: Sequence[Trainable], env_id: str, env_kwargs: dict, workers: int
-) -> None:
-    """Train every missing baseline of every run, ``workers`` at a time (separate processes)."""
-    jobs = [(m, run) for run in runs for m in methods if m.needs_training(run)]
-    if workers <= 1 or len(jobs) <= 1:
-        for m, run in jobs:
-            _train_job(m, run, env_id, env_kwargs)
-        return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn: a fresh interpreter per worker (forking a process that holds torch threads is unsafe)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for f in [pool.submit(_train_job, m, run, env_id, env_kwargs) for m, run in jobs]:
-            f.result()

@@ -142,6 +142,12 @@ class Method(ABC):
         ``run``."""
         raise NotImplementedError(f"method {self.name!r} needs training but has no train()")
 
+    def cost(self, run: Path | None) -> float:
+        """Its rough relative cost on ``run`` (training included when :meth:`needs_training`):
+        the evaluation hands out the most expensive jobs first (see ``evaluation.parallel``).
+        Only the order depends on it, never a result."""
+        return 1.0
+
     @abstractmethod
     def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
         """Adapt to every student of ``ctx.profiles`` and measure after each step

@@ -57,9 +57,10 @@ import torch
 
 import envs
 from meta_rl.checkpoint import load_checkpoint, load_policy
-from meta_rl.evaluation.baselines import prepare_baselines, run_population
+from meta_rl.evaluation.baselines import run_population
 from meta_rl.evaluation.heuristics import tutor_error
 from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run
+from meta_rl.evaluation.parallel import run_jobs
 from meta_rl.evaluation.registry import (
     available_methods,
     default_methods,
@@ -147,7 +148,7 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     paths = [run_dir(c) for c in checkpoints]
     if not paths:
         raise ValueError("need at least one checkpoint or run directory")
-    runs = [Run(r, load_checkpoint(r / "checkpoint.pt")["config"], load_policy(r)) for r in paths]
+    runs = [load_run(r) for r in paths]
     env = runs[0].policy.env
     for r in runs:
         if r.policy.env.env_id != env.env_id or dict(r.policy.env.env_kwargs) != dict(env.env_kwargs):
@@ -174,26 +175,33 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
         )
     )
     learned = [m for m in methods if m.needs_run]
-    prepare_baselines(paths, learned, env_id, env_kwargs, s.workers)
     per_run: dict[str, list[Curve]] = {}
     info: dict[str, Any] = {"runs": [str(r) for r in paths], "env_steps": {}, "inner_lr": {}, "seconds": {}}
 
-    def measure(m: Method, run: Run | None) -> Curve:
-        t0 = time.time()
-        c = m.curve(ctx, run)
+    def record(m: Method, c: Curve, seconds: float) -> None:
         per_run.setdefault(m.name, []).append(c)
         for key, value in (("env_steps", c.env_steps), ("inner_lr", c.step_size)):
             if value is not None:
                 info[key].setdefault(m.name, []).append(value)
-        info["seconds"][m.name] = info["seconds"].get(m.name, 0.0) + time.time() - t0
-        return c
+        info["seconds"][m.name] = info["seconds"].get(m.name, 0.0) + seconds
 
+    # one job per learned method and run (train its baseline if missing, then its curve), the
+    # most expensive first, on s.workers cores; the results do not depend on where a job ran
+    jobs = sorted(
+        ((m, r.path, ctx) for r in runs for m in learned),
+        key=lambda job: -job[0].cost(job[1]),
+    )
+    done = iter(run_jobs(method_curve, jobs, s.workers))
+    by_job = {(m.name, path): next(done) for m, path, _ in jobs}
     for run in runs:
         for m in learned:
-            c = measure(m, run)
+            c, seconds = by_job[m.name, run.path]
+            record(m, c, seconds)
             s.log(f"{run.path.name}: {m.name:<14} return by step {np.round(c.returns.mean(0), 3).tolist()}")
     for m in (m for m in methods if not m.needs_run):
-        c = measure(m, None)
+        t0 = time.time()
+        c = m.curve(ctx, None)
+        record(m, c, time.time() - t0)
         label = "heuristic" if m.kind(env_id) == "heuristic" else "privileged"
         s.log(f"{label} {m.name:<22} return {c.returns[:, 0].mean():.3f}")
     results = build_results(
@@ -220,6 +228,24 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     results["details"] = info
     results["profiles_file" if s.profiles_file else "profile_seed"] = s.profiles_file or s.profile_seed
     return results
+
+
+def load_run(path: Path) -> Run:
+    """A meta-training run as the methods see it: its config and its tutor (``best.pt``)."""
+    return Run(path, load_checkpoint(path / "checkpoint.pt")["config"], load_policy(path))
+
+
+def method_curve(m: Method, path: Path, ctx: EvalContext) -> tuple[Curve, float]:
+    """One evaluation job (in this process or a worker): ``m``'s baseline of run ``path``
+    trained if it is missing, then its curve; returns the curve and its seconds (training
+    excluded)."""
+    # these networks are tiny: one thread is fastest, and more threads thrash on a shared 2-core machine
+    torch.set_num_threads(1)
+    run = load_run(path)
+    if m.needs_training(path):
+        m.train(path, ctx.env_id, dict(ctx.env_kwargs), ctx.log)
+    t0 = time.time()
+    return m.curve(ctx, run), time.time() - t0
 
 
 def _mean_over_runs(name: str, kind: str, curves: Sequence[Curve]) -> MethodCurve:

@@ -22,6 +22,6 @@ class EvaluationSettings:
     seed: int = 0
     methods: list[str] | None = None  # default: every registered method but the optional ones
     val_profiles: int = 20  # students of the val split used to choose fine-tuning step sizes
-    workers: int = 2  # processes that train missing baselines in parallel (1: in this process)
+    workers: int = 2  # cores: this process and workers - 1 worker processes (1: all in this process)
     command: str = field(default_factory=lambda: " ".join(shlex.quote(a) for a in sys.argv))
     log: Callable[[str], None] = print

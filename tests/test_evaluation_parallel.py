@@ -1,0 +1,55 @@
+"""Evaluation jobs on several cores (meta_rl.evaluation.parallel)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from meta_rl.evaluation.parallel import picklable, run_jobs
+
+
+def square_and_pid(x: int) -> tuple[int, int]:
+    return x * x, os.getpid()
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("job 3 failed")
+    return x
+
+
+def test_results_in_job_order_from_both_slots():
+    jobs = [(i,) for i in range(6)]
+    out = run_jobs(square_and_pid, jobs, workers=2)
+    assert [v for v, _ in out] == [i * i for i in range(6)]
+    # slot 0 is this process, slot 1 a spawned worker: both took jobs
+    assert {pid == os.getpid() for _, pid in out} == {True, False}
+
+
+def test_one_worker_runs_everything_here():
+    out = run_jobs(square_and_pid, [(i,) for i in range(3)], workers=1)
+    assert out == [(i * i, os.getpid()) for i in range(3)]
+
+
+def first_and_pid(x: int, *_: object) -> tuple[int, int]:
+    return x, os.getpid()
+
+
+def test_unpicklable_jobs_run_in_this_process():
+    local = lambda: None  # noqa: E731 - a lambda cannot be pickled
+    assert not picklable(local) and picklable(3)
+    # a job with an unpicklable argument stays here; the others may go to the worker
+    out = run_jobs(first_and_pid, [(i, local if i == 0 else None) for i in range(4)], workers=2)
+    assert [v for v, _ in out] == list(range(4)) and out[0][1] == os.getpid()
+
+    def tag(x: int) -> tuple[int, int]:
+        return x, os.getpid()
+
+    # a function defined here cannot go to a worker: every job stays here, and all finish
+    assert run_jobs(tag, [(i,) for i in range(4)], workers=2) == [(i, os.getpid()) for i in range(4)]
+
+
+def test_first_error_is_raised():
+    with pytest.raises(ValueError, match="job 3 failed"):
+        run_jobs(fail_on_three, [(i,) for i in range(5)], workers=2)
