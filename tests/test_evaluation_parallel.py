@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
-from meta_rl.evaluation.parallel import picklable, run_jobs
+from meta_rl.evaluation.parallel import Job, picklable, run_jobs
 
 
 def square_and_pid(x: int) -> tuple[int, int]:
@@ -21,14 +22,14 @@ def fail_on_three(x: int) -> int:
 
 def test_results_in_job_order_from_both_slots():
     jobs = [(i,) for i in range(6)]
-    out = run_jobs(square_and_pid, jobs, workers=2)
+    out = run_jobs([Job(square_and_pid, j) for j in jobs], workers=2)
     assert [v for v, _ in out] == [i * i for i in range(6)]
     # slot 0 is this process, slot 1 a spawned worker: both took jobs
     assert {pid == os.getpid() for _, pid in out} == {True, False}
 
 
 def test_one_worker_runs_everything_here():
-    out = run_jobs(square_and_pid, [(i,) for i in range(3)], workers=1)
+    out = run_jobs([Job(square_and_pid, (i,)) for i in range(3)], workers=1)
     assert out == [(i * i, os.getpid()) for i in range(3)]
 
 
@@ -40,16 +41,36 @@ def test_unpicklable_jobs_run_in_this_process():
     local = lambda: None  # noqa: E731 - a lambda cannot be pickled
     assert not picklable(local) and picklable(3)
     # a job with an unpicklable argument stays here; the others may go to the worker
-    out = run_jobs(first_and_pid, [(i, local if i == 0 else None) for i in range(4)], workers=2)
+    out = run_jobs([Job(first_and_pid, (i, local if i == 0 else None)) for i in range(4)], workers=2)
     assert [v for v, _ in out] == list(range(4)) and out[0][1] == os.getpid()
 
     def tag(x: int) -> tuple[int, int]:
         return x, os.getpid()
 
     # a function defined here cannot go to a worker: every job stays here, and all finish
-    assert run_jobs(tag, [(i,) for i in range(4)], workers=2) == [(i, os.getpid()) for i in range(4)]
+    assert run_jobs([Job(tag, (i,)) for i in range(4)], workers=2) == [(i, os.getpid()) for i in range(4)]
 
 
 def test_first_error_is_raised():
     with pytest.raises(ValueError, match="job 3 failed"):
-        run_jobs(fail_on_three, [(i,) for i in range(5)], workers=2)
+        run_jobs([Job(fail_on_three, (i,)) for i in range(5)], workers=2)
+
+
+def stamp(x: int, pause: float) -> tuple[int, float, float]:
+    start = time.monotonic()
+    time.sleep(pause)
+    return x, start, time.monotonic()
+
+
+def test_a_job_starts_after_the_jobs_it_waits_for():
+    # job 2 waits for job 0 (slow, local) although a slot is free at once; job 1 is free to go
+    jobs = [Job(stamp, (0, 1.0), local=True), Job(stamp, (1, 0.0)), Job(stamp, (2, 0.0), after=(0,))]
+    out = run_jobs(jobs, workers=2)
+    assert [x for x, _, _ in out] == [0, 1, 2]
+    assert out[2][1] >= out[0][2]  # started after job 0 ended
+    assert out[1][1] < out[0][2]  # job 1 did not wait
+
+
+def test_only_earlier_jobs_can_be_waited_for():
+    with pytest.raises(ValueError, match="only earlier jobs"):
+        run_jobs([Job(stamp, (0, 0.0), after=(1,)), Job(stamp, (1, 0.0))], workers=2)

@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from meta_rl.config import default_config_path, load_config
-    from meta_rl.evaluation.runner import EvaluationSettings, run_evaluation
+    from meta_rl.evaluation.runner import EvaluationSettings, run_evaluation, select_methods
+    from meta_rl.evaluation.train_all import train_run_and_baselines
     from meta_rl.trainer import Trainer
 
     out = Path(args.out)
@@ -50,14 +51,11 @@ def run(args: argparse.Namespace) -> int:
         train_dir / "config.yaml" if resume else config, overrides, env=args.env, seed=args.seed
     )
     t0 = time.time()
-    print(f"[1/2] meta-training {cfg.algo} on {cfg.env} ({cfg.n_iterations} iterations) -> {train_dir}")
-    trainer = Trainer(cfg, train_dir, resume=resume, progress=sys.stderr.isatty())
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
-    print(f"      done in {time.time() - t0:.0f} s")
     n = 8 if args.quick else args.n
+    print(
+        f"[1/2] meta-training {cfg.algo} on {cfg.env} ({cfg.n_iterations} iterations) -> {train_dir}, "
+        "and the baselines with its budget"
+    )
     settings = EvaluationSettings(
         split="test",
         n_profiles=n,
@@ -66,7 +64,15 @@ def run(args: argparse.Namespace) -> int:
         val_profiles=2 if args.quick else 20,
         command=args.command_line,
     )
-    print(f"[2/2] baselines and evaluation on {n} held-out test students -> {eval_dir}")
+    methods = select_methods(cfg.env, cfg.env_kwargs, settings.methods)
+    trainer = Trainer(cfg, train_dir, resume=resume, progress=sys.stderr.isatty())
+    try:
+        # the baselines that need only the run's config train alongside it on the second core
+        train_run_and_baselines(trainer, methods, settings.workers)
+    finally:
+        trainer.close()
+    print(f"      done in {time.time() - t0:.0f} s")
+    print(f"[2/2] evaluation on {n} held-out test students -> {eval_dir}")
     paths = run_evaluation([train_dir], settings, eval_dir)
     print()
     print(paths["summary"].read_text())

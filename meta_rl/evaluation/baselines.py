@@ -36,31 +36,50 @@ def our_baseline_done(run: Path, name: str) -> bool:
     return (our_baseline_dir(run, name) / "done").is_file()
 
 
+def run_config(run: Path) -> dict[str, Any]:
+    """The training config of ``run``: its checkpoint's, or before the first checkpoint the
+    resolved ``config.yaml`` the run directory starts with (the same dict)."""
+    if (run / "checkpoint.pt").is_file():
+        return dict(load_checkpoint(run / "checkpoint.pt")["config"])
+    from meta_rl.config import load_config
+
+    return load_config(run / "config.yaml").to_dict()
+
+
 def train_our_baseline(
     run: Path, name: str, log: Callable[[str], None], *, algo: str = "ppo", privileged: bool = False
-) -> TutorPolicy:
-    """Our trainer's baseline ``name``: ``algo`` with the run's budget (:func:`derived_config`),
-    trained (or resumed) in ``RUN_DIR/baselines/NAME`` unless done there already; its policy."""
+) -> None:
+    """Train (or resume) our trainer's baseline ``name``: ``algo`` with the run's budget
+    (:func:`derived_config`: its iterations and episodes per iteration, known from its config
+    alone, so this may run while the run itself is still training), in ``RUN_DIR/baselines/NAME``,
+    unless done there already."""
     out = our_baseline_dir(run, name)
-    state = load_checkpoint(run / "checkpoint.pt")
-    if not (out / "done").is_file():
-        # one writer per baseline: a second evaluation of this run fails at once, naming the holder
-        with run_lock(out, f"{name} baseline"):
-            if not (out / "done").is_file():  # unless the holder finished it meanwhile
-                cfg = derived_config(state["config"], algo, privileged=privileged)
-                resume = (out / "checkpoint.pt").is_file()
-                log(f"training {name} ({cfg.n_iterations} iterations, cached in {out}) …")
-                trainer = Trainer(cfg, out, resume=resume, progress=False)
-                try:
-                    trainer.train()
-                finally:
-                    trainer.close()
-                (out / "done").write_text("")
+    if (out / "done").is_file():
+        return
+    # one writer per baseline: a second evaluation of this run fails at once, naming the holder
+    with run_lock(out, f"{name} baseline"):
+        if not (out / "done").is_file():  # unless the holder finished it meanwhile
+            cfg = derived_config(run_config(run), algo, privileged=privileged)
+            resume = (out / "checkpoint.pt").is_file()
+            log(f"training {name} ({cfg.n_iterations} iterations, cached in {out}) …")
+            trainer = Trainer(cfg, out, resume=resume, progress=False)
+            try:
+                trainer.train()
+            finally:
+                trainer.close()
+            (out / "done").write_text("")
+
+
+def our_baseline_policy(run: Path, name: str) -> TutorPolicy:
+    """The trained baseline ``name`` of the finished run ``run``; an error naming the folder
+    to delete when it was trained for another number of iterations than the run has now."""
+    out = our_baseline_dir(run, name)
     done_iterations = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
-    if done_iterations != int(state["iteration"]):
+    run_iterations = int(load_checkpoint(run / "checkpoint.pt")["iteration"])
+    if done_iterations != run_iterations:
         raise ValueError(
             f"{out} was trained for {done_iterations} iterations but {run} now has "
-            f"{state['iteration']}: delete {out} to retrain the baseline with the same budget"
+            f"{run_iterations}: delete {out} to retrain the baseline with the same budget"
         )
     return load_policy(out)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -121,11 +121,15 @@ class TrainedBaseline(Method):
     def train(
         self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
     ) -> None:
-        self.policy(run, log)
+        baselines.train_our_baseline(run, self.name, log, algo=self.algo, privileged=self.privileged)
+
+    #: trained from the run's config alone: may train while the run itself is still training
+    trains_before_run: ClassVar[bool] = True
 
     def policy(self, run: Path, log: Callable[[str], None]) -> TutorPolicy:
         """The trained baseline (trained first if it is not cached yet)."""
-        return baselines.train_our_baseline(run, self.name, log, algo=self.algo, privileged=self.privileged)
+        baselines.train_our_baseline(run, self.name, log, algo=self.algo, privileged=self.privileged)
+        return baselines.our_baseline_policy(run, self.name)
 
     def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
         assert run is not None

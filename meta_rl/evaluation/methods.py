@@ -120,6 +120,10 @@ class Method(ABC):
 
     #: evaluated once per meta-training run (``True``) or once per evaluation (``False``)
     needs_run: ClassVar[bool] = True
+    #: its baseline can be trained from the run's config alone, while the run is still
+    #: training (``meta-tutor demo`` does so on its second core); ``False``: it needs the
+    #: finished run (e.g. SB3's budget is the run's measured env steps)
+    trains_before_run: ClassVar[bool] = False
 
     def kind(self, env_id: str) -> str:
         """``"adaptive"``, ``"heuristic"``, ``"oracle"`` or ``"omniscient"`` on ``env_id``."""

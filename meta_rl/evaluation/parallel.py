@@ -1,4 +1,4 @@
-"""Independent jobs on several cores: this process plus worker processes, longest first.
+"""Jobs on several cores: this process plus worker processes, longest first.
 
 The evaluation's jobs (one learned method on one run: train its baseline if missing, then
 its adaptation curve) do not depend on each other: every job seeds its own students and
@@ -7,7 +7,9 @@ one worker and two give identical ``results.json``). :func:`run_jobs` runs them 
 ``workers`` slots: slot 0 is the calling process (no second copy of torch in memory for
 it), the others are spawned processes that take one job at a time. Each free slot takes
 the next job of the list, so a list sorted by decreasing cost is the classic
-longest-processing-time-first schedule (within 4/3 of the best makespan).
+longest-processing-time-first schedule (within 4/3 of the best makespan). A job may name
+jobs it must wait for (``Job.after``: e.g. a baseline's curve after the meta-training run
+it is compared with); a free slot then takes the first job whose predecessors are done.
 """
 
 from __future__ import annotations
@@ -17,9 +19,22 @@ import pickle
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
-R = TypeVar("R")
+
+@dataclass(frozen=True)
+class Job:
+    """``fn(*args)``, after the jobs at positions ``after`` of the same list have finished;
+    ``local``: only in the calling process (e.g. a training run that draws a progress bar)."""
+
+    fn: Callable[..., Any]
+    args: tuple = ()
+    after: tuple[int, ...] = ()
+    local: bool = False
+
+    def __call__(self) -> Any:
+        return self.fn(*self.args)
 
 
 def picklable(obj: Any) -> bool:
@@ -32,53 +47,57 @@ def picklable(obj: Any) -> bool:
     return True
 
 
-def run_jobs(fn: Callable[..., R], jobs: Sequence[tuple], workers: int) -> list[R]:
-    """``[fn(*job) for job in jobs]``, computed on ``workers`` slots (see the module docstring).
-
-    Jobs whose arguments (or ``fn``, when it is not a module-level function) cannot be
-    pickled run in this process. The first exception stops the hand-out of further jobs and is raised once
-    the running ones have finished.
-    """
+def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
+    """Every job's result, in the order of ``jobs``, computed on ``workers`` slots (see the
+    module docstring). A job that is ``local`` or cannot be pickled (a function or argument
+    defined inside a function) runs in this process. The first exception stops the hand-out
+    of further jobs and is raised once the running ones have finished."""
     n = len(jobs)
+    for i, job in enumerate(jobs):
+        if any(not 0 <= j < i for j in job.after):
+            raise ValueError(f"job {i} waits for {job.after}: only earlier jobs can be waited for")
     if workers <= 1 or n <= 1:
-        return [fn(*job) for job in jobs]
+        return [job() for job in jobs]
     results: list[Any] = [None] * n
-    local_only = [True] * n if not picklable(fn) else [not picklable(job) for job in jobs]
-    queue = list(range(n))
-    lock = threading.Lock()
+    local_only = [job.local or not picklable((job.fn, job.args)) for job in jobs]
+    queue, finished = list(range(n)), [False] * n
+    changed = threading.Condition()
     errors: list[BaseException] = []
 
     def take(remote: bool) -> int | None:
-        with lock:
-            if errors:
-                return None
-            for pos, i in enumerate(queue):
-                if not (remote and local_only[i]):
-                    return queue.pop(pos)
+        with changed:
+            while not errors:
+                mine = [i for i in queue if not (remote and local_only[i])]
+                if not mine:
+                    return None
+                ready = [i for i in mine if all(finished[j] for j in jobs[i].after)]
+                if ready:
+                    queue.remove(ready[0])
+                    return ready[0]
+                changed.wait()  # until a running job finishes
             return None
 
-    def local_slot() -> None:
-        while (i := take(remote=False)) is not None:
+    def slot(pool: ProcessPoolExecutor | None) -> None:
+        while (i := take(remote=pool is not None)) is not None:
             try:
-                results[i] = fn(*jobs[i])
+                results[i] = jobs[i]() if pool is None else pool.submit(jobs[i].fn, *jobs[i].args).result()
             except BaseException as e:  # re-raised by run_jobs
-                errors.append(e)
-
-    def remote_slot(pool: ProcessPoolExecutor) -> None:
-        while (i := take(remote=True)) is not None:
-            try:
-                results[i] = pool.submit(fn, *jobs[i]).result()
-            except BaseException as e:  # re-raised by run_jobs
-                errors.append(e)
+                with changed:
+                    errors.append(e)
+                    changed.notify_all()
+                return
+            with changed:
+                finished[i] = True
+                changed.notify_all()
 
     # spawn: a fresh interpreter per worker (forking a process that holds torch threads is unsafe)
     ctx = multiprocessing.get_context("spawn")
     pools = [ProcessPoolExecutor(max_workers=1, mp_context=ctx) for _ in range(min(workers, n) - 1)]
     try:
-        threads = [threading.Thread(target=remote_slot, args=(p,), daemon=True) for p in pools]
+        threads = [threading.Thread(target=slot, args=(p,), daemon=True) for p in pools]
         for t in threads:
             t.start()
-        local_slot()
+        slot(None)
         for t in threads:
             t.join()
     finally:

@@ -60,7 +60,7 @@ from meta_rl.checkpoint import load_checkpoint, load_policy
 from meta_rl.evaluation.baselines import run_population
 from meta_rl.evaluation.heuristics import tutor_error
 from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run
-from meta_rl.evaluation.parallel import run_jobs
+from meta_rl.evaluation.parallel import Job, run_jobs
 from meta_rl.evaluation.registry import (
     available_methods,
     default_methods,
@@ -187,12 +187,9 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
 
     # one job per learned method and run (train its baseline if missing, then its curve), the
     # most expensive first, on s.workers cores; the results do not depend on where a job ran
-    jobs = sorted(
-        ((m, r.path, ctx) for r in runs for m in learned),
-        key=lambda job: -job[0].cost(job[1]),
-    )
-    done = iter(run_jobs(method_curve, jobs, s.workers))
-    by_job = {(m.name, path): next(done) for m, path, _ in jobs}
+    pairs = sorted(((m, r.path) for r in runs for m in learned), key=lambda mp: -mp[0].cost(mp[1]))
+    done = run_jobs([Job(method_curve, (m, path, ctx)) for m, path in pairs], s.workers)
+    by_job = {(m.name, path): out for (m, path), out in zip(pairs, done)}
     for run in runs:
         for m in learned:
             c, seconds = by_job[m.name, run.path]
