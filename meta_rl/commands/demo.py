@@ -38,8 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from meta_rl.config import default_config_path, load_config
-    from meta_rl.evaluation.runner import EvaluationSettings, run_evaluation, select_methods
-    from meta_rl.evaluation.train_all import train_run_and_baselines
+    from meta_rl.evaluation.runner import EvaluationSettings, run_evaluation
     from meta_rl.trainer import Trainer
 
     out = Path(args.out)
@@ -52,10 +51,6 @@ def run(args: argparse.Namespace) -> int:
     )
     t0 = time.time()
     n = 8 if args.quick else args.n
-    print(
-        f"[1/2] meta-training {cfg.algo} on {cfg.env} ({cfg.n_iterations} iterations) -> {train_dir}, "
-        "and the baselines with its budget"
-    )
     settings = EvaluationSettings(
         split="test",
         n_profiles=n,
@@ -64,16 +59,17 @@ def run(args: argparse.Namespace) -> int:
         val_profiles=2 if args.quick else 20,
         command=args.command_line,
     )
-    methods = select_methods(cfg.env, cfg.env_kwargs, settings.methods)
+    print(
+        f"meta-training {cfg.algo} on {cfg.env} ({cfg.n_iterations} iterations) -> {train_dir}; "
+        f"baselines with its budget; evaluation on {n} held-out test students -> {eval_dir}"
+    )
     trainer = Trainer(cfg, train_dir, resume=resume, progress=sys.stderr.isatty())
     try:
-        # the baselines that need only the run's config train alongside it on the second core
-        train_run_and_baselines(trainer, methods, settings.workers)
+        # the run trains in this process while the baselines that need only its config train
+        # on the second core; the rest (SB3, every curve) follows as soon as it can start
+        paths = run_evaluation([train_dir], settings, eval_dir, trainer=trainer)
     finally:
         trainer.close()
-    print(f"      done in {time.time() - t0:.0f} s")
-    print(f"[2/2] evaluation on {n} held-out test students -> {eval_dir}")
-    paths = run_evaluation([train_dir], settings, eval_dir)
     print()
     print(paths["summary"].read_text())
     print(f"total time {time.time() - t0:.0f} s")

@@ -112,11 +112,9 @@ class TrainedBaseline(Method):
     def needs_training(self, run: Path) -> bool:
         return not baselines.our_baseline_done(run, self.name)
 
-    def cost(self, run: Path | None) -> float:
-        # training one costs about as much as the meta-training run; fine-tuning needs a
-        # step-size search on val students first
-        training = 6.0 if run is not None and self.needs_training(run) else 0.0
-        return training + (2.0 if self.adaptation == "fine_tune" else 0.5)
+    def cost(self) -> float:
+        # fine-tuning needs a step-size search on val students first
+        return 2.0 if self.adaptation == "fine_tune" else 0.5
 
     def train(
         self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
@@ -165,7 +163,7 @@ class Scratch(Method):
         res, step = fine_tuned(self.name, pol, files, ctx, run)
         return Curve(res.returns, res.metrics, step_size=step)
 
-    def cost(self, run: Path | None) -> float:
+    def cost(self) -> float:
         return 2.0
 
 
@@ -180,10 +178,10 @@ class SB3Baseline(Method):
     def needs_training(self, run: Path) -> bool:
         return not baselines.sb3_path(run, self.name).is_file()
 
-    def cost(self, run: Path | None) -> float:
+    def cost(self) -> float:
         # SB3 fine-tunes one student at a time with its own PPO object: its step-size search
-        # and curve alone cost more than any other method's
-        return (8.0 if run is not None and self.needs_training(run) else 0.0) + 10.0
+        # and curve cost more than all our methods' together
+        return 10.0
 
     def train(
         self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]

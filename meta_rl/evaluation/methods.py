@@ -146,10 +146,9 @@ class Method(ABC):
         ``run``."""
         raise NotImplementedError(f"method {self.name!r} needs training but has no train()")
 
-    def cost(self, run: Path | None) -> float:
-        """Its rough relative cost on ``run`` (training included when :meth:`needs_training`):
-        the evaluation hands out the most expensive jobs first (see ``evaluation.parallel``).
-        Only the order depends on it, never a result."""
+    def cost(self) -> float:
+        """The rough relative cost of its curve: the evaluation hands out the most expensive
+        curves first (see ``evaluation.parallel``). Only the order depends on it, never a result."""
         return 1.0
 
     @abstractmethod

@@ -71,6 +71,7 @@ from meta_rl.evaluation.registry import (
 from meta_rl.evaluation.report import MethodCurve, build_results, write_report
 from meta_rl.evaluation.settings import EvaluationSettings
 from meta_rl.resources import check_memory, evaluation_memory
+from meta_rl.trainer import Trainer
 
 __all__ = [
     "EvaluationSettings",
@@ -141,40 +142,55 @@ def select_methods(env_id: str, env_kwargs: Mapping[str, Any], names: Sequence[s
     return [available[name] for name in chosen]
 
 
-def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[str, Any]:
-    """Run the protocol for every run in ``checkpoints`` and return ``results.json``'s dict."""
+def evaluate(
+    checkpoints: Sequence[str | Path], s: EvaluationSettings, *, trainer: Trainer | None = None
+) -> dict[str, Any]:
+    """Run the protocol for every run in ``checkpoints`` and return ``results.json``'s dict.
+
+    ``trainer``: the single run of ``checkpoints`` is still to be trained by it. It then
+    trains in this process as the evaluation's first job, while the baselines that need only
+    its config (:attr:`Method.trains_before_run`) train on the other workers; everything
+    else waits for it. The results equal those of training first and evaluating after.
+    """
     # these networks are tiny: one thread is fastest, and more threads thrash on a shared 2-core machine
     torch.set_num_threads(1)
-    paths = [run_dir(c) for c in checkpoints]
-    if not paths:
-        raise ValueError("need at least one checkpoint or run directory")
-    runs = [load_run(r) for r in paths]
-    env = runs[0].policy.env
-    for r in runs:
-        if r.policy.env.env_id != env.env_id or dict(r.policy.env.env_kwargs) != dict(env.env_kwargs):
-            raise ValueError(
-                f"{r.path}: trained on {r.policy.env.env_id} {r.policy.env.env_kwargs}, "
-                f"not {env.env_id} {env.env_kwargs}"
-            )
+    if trainer is not None:
+        if len(checkpoints) != 1 or Path(checkpoints[0]).resolve() != trainer.out.resolve():
+            raise ValueError(f"with a trainer, evaluate exactly its run {trainer.out}")
+        paths, configs = [trainer.out], [trainer.cfg.to_dict()]
+        env, spec = trainer.env, trainer.spec
+    else:
+        paths = [run_dir(c) for c in checkpoints]
+        if not paths:
+            raise ValueError("need at least one checkpoint or run directory")
+        runs = [load_run(r) for r in paths]
+        env, spec = runs[0].policy.env, runs[0].policy.spec
+        for r in runs:
+            if r.policy.env.env_id != env.env_id or dict(r.policy.env.env_kwargs) != dict(env.env_kwargs):
+                raise ValueError(
+                    f"{r.path}: trained on {r.policy.env.env_id} {r.policy.env.env_kwargs}, "
+                    f"not {env.env_id} {env.env_kwargs}"
+                )
+        configs = [dict(r.config) for r in runs]
     env_id, env_kwargs = env.env_id, dict(env.env_kwargs)
     methods = select_methods(env_id, env_kwargs, s.methods)
-    population = run_population(runs[0].config, env_id, env_kwargs)
+    population = run_population(configs[0], env_id, env_kwargs)
     ctx = EvalContext(
         env_id=env_id,
         env_kwargs=env_kwargs,
         profiles=_load_profiles(s, env_id, env_kwargs, population),
-        val=_val_profiles(runs[0].path, env_id, env_kwargs, s),
-        rollouts=int(s.rollouts_per_step or runs[0].policy.rollouts_per_step),
+        val=_val_profiles(configs[0], env_id, env_kwargs, s),
+        rollouts=int(s.rollouts_per_step or configs[0]["rollouts_per_task"]),
         settings=s,
     )
     # refuse what cannot fit before any baseline is trained (the CLI checks earlier; this
     # protects run_evaluation's Python callers); META_TUTOR_NO_MEMORY_CHECK=1 skips
     check_memory(
-        evaluation_memory(
-            runs[0].policy.spec, env, len(ctx.profiles), s.adapt_steps, ctx.rollouts, s.eval_episodes
-        )
+        evaluation_memory(spec, env, len(ctx.profiles), s.adapt_steps, ctx.rollouts, s.eval_episodes)
     )
     learned = [m for m in methods if m.needs_run]
+    jobs = _jobs(learned, paths, ctx, trainer)
+    curves = run_jobs(jobs, s.workers)[len(jobs) - len(learned) * len(paths) :]  # the curves come last
     per_run: dict[str, list[Curve]] = {}
     info: dict[str, Any] = {"runs": [str(r) for r in paths], "env_steps": {}, "inner_lr": {}, "seconds": {}}
 
@@ -185,16 +201,12 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
                 info[key].setdefault(m.name, []).append(value)
         info["seconds"][m.name] = info["seconds"].get(m.name, 0.0) + seconds
 
-    # one job per learned method and run (train its baseline if missing, then its curve), the
-    # most expensive first, on s.workers cores; the results do not depend on where a job ran
-    pairs = sorted(((m, r.path) for r in runs for m in learned), key=lambda mp: -mp[0].cost(mp[1]))
-    done = run_jobs([Job(method_curve, (m, path, ctx)) for m, path in pairs], s.workers)
-    by_job = {(m.name, path): out for (m, path), out in zip(pairs, done)}
-    for run in runs:
+    by_job = dict(zip(_curve_order(learned, paths), curves))
+    for path in paths:
         for m in learned:
-            c, seconds = by_job[m.name, run.path]
+            c, seconds = by_job[m, path]
             record(m, c, seconds)
-            s.log(f"{run.path.name}: {m.name:<14} return by step {np.round(c.returns.mean(0), 3).tolist()}")
+            s.log(f"{path.name}: {m.name:<14} return by step {np.round(c.returns.mean(0), 3).tolist()}")
     for m in (m for m in methods if not m.needs_run):
         t0 = time.time()
         c = m.curve(ctx, None)
@@ -207,14 +219,14 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
         split=(
             f"students of {s.profiles_file}"
             if s.profiles_file
-            else f"held-out students of {runs[0].config.get('population', '')}"
+            else f"held-out students of {configs[0].get('population', '')}"
             if population is not None
             else s.split
         ),
         adapt_steps=s.adapt_steps,
         rollouts_per_step=ctx.rollouts,
         eval_episodes=s.eval_episodes,
-        seeds=[r.seed for r in runs],
+        seeds=[int(c["seed"]) for c in configs],
         command=s.command,
         subgroups=speed_quartiles(env_id, ctx.profiles),
         seed=s.seed,
@@ -225,6 +237,47 @@ def evaluate(checkpoints: Sequence[str | Path], s: EvaluationSettings) -> dict[s
     results["details"] = info
     results["profiles_file" if s.profiles_file else "profile_seed"] = s.profiles_file or s.profile_seed
     return results
+
+
+def _curve_order(learned: Sequence[Method], paths: Sequence[Path]) -> list[tuple[Method, Path]]:
+    """The curve jobs, most expensive first (longest-processing-time-first scheduling)."""
+    return sorted(((m, p) for p in paths for m in learned), key=lambda mp: -mp[0].cost())
+
+
+def _jobs(
+    learned: Sequence[Method], paths: Sequence[Path], ctx: EvalContext, trainer: Trainer | None
+) -> list[Job]:
+    """The evaluation as jobs: the run's training (with ``trainer``), the missing baselines,
+    then one curve per method and run, each after what it needs; the curves come last, in
+    :func:`_curve_order`. A free worker takes the first job it can start, so the list order
+    is the priority: the run, then the baselines that wait for it (the longest chain: e.g.
+    SB3 pre-training, then its step-size search and curve), then the others."""
+    jobs = [Job(_train_run, (trainer,), local=True)] if trainer is not None else []
+    first = (0,) if trainer is not None else ()
+    missing = [(m, p) for p in paths for m in learned if m.needs_training(p)]
+    missing.sort(key=lambda mp: mp[0].trains_before_run)  # stable: the registry's order otherwise
+    trained_at: dict[tuple[str, Path], int] = {}
+    for m, p in missing:
+        trained_at[m.name, p] = len(jobs)
+        jobs.append(
+            Job(
+                train_baseline, (m, p, ctx.env_id, dict(ctx.env_kwargs)), () if m.trains_before_run else first
+            )
+        )
+    for m, p in _curve_order(learned, paths):
+        after = first + ((trained_at[m.name, p],) if (m.name, p) in trained_at else ())
+        jobs.append(Job(method_curve, (m, p, ctx), after))
+    return jobs
+
+
+def _train_run(trainer: Trainer) -> None:
+    trainer.train()
+
+
+def train_baseline(m: Method, run: Path, env_id: str, env_kwargs: Mapping[str, Any]) -> None:
+    """One evaluation job: ``m``'s baseline of ``run`` (in this process or a worker)."""
+    torch.set_num_threads(1)
+    m.train(run, env_id, dict(env_kwargs), print)
 
 
 def load_run(path: Path) -> Run:
@@ -266,20 +319,27 @@ def speed_quartiles(env_id: str, profiles: Sequence[Mapping[str, Any]]) -> dict[
     return {"slowest quartile": speed <= lo, "fastest quartile": speed >= hi}
 
 
-def _val_profiles(run: Path, env_id: str, env_kwargs: dict, s: EvaluationSettings) -> list[dict]:
+def _val_profiles(
+    config: Mapping[str, Any], env_id: str, env_kwargs: dict, s: EvaluationSettings
+) -> list[dict]:
     """Students for choosing fine-tuning step sizes: the val split of the run's population."""
-    dist = run_population(load_checkpoint(run / "checkpoint.pt")["config"], env_id, env_kwargs)
+    dist = run_population(config, env_id, env_kwargs)
     if dist is not None:
         return [p.to_dict() for p in dist.sample(s.val_profiles, "val", seed=s.profile_seed + 1)]
     return envs.sample_profiles(env_id, s.val_profiles, split="val", seed=s.profile_seed + 1, **env_kwargs)
 
 
 def run_evaluation(
-    checkpoints: Sequence[str | Path], s: EvaluationSettings, out_dir: str | Path
+    checkpoints: Sequence[str | Path],
+    s: EvaluationSettings,
+    out_dir: str | Path,
+    *,
+    trainer: Trainer | None = None,
 ) -> dict[str, Path]:
-    """Evaluate and write ``results.json``, ``summary.md``, ``adaptation_curve.png`` and
-    ``learning_curve.png`` (from the first run's ``metrics.csv``) into ``out_dir``."""
-    results = evaluate(checkpoints, s)
+    """Evaluate (``trainer``: see :func:`evaluate`) and write ``results.json``, ``summary.md``,
+    ``adaptation_curve.png`` and ``learning_curve.png`` (from the first run's ``metrics.csv``)
+    into ``out_dir``."""
+    results = evaluate(checkpoints, s, trainer=trainer)
     paths = write_report(results, out_dir)
     from meta_rl.evaluation.plots import plot_learning_curve
 
