@@ -121,11 +121,11 @@ def test_profiles_with_wrong_dimensions(run_dir, tmp_path, capsys) -> None:
     assert rc == 2 and "n_skills=3" in capsys.readouterr().err
 
 
-def test_sb3_cache_with_other_hidden_layers_is_refused(run_dir, tmp_path) -> None:
+def test_sb3_cache_with_other_hidden_layers_is_refused(run_dir, tmp_path, monkeypatch) -> None:
     import shutil
 
     from meta_rl.checkpoint import load_checkpoint, save_checkpoint
-    from meta_rl.evaluation import baselines
+    from meta_rl.evaluation import baselines, sb3_baseline
 
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
@@ -134,6 +134,13 @@ def test_sb3_cache_with_other_hidden_layers_is_refused(run_dir, tmp_path) -> Non
     state["config"] = {**state["config"], "hidden_sizes": [7]}
     save_checkpoint(run / "checkpoint.pt", state)
     with pytest.raises(ValueError, match=r"hidden layers \[64, 64\] but .* asks for \[7\]"):
+        baselines.train_sb3(run, ENV_ID, KW, lambda _: None)
+    # a cache pre-trained with another number of students per rollout is stale too
+    state["config"] = {**state["config"], "hidden_sizes": [64, 64]}
+    save_checkpoint(run / "checkpoint.pt", state)
+    baselines.train_sb3(run, ENV_ID, KW, lambda _: None)
+    monkeypatch.setattr(sb3_baseline, "SB3_N_ENVS", sb3_baseline.SB3_N_ENVS // 4)
+    with pytest.raises(ValueError, match=r"pre-trained with 256 students per rollout, this version uses 64"):
         baselines.train_sb3(run, ENV_ID, KW, lambda _: None)
     # an item-wise run compares SB3's default MLP, which SB3 has instead of an item-wise policy
     assert baselines.sb3_hidden_sizes({"architecture": "itemwise", "hidden_sizes": [7]}) == (64, 64)

@@ -116,6 +116,11 @@ def train_sb3(
                 f"{path} was trained for {model.num_timesteps} env steps but {run} now has {budget}: "
                 f"delete it to retrain the baseline with the same budget"
             )
+        if model.n_envs != sb3_baseline.SB3_N_ENVS:
+            raise ValueError(
+                f"{path} was pre-trained with {model.n_envs} students per rollout, this version uses "
+                f"{sb3_baseline.SB3_N_ENVS}: delete it to retrain the baseline"
+            )
         cached = tuple(model.policy_kwargs.get("net_arch", ()))
         if cached != hidden:
             raise ValueError(
