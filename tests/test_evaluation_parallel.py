@@ -62,15 +62,54 @@ def stamp(x: int, pause: float) -> tuple[int, float, float]:
     return x, start, time.monotonic()
 
 
-def test_a_job_starts_after_the_jobs_it_waits_for():
-    # job 2 waits for job 0 (slow, local) although a slot is free at once; job 1 is free to go
-    jobs = [Job(stamp, (0, 1.0), local=True), Job(stamp, (1, 0.0)), Job(stamp, (2, 0.0), after=(0,))]
-    out = run_jobs(jobs, workers=2)
-    assert [x for x, _, _ in out] == [0, 1, 2]
-    assert out[2][1] >= out[0][2]  # started after job 0 ended
-    assert out[1][1] < out[0][2]  # job 1 did not wait
+def wait_for_file(path: str) -> bool:
+    """Whether ``path`` appears within a minute (another job creates it)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def touch(path: str) -> float:
+    open(path, "w").close()
+    return time.monotonic()
+
+
+def test_a_job_starts_after_the_jobs_it_waits_for(tmp_path):
+    marker = str(tmp_path / "job1_ran")
+    # job 0 (here) runs until job 1 (free to start: the worker) has run; job 2 waits for job 0
+    jobs = [
+        Job(wait_for_file, (marker,), local=True),
+        Job(touch, (marker,)),
+        Job(stamp, (2, 0.0), after=(0,)),
+    ]
+    seen, touched, (_, started, _) = run_jobs(jobs, workers=2)
+    assert seen  # job 1 did not wait for job 0
+    assert started >= touched  # job 2 started after job 0, which ended after job 1
 
 
 def test_only_earlier_jobs_can_be_waited_for():
     with pytest.raises(ValueError, match="only earlier jobs"):
         run_jobs([Job(stamp, (0, 0.0), after=(1,)), Job(stamp, (1, 0.0))], workers=2)
+
+
+def touch_then_sleep(path: str, pause: float) -> None:
+    touch(path)
+    time.sleep(pause)
+
+
+def fail_when_file(path: str) -> None:
+    assert wait_for_file(path)
+    raise RuntimeError("failed while the worker was busy")
+
+
+def test_a_failure_stops_the_workers_running_job(tmp_path):
+    marker = str(tmp_path / "worker_busy")
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="while the worker was busy"):
+        run_jobs(
+            [Job(fail_when_file, (marker,), local=True), Job(touch_then_sleep, (marker, 120.0))], workers=2
+        )
+    assert time.monotonic() - t0 < 60  # the worker's two-minute job was not waited for

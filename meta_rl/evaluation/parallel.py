@@ -51,7 +51,7 @@ def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
     """Every job's result, in the order of ``jobs``, computed on ``workers`` slots (see the
     module docstring). A job that is ``local`` or cannot be pickled (a function or argument
     defined inside a function) runs in this process. The first exception stops the hand-out
-    of further jobs and is raised once the running ones have finished."""
+    of further jobs, stops the workers' running jobs and is raised; so does an interrupt."""
     n = len(jobs)
     for i, job in enumerate(jobs):
         if any(not 0 <= j < i for j in job.after):
@@ -81,7 +81,7 @@ def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
         while (i := take(remote=pool is not None)) is not None:
             try:
                 results[i] = jobs[i]() if pool is None else pool.submit(jobs[i].fn, *jobs[i].args).result()
-            except BaseException as e:  # re-raised by run_jobs
+            except Exception as e:  # re-raised by run_jobs
                 with changed:
                     errors.append(e)
                     changed.notify_all()
@@ -98,11 +98,26 @@ def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
         for t in threads:
             t.start()
         slot(None)
-        for t in threads:
-            t.join()
+        while not errors and any(t.is_alive() for t in threads):
+            with changed:
+                changed.wait(timeout=1.0)
+    except BaseException:  # Ctrl-C or SIGTERM's SystemExit in this process: stop the workers too
+        _terminate(pools)
+        raise
     finally:
+        if errors:  # do not wait for the others' running jobs: one failure fails the evaluation
+            _terminate(pools)
         for p in pools:
-            p.shutdown(cancel_futures=True)
+            p.shutdown(wait=not errors, cancel_futures=True)
     if errors:
         raise errors[0]
     return results
+
+
+def _terminate(pools: Sequence[ProcessPoolExecutor]) -> None:
+    """Kill the workers' processes at once. Safe for the evaluation's jobs: checkpoints are
+    written atomically and run locks are released by the kernel with their holder."""
+    for pool in pools:
+        # the executor has no public way to stop a running job; its processes are kept here
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
