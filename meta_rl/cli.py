@@ -13,7 +13,9 @@ import importlib
 import importlib.util
 import os
 import shlex
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -68,6 +70,28 @@ def _one_line_warnings(prefix: str) -> Iterator[None]:
         warnings.showwarning = saved
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the command unwinds: training closes its run
+    directory, the evaluation stops its worker processes (Python's default for SIGTERM ends
+    the process on the spot, leaving them running)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -75,8 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the command line as a user would type it, recorded in reports so results can be regenerated
     args.command_line = "meta-tutor " + " ".join(shlex.quote(a) for a in argv)
     try:
-        with _one_line_warnings(f"meta-tutor {args.command}"):
+        with _sigterm_unwinds(), _one_line_warnings(f"meta-tutor {args.command}"):
             return int(args._run(args) or 0)
+    except KeyboardInterrupt as e:
+        # what is done stays: checkpoints are atomic and cached baselines are reused
+        how = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
+        again = "--resume continues the run" if args.command == "train" else "the same command continues"
+        print(f"meta-tutor {args.command}: stopped by {how}; {again}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except (ValueError, FileNotFoundError, FileExistsError) as e:
         # user errors: one clear line, no traceback (META_TUTOR_DEBUG=1 shows it, for bug reports)
         if os.environ.get("META_TUTOR_DEBUG"):
