@@ -176,23 +176,27 @@ def outer_update_shares(trainer: Any) -> dict[str, float]:
     events = prof.events()
     outer = [e for e in events if e.name == "outer_update"]
     total = sum(e.cpu_time_total for e in outer)
-    matmul = other = 0.0
+    per_op: dict[str, float] = {}
     n_ops = 0
     for e in events:
         if not e.name.startswith("aten::") or not _inside(e, outer):
             continue
         n_ops += 1
-        if e.name in ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"):
-            matmul += e.self_cpu_time_total
-        else:
-            other += e.self_cpu_time_total
+        per_op[e.name] = per_op.get(e.name, 0.0) + e.self_cpu_time_total
+    matmul = sum(v for k, v in per_op.items() if k in MATMULS)
+    other = sum(v for k, v in per_op.items() if k not in MATMULS)
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:8]
     return {
         "profiled_seconds": total / 1e6,
         "aten_calls": n_ops,
         "matmul_kernels": matmul / total,
         "other_kernels": other / total,
         "between_kernels": 1.0 - (matmul + other) / total,
+        "top_ops_share": {k: v / total for k, v in top},
     }
+
+
+MATMULS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
 
 
 def _inside(e: Any, spans: Sequence[Any]) -> bool:
