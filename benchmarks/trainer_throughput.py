@@ -6,6 +6,18 @@ our algorithms with its shipped section of that file, MAML++ timed at second ord
 with the same network (MLP 64-64 tanh, categorical head), one torch thread each,
 and count *every* env step including the time spent on updates. SB3 runs its
 standard ``PPO("MlpPolicy")`` on a ``DummyVecEnv`` of the single-student env.
+Each rate is given per wall second and per CPU second of the process
+(``time.process_time``; on a shared machine the CPU rate is the steadier one).
+
+The ``roofline`` entry sets one MAML-PPO iteration against the floating-point work it
+does: the matrix-multiply FLOPs of every forward, backward and second-order pass of the
+iteration (rollouts, inner step, outer epochs; counted by
+``torch.utils.flop_counter.FlopCounterMode`` from the shapes of the matmuls actually
+dispatched), the machine's single-thread float32 peak (best of a few large matmuls),
+the fraction of that peak the iteration reaches, and where its time goes: the phases
+of the iteration, and within the outer update the share of matmuls, of the other
+(element-wise, reduction) kernels and of everything between kernels (Python, autograd
+engine, dispatch), from ``torch.profiler``.
 
     python benchmarks/trainer_throughput.py [--out benchmarks/results/trainer_throughput.json]
 """
@@ -14,19 +26,45 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
 def measure_ours(algo: str, iterations: int, overrides: list[str]) -> dict[str, float]:
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        trainer = trainer_for(algo, tmp, overrides)
+        trainer.train(1)  # warm-up (allocations, first vector env)
+        steps0, t0, c0 = trainer.env_steps, time.perf_counter(), time.process_time()
+        trainer.train(iterations)
+        dt, ct = time.perf_counter() - t0, time.process_time() - c0
+        steps = trainer.env_steps - steps0
+        trainer.close()
+    finally:
+        shutil.rmtree(tmp)
+    return {
+        "env_steps": steps,
+        "seconds": dt,
+        "env_steps_per_s": steps / dt,
+        "cpu_seconds": ct,
+        "env_steps_per_cpu_s": steps / ct,
+        "iterations": iterations,
+    }
+
+
+def trainer_for(algo: str, tmp: Path, overrides: Sequence[str] = ()) -> Any:
+    """A MetaTutor/SkillGraph-v0 trainer with the shipped config, one thread, no validation."""
     from meta_rl.config import default_config_path, load_config
     from meta_rl.trainer import Trainer
 
@@ -41,17 +79,166 @@ def measure_ours(algo: str, iterations: int, overrides: list[str]) -> dict[str, 
             *overrides,
         ],
     )
+    return Trainer(cfg, tmp / "run", progress=False)
+
+
+def peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Single-thread float32 matmul peak: the best of ``repeats`` ``n × n`` products, per
+    CPU second (``time.process_time``, so that other processes on the machine count less)."""
+    import torch
+
+    torch.set_num_threads(1)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.process_time()
+        a @ b
+        best = min(best, time.process_time() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+#: where one iteration's time is measured (module, attribute, phase); the first
+#: matching phase on the stack owns the time (nested phases are subtracted)
+PHASES = (
+    ("envs.core", "StudentVectorEnv.step", "env step"),
+    ("envs.core", "StudentVectorEnv.reset", "env reset"),
+    ("meta_rl.sampler", "Sampler.collect", "rollout policy and buffers"),
+    ("meta_rl.algorithms.maml_ppo", "rollout_step_data", "advantages (baseline fit, GAE)"),
+    ("meta_rl.algorithms.maml_ppo", "inner_step", "inner step on the rollouts"),
+    ("meta_rl.algorithms.maml_ppo", "MAMLPPO.adapt_kl", "adaptation KL (log column)"),
+    ("meta_rl.algorithms.base", "Algorithm.optimise", "outer PPO epochs"),
+    ("meta_rl.rundir", "RunDirectory.save_state", "checkpoint"),
+    ("meta_rl.rundir", "RunDirectory.append_metrics", "metrics.csv"),
+)
+
+
+def phase_times(trainer: Any, iterations: int) -> dict[str, float]:
+    """CPU seconds per iteration of each :data:`PHASES` entry (exclusive of nested phases)."""
+    import importlib
+
+    totals = {name: 0.0 for _, _, name in PHASES}
+    stack: list[list[float]] = []  # per open phase: [start, time spent in nested phases]
+    patched = []
+
+    def wrap(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            stack.append([time.process_time(), 0.0])
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                start, nested = stack.pop()
+                spent = time.process_time() - start
+                totals[name] += spent - nested
+                if stack:
+                    stack[-1][1] += spent
+
+        return timed
+
+    for module, attr, name in PHASES:
+        owner = importlib.import_module(module)
+        *path, leaf = attr.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        patched.append((owner, leaf, getattr(owner, leaf)))
+        setattr(owner, leaf, wrap(getattr(owner, leaf), name))
+    try:
+        t0 = time.process_time()
+        trainer.train(iterations)
+        total = time.process_time() - t0
+    finally:
+        for owner, leaf, fn in patched:
+            setattr(owner, leaf, fn)
+    out = {k: v / iterations for k, v in totals.items()}
+    out["rest (profiles, loop, logging)"] = total / iterations - sum(out.values())
+    return out
+
+
+def outer_update_shares(trainer: Any) -> dict[str, float]:
+    """Shares of the outer update's time (one iteration under ``torch.profiler``): matmul
+    kernels, other kernels, and the time between kernels (Python, autograd, dispatch)."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from meta_rl.algorithms.base import Algorithm
+
+    optimise = Algorithm.optimise
+
+    def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with record_function("outer_update"):
+            return optimise(self, *args, **kwargs)
+
+    Algorithm.optimise = traced
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            trainer.train(1)
+    finally:
+        Algorithm.optimise = optimise
+    events = prof.events()
+    outer = [e for e in events if e.name == "outer_update"]
+    total = sum(e.cpu_time_total for e in outer)
+    per_op: dict[str, float] = {}
+    n_ops = 0
+    for e in events:
+        if not e.name.startswith("aten::") or not _inside(e, outer):
+            continue
+        n_ops += 1
+        per_op[e.name] = per_op.get(e.name, 0.0) + e.self_cpu_time_total
+    matmul = sum(v for k, v in per_op.items() if k in MATMULS)
+    other = sum(v for k, v in per_op.items() if k not in MATMULS)
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:8]
+    return {
+        "profiled_seconds": total / 1e6,
+        "aten_calls": n_ops,
+        "matmul_kernels": matmul / total,
+        "other_kernels": other / total,
+        "between_kernels": 1.0 - (matmul + other) / total,
+        "top_ops_share": {k: v / total for k, v in top},
+    }
+
+
+MATMULS = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")
+
+
+def _inside(e: Any, spans: Sequence[Any]) -> bool:
+    start = e.time_range.start
+    return any(s.time_range.start <= start <= s.time_range.end for s in spans)
+
+
+def roofline(iterations: int, maml: dict[str, float]) -> dict[str, object]:
+    """One MAML-PPO iteration (``maml``: its timed run) against its matmul FLOPs and the
+    single-thread peak; where its time goes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     tmp = Path(tempfile.mkdtemp())
     try:
-        trainer = Trainer(cfg, tmp / "run", progress=False)
-        trainer.train(1)  # warm-up (allocations, first vector env)
-        steps0, t0 = trainer.env_steps, time.perf_counter()
-        trainer.train(iterations)
-        dt = time.perf_counter() - t0
-        steps = trainer.env_steps - steps0
+        trainer = trainer_for("maml_ppo", tmp)
+        trainer.train(1)  # warm-up
+        with FlopCounterMode(display=False) as counter:
+            trainer.train(1)
+        flops = counter.get_total_flops()
+        by_op = {str(k).split(".")[-1]: v for k, v in counter.get_flop_counts()["Global"].items()}
+        phases = phase_times(trainer, iterations)
+        shares = outer_update_shares(trainer)
+        trainer.close()
     finally:
         shutil.rmtree(tmp)
-    return {"env_steps": steps, "seconds": dt, "env_steps_per_s": steps / dt, "iterations": iterations}
+    peak = peak_gflops()
+    at_peak = flops / (peak * 1e9)
+    cpu = maml["cpu_seconds"] / maml["iterations"]
+    wall = maml["seconds"] / maml["iterations"]
+    return {
+        "matmul_gflop_per_iteration": flops / 1e9,
+        "matmul_gflop_by_op": {k: v / 1e9 for k, v in by_op.items()},
+        "peak_gflops_fp32_one_thread": peak,
+        "seconds_at_peak": at_peak,
+        "cpu_seconds_per_iteration": cpu,
+        "fraction_of_peak": at_peak / cpu,
+        "achieved_gflops": flops / 1e9 / cpu,
+        "wall_seconds_per_iteration": wall,
+        "fraction_of_peak_wall": at_peak / wall,
+        "phase_cpu_seconds_per_iteration": phases,
+        "outer_update": shares,
+    }
 
 
 def measure_sb3(total_steps: int, env_kwargs: dict) -> dict[str, float]:
@@ -76,10 +263,17 @@ def measure_sb3(total_steps: int, env_kwargs: dict) -> dict[str, float]:
         verbose=0,
     )
     model.learn(4096)  # warm-up
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model.learn(total_steps, reset_num_timesteps=False)
-    dt = time.perf_counter() - t0
-    return {"env_steps": total_steps, "seconds": dt, "env_steps_per_s": total_steps / dt, "n_envs": 8}
+    dt, ct = time.perf_counter() - t0, time.process_time() - c0
+    return {
+        "env_steps": total_steps,
+        "seconds": dt,
+        "env_steps_per_s": total_steps / dt,
+        "cpu_seconds": ct,
+        "env_steps_per_cpu_s": total_steps / ct,
+        "n_envs": 8,
+    }
 
 
 def main() -> int:
@@ -100,6 +294,7 @@ def main() -> int:
     rcfg = load_config(default_config_path("MetaTutor/SkillGraph-v0"), ["algo=reptile_ppo"])
     pcfg = load_config(default_config_path("MetaTutor/SkillGraph-v0"), ["algo=mamlpp_ppo"])
     sb3 = measure_sb3(args.sb3_steps, cfg.env_kwargs)
+    roof = roofline(args.iterations, maml)
     result = {
         "command": "python benchmarks/trainer_throughput.py " + " ".join(sys.argv[1:]),
         "env": cfg.env,
@@ -132,8 +327,11 @@ def main() -> int:
         "sb3_ppo": sb3,
         "speedup_maml_vs_sb3": maml["env_steps_per_s"] / sb3["env_steps_per_s"],
         "speedup_ppo_vs_sb3": ppo["env_steps_per_s"] / sb3["env_steps_per_s"],
+        "speedup_maml_vs_sb3_cpu": maml["env_steps_per_cpu_s"] / sb3["env_steps_per_cpu_s"],
+        "speedup_ppo_vs_sb3_cpu": ppo["env_steps_per_cpu_s"] / sb3["env_steps_per_cpu_s"],
         "speedup_reptile_vs_maml": reptile["env_steps_per_s"] / maml["env_steps_per_s"],
         "speedup_mamlpp_vs_maml": mamlpp["env_steps_per_s"] / maml["env_steps_per_s"],
+        "roofline": roof,
         "machine": {
             "python": platform.python_version(),
             "processor": platform.machine(),

@@ -57,10 +57,14 @@ from meta_rl.policy import (
     Params,
     PolicySpec,
     entropy,
+    entropy_of_factors,
     expand_params,
+    factor_actions,
     is_batched,
     kl_divergence,
     log_prob,
+    log_prob_of_factors,
+    log_softmax_factors,
     mlp,
 )
 from meta_rl.ppo import approx_kl, clip_fraction, clipped_surrogate, masked_mean
@@ -282,17 +286,27 @@ def _ppo_objective(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """``L_clip − c_H H`` of ``params`` on ``data`` (pooled over all valid steps) and its parts."""
     logits = policy_logits(spec, params, data.obs)
-    logp = log_prob(spec, logits, data.actions)
+    log_probs = log_softmax_factors(spec, logits)
+    logp = log_prob_of_factors(log_probs, factor_actions(spec, data.actions))
     mask = data.mask
     surr = clipped_surrogate(logp, data.logp_old, data.adv, outer.clip_eps, mask)
-    ent = masked_mean(entropy(spec, logits), mask)
+    if outer.ent_coef:
+        # its own log-softmax, so that the gradient is summed exactly as it always was
+        ent = masked_mean(entropy(spec, logits), mask)
+    else:
+        # a logged number only: no autograd graph (a zero-weighted term adds nothing to
+        # the gradient), and the log-softmax of log π is reused
+        with torch.no_grad():
+            ent = masked_mean(entropy_of_factors(log_probs), mask)
     loss = surr - outer.ent_coef * ent
-    stats = {
-        "surrogate": surr.detach(),
-        "entropy": ent.detach(),
-        "approx_kl": approx_kl(logp, data.logp_old, mask).detach(),
-        "clip_fraction": clip_fraction(logp, data.logp_old, outer.clip_eps, mask).detach(),
-    }
+    with torch.no_grad():  # statistics for the log, outside the graph
+        logp_d = logp.detach()
+        stats = {
+            "surrogate": surr.detach(),
+            "entropy": ent.detach(),
+            "approx_kl": approx_kl(logp_d, data.logp_old, mask),
+            "clip_fraction": clip_fraction(logp_d, data.logp_old, outer.clip_eps, mask),
+        }
     return loss, stats
 
 

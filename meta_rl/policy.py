@@ -244,19 +244,38 @@ def factor_actions(spec: PolicySpec, actions: Tensor) -> list[Tensor]:
     return [(actions // s) % n for s, n in zip(_strides(spec), spec.action_nvec)]
 
 
+def log_softmax_factors(spec: PolicySpec, logits: Tensor) -> list[Tensor]:
+    """``log softmax(z_f)`` of every factor's logit group ``z_f`` (the shared first step
+    of :func:`log_prob` and :func:`entropy`: compute it once when both are needed)."""
+    return [torch.log_softmax(z, dim=-1) for z in _groups(spec, logits)]
+
+
 def log_prob(spec: PolicySpec, logits: Tensor, actions: Tensor) -> Tensor:
     """``log π(a|s)``: the sum of the factors' log-probabilities."""
-    out = torch.zeros(actions.shape, dtype=logits.dtype, device=logits.device)
-    for z, a in zip(_groups(spec, logits), factor_actions(spec, actions)):
-        out = out + torch.log_softmax(z, dim=-1).gather(-1, a.unsqueeze(-1)).squeeze(-1)
+    return log_prob_of_factors(log_softmax_factors(spec, logits), factor_actions(spec, actions))
+
+
+def log_prob_of_factors(log_probs: list[Tensor], factors: list[Tensor]) -> Tensor:
+    """``log π(a|s) = Σ_f log softmax(z_f)[a_f]`` from :func:`log_softmax_factors` and the
+    actions' factor indices (:func:`factor_actions`); the same operations as :func:`log_prob`."""
+    lp0 = log_probs[0]
+    out = torch.zeros(factors[0].shape, dtype=lp0.dtype, device=lp0.device)
+    for lp, a in zip(log_probs, factors):
+        out = out + lp.gather(-1, a.unsqueeze(-1)).squeeze(-1)
     return out
 
 
 def entropy(spec: PolicySpec, logits: Tensor) -> Tensor:
     """Entropy of the joint action distribution (sum over independent factors)."""
-    out = torch.zeros(logits.shape[:-1], dtype=logits.dtype, device=logits.device)
-    for z in _groups(spec, logits):
-        lp = torch.log_softmax(z, dim=-1)
+    return entropy_of_factors(log_softmax_factors(spec, logits))
+
+
+def entropy_of_factors(log_probs: list[Tensor]) -> Tensor:
+    """``H = −Σ_f Σ_k p_fk log p_fk`` from :func:`log_softmax_factors` (the same operations
+    as :func:`entropy`)."""
+    lp0 = log_probs[0]
+    out = torch.zeros(lp0.shape[:-1], dtype=lp0.dtype, device=lp0.device)
+    for lp in log_probs:
         out = out - (lp.exp() * lp).sum(-1)
     return out
 
@@ -272,12 +291,32 @@ def kl_divergence(spec: PolicySpec, logits_p: Tensor, logits_q: Tensor) -> Tenso
 
 def sample(spec: PolicySpec, logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Draw joint actions (Gumbel-max per factor; reproducible with ``generator``)."""
+    return _draw(spec, logits, generator)[0]
+
+
+def sample_with_log_prob(
+    spec: PolicySpec, logits: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """:func:`sample` and :func:`log_prob` of the drawn actions in one pass (the rollout
+    hot path): the same draws from ``generator`` and the same values as the two calls,
+    without splitting the joint actions back into factors."""
+    action, factors = _draw(spec, logits, generator)
+    return action, log_prob_of_factors(log_softmax_factors(spec, logits), factors)
+
+
+def _draw(spec: PolicySpec, logits: Tensor, generator: torch.Generator | None) -> tuple[Tensor, list[Tensor]]:
+    """Gumbel-max draws ``a_f = argmax_k(z_fk + g_fk)``, ``g = −log(−log u)``, ``u ~ U(0, 1)``
+    in float64 (one ``torch.rand`` call per factor, in factor order): the joint actions
+    and the factor indices."""
     action = torch.zeros(logits.shape[:-1], dtype=torch.int64, device=logits.device)
+    factors = []
     for z, s in zip(_groups(spec, logits), _strides(spec)):
         u = torch.rand(z.shape, generator=generator, dtype=torch.float64, device=z.device)
-        gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
-        action = action + s * torch.argmax(z.double() + gumbel, dim=-1)
-    return action
+        gumbel = u.clamp_min_(1e-300).log_().neg_().log_().neg_()  # in place: same values
+        a = torch.argmax(z.double() + gumbel, dim=-1)
+        factors.append(a)
+        action = action + s * a
+    return action, factors
 
 
 def mode(spec: PolicySpec, logits: Tensor) -> Tensor:

@@ -31,7 +31,7 @@ from torch import Tensor
 from envs.core import StudentVectorEnv
 from envs.profiles import StudentProfile
 from meta_rl.envspec import EnvSpec
-from meta_rl.policy import PolicySpec, is_batched, log_prob, mlp, sample
+from meta_rl.policy import PolicySpec, is_batched, mlp, sample_with_log_prob
 
 #: a history-dependent tutor for :meth:`Sampler.collect`: ``(t, obs, actions, rewards, mask) -> logits``
 Actor = Callable[[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Tensor]
@@ -141,8 +141,8 @@ class Sampler:
                     z = mlp(spec, params, torch.from_numpy(obs_buf[:, t]).reshape(n_t, n_e, d))
                 else:
                     z = act(t, obs_buf, actions, rewards, mask)
-                a = sample(spec, z, gen)
-                logp[:, t] = log_prob(spec, z, a).reshape(n).float()
+                a, lp = sample_with_log_prob(spec, z, gen)
+                logp[:, t] = lp.reshape(n).float()
                 logits_buf[:, t] = z.reshape(n, -1).float()
             actions[:, t] = a.reshape(n).numpy()
             obs, r, te, tr, info = venv.step(actions[:, t])

@@ -17,7 +17,7 @@ the warm start (``pretrain_iterations``) of the meta-learners.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -59,6 +59,28 @@ def check_finite(it: int, name: str, value: Tensor) -> None:
         raise TrainingDiverged(
             f"iteration {it}: {name} is not finite; training stopped, the last good checkpoint is kept"
         )
+
+
+def check_finite_float(it: int, name: str, value: float) -> None:
+    """:func:`check_finite` of a number already read into Python."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"iteration {it}: {name} is not finite; training stopped, the last good checkpoint is kept"
+        )
+
+
+def check_all_finite(it: int, named: Sequence[tuple[str, Tensor]], prefix: str = "") -> None:
+    """:func:`check_finite` of every tensor of ``named`` (the first bad one is named).
+
+    One fused test for all of them (the max-norm of a tensor is NaN or inf exactly when
+    one of its entries is), then the tensors one by one only if it fails.
+    """
+    with torch.no_grad():
+        norms = torch._foreach_norm([v for _, v in named], math.inf)
+        if bool(torch.isfinite(torch.stack(norms)).all()):
+            return
+    for k, v in named:
+        check_finite(it, prefix + k, v.detach())
 
 
 @dataclass
@@ -231,27 +253,28 @@ class Algorithm:
         sums: dict[str, float] = {}
         count, epochs_done, stop = 0, 0, False
         params = self.outer_params()
+        named = self.named_outer_params()
         for _ in range(cfg.outer_epochs):
             perm = torch.from_numpy(self.rng.permutation(n_items))
             for idx in perm.chunk(min(cfg.n_minibatches, n_items)):
                 loss, st = loss_fn(idx)
-                check_finite(it, "loss", loss)
-                for k, v in st.items():
-                    check_finite(it, k, v)
-                if cfg.target_kl and float(st["approx_kl"]) > 1.5 * cfg.target_kl:
+                # the scalars are read once; each is checked as check_finite would
+                parts = {"loss": float(loss.detach())}
+                parts.update({k: float(v) for k, v in st.items()})
+                for k, v in parts.items():
+                    check_finite_float(it, k, v)
+                if cfg.target_kl and parts["approx_kl"] > 1.5 * cfg.target_kl:
                     stop = True
                     break
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
-                gn = torch.nn.utils.clip_grad_norm_(params, max_norm)
-                check_finite(it, "gradient norm", gn)
+                gn = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+                check_finite_float(it, "gradient norm", gn)
                 self.opt.step()
-                for k, v in self.named_outer_params():
-                    check_finite(it, f"parameter {k}", v.detach())
+                check_all_finite(it, named, "parameter ")
                 vl = self.value_step(it, idx, dim, datas, rets)
-                parts = {"loss": float(loss.detach()), "grad_norm": float(gn), "value_loss": vl}
-                parts.update({k: float(v) for k, v in st.items()})
+                parts.update({"grad_norm": gn, "value_loss": vl})
                 for k, v in parts.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
