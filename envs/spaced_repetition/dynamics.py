@@ -144,8 +144,47 @@ class SpacedRepetitionDynamics(StudentDynamics):
         self._speed = np.ones((n, k))  # decay × exp(ℓ_j), set with the profiles
         self._first = self.model.learn((n,))
         self._rows = np.arange(n)
+        self._rows_k = self._rows * k  # row offsets of the flat (n, K) arrays
         # log(1 + reviews) / log(1 + horizon) as a lookup table (a count never exceeds the horizon)
         self._review_feature = np.log1p(np.arange(self.horizon + 1)) / math.log1p(self.horizon)
+        self._init_fast_path()
+
+    def _init_fast_path(self) -> None:
+        """Buffers and tables of the per-step computation. Each is an exact rewrite of the
+        formula it replaces (same float operations on the same values), so trajectories are
+        bit-identical to evaluating the formulas directly (tests/test_spaced_repetition_fast.py):
+
+        * ``_seen_f``: ``seen`` as 0.0 / 1.0, so ``where(seen, p, 0)`` is one multiplication
+          (``p`` is finite and ≥ 0 for every item, seen or not);
+        * ``_p`` and ``_scratch``: the ``(n, K)`` recall matrix of every step, computed in place;
+        * ``_obs``: the observation, kept up to date in place: the per-card blocks (times shown,
+          last answer correct / wrong) change only at the presented card and at resets; the
+          elapsed-time block is recomputed at each observation, by table look-up when every
+          presentation time is a step time ``τ_j`` (``start_state="unseen"``): the feature of
+          ``τ_i − τ_j`` for every pair, and 1 for a card never shown;
+        * ``_last_idx``: the index ``j`` of ``L = τ_j`` (``T + 1``: never shown) for that look-up.
+        """
+        n, k, h = self.n, self.n_items, self.horizon
+        self._fields = self.model.fields
+        self._seen_f = np.zeros((n, k))
+        self._p = np.empty((n, k))
+        self._scratch = np.empty((n, k))
+        self._review_feature32 = self._review_feature.astype(np.float32)
+        self._frac_table = np.minimum(np.arange(h + 1) / h, 1.0).astype(np.float32)
+        self._obs = self._new_obs_buffer()
+        # the look-up needs every L to be a step time; a table of (T + 1)(T + 2) float32 is
+        # kept small (T ≤ 1447: 8 MB at most), longer courses compute the feature directly
+        self._elapsed_table: np.ndarray | None = None
+        if self.start_state == "unseen" and (h + 1) * (h + 2) <= 1 << 21:
+            table = np.ones((h + 1, h + 2), dtype=np.float32)
+            # the same formula on τ_i − τ_j as observe() on now − L, rounded to float32 alike
+            table[:, : h + 1] = encode_elapsed(self.times[:, None] - self.times[None, :])
+            self._elapsed_table = table
+        self._last_idx = np.full((n, k), h + 1, dtype=np.intp)
+
+    def _new_obs_buffer(self) -> np.ndarray:
+        """The persistent observation buffer (zeros; variants fill their constant blocks)."""
+        return np.zeros((self.n, self.obs_dim), dtype=np.float32)
 
     def dims(self) -> dict[str, int]:
         return {"n_items": self.n_items}
@@ -205,47 +244,70 @@ class SpacedRepetitionDynamics(StudentDynamics):
                 self.state[f][idx] = fresh[f]
             self.seen[idx] = False
             self.last_time[idx] = 0.0
+            self._last_idx[idx] = self.horizon + 1
             self.n_reviews[idx] = 0
             self.mean_p[idx] = 0.0
-            return
-        # every card presented once before the course, log(days since) ~ N(μ, σ²)
-        learned = self.model.learn((n, k))
-        for f in STATE_FIELDS:
-            self.state[f][idx] = learned[f]
-        z = ndtri(self.streams.uniform(k, idx, salt=RESET_SALT))
-        self.last_time[idx] = -np.exp(self.start_elapsed_log_mean + self.start_elapsed_log_sd * z)
-        self.seen[idx] = True
-        self.n_reviews[idx] = 1
-        self.mean_p[idx] = self._exam_mean(self.recall_matrix(np.zeros(n), idx), idx)
+        else:
+            # every card presented once before the course, log(days since) ~ N(μ, σ²)
+            learned = self.model.learn((n, k))
+            for f in STATE_FIELDS:
+                self.state[f][idx] = learned[f]
+            z = ndtri(self.streams.uniform(k, idx, salt=RESET_SALT))
+            self.last_time[idx] = -np.exp(self.start_elapsed_log_mean + self.start_elapsed_log_sd * z)
+            self.seen[idx] = True
+            self.n_reviews[idx] = 1
+            self.mean_p[idx] = self._exam_mean(self.recall_matrix(np.zeros(n), idx), idx)
+        self._seen_f[idx] = self.seen[idx]
+        # the per-card observation blocks of these students, from their definition
+        seen, right = self.seen[idx], self.last_correct[idx]
+        self._obs[idx, k : 2 * k] = self._review_feature[np.minimum(self.n_reviews[idx], self.horizon)]
+        self._obs[idx, 2 * k : 3 * k] = seen & right
+        self._obs[idx, 3 * k : 4 * k] = seen & ~right
 
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rows, a = self._rows, actions
+        k, h = self.n_items, self.horizon
         # a NEXT_STEP vector env also steps finished students (t = horizon) before resetting them
-        t = np.minimum(self.t, self.horizon - 1)
-        u = self.streams.uniform(1 + self.n_items)
+        t = np.minimum(self.t, h - 1)
+        terminated = t + 1 >= h
+        ending = bool(terminated.any())
+        # column 0 decides the answer; columns 1 … K (the exam) are drawn only on a step where
+        # some episode ends (counter-based draws: column 0 is the same either way)
+        u = self.streams.uniform_t(1 + k if ending else 1)
         now = self.times[t]
-        was_seen = self.seen[rows, a]
-        real_elapsed = now - self.last_time[rows, a]
-        item_state = {f: v[rows, a] for f, v in self.state.items()}
-        p = np.where(was_seen, self.model.recall(item_state["S"], real_elapsed * self._speed[rows, a]), 0.0)
-        correct = u[:, 0] < p
+        # the presented card of each student as a flat index into the (n, K) arrays
+        cell = self._rows_k + actions
+        was_seen = self.seen.reshape(-1)[cell]
+        real_elapsed = now - self.last_time.reshape(-1)[cell]
+        item_state = {f: self.state[f].reshape(-1)[cell] for f in self._fields}
+        speed = self._speed.reshape(-1)[cell]
+        p = np.where(was_seen, self.model.recall(item_state["S"], real_elapsed * speed), 0.0)
+        correct = u[0] < p
 
         reviewed = self.model.review(
             item_state, p, correct, real_elapsed, self.p["gain"], self.p["fail_effect"]
         )
-        for f in STATE_FIELDS:
-            self.state[f][rows, a] = np.where(was_seen, reviewed[f], self._first[f])
-        self.seen[rows, a] = True
+        for f in self._fields:
+            self.state[f].reshape(-1)[cell] = np.where(was_seen, reviewed[f], self._first[f])
+        self.seen.reshape(-1)[cell] = True
+        self._seen_f.reshape(-1)[cell] = 1.0
         # deeptutor stamps the review at the end of the step's gap (``_update_model(item, ., now)``
         # after ``now += delay``): the step's reward then counts the presented card at recall 1
-        self.last_time[rows, a] = self.times[t + 1] if self.reward_timing == "just_reviewed" else now
-        self.n_reviews[rows, a] += 1
-        self.last_correct[rows, a] = correct
+        stamp = t + 1 if self.reward_timing == "just_reviewed" else t
+        self.last_time.reshape(-1)[cell] = self.times[stamp]
+        self._last_idx.reshape(-1)[cell] = stamp
+        shown = self.n_reviews.reshape(-1)[cell] + 1
+        self.n_reviews.reshape(-1)[cell] = shown
+        self.last_correct.reshape(-1)[cell] = correct
         self.n_correct += correct
+        # the observation's blocks of the presented card (the card is now seen)
+        o = self._obs.reshape(-1)
+        o_cell = self._rows * self.obs_dim + actions
+        o[o_cell + k] = self._review_feature32[np.minimum(shown, h)]
+        o[o_cell + 2 * k] = correct
+        o[o_cell + 3 * k] = ~correct
 
-        p_next = self.recall_matrix(self.times[t + 1])
+        p_next = self._recall_all(self.times[t + 1])
         m_next = self._exam_mean(p_next)
-        terminated = t + 1 >= self.horizon
         if self.reward_mode == "recall":
             reward = m_next - self.mean_p
         elif self.reward_mode == "likelihood":
@@ -258,23 +320,38 @@ class SpacedRepetitionDynamics(StudentDynamics):
             reward = correct.astype(np.float64)
         self.mean_p = m_next
         self.sum_mean_p += m_next
-        if terminated.any():
-            exam = self._exam_mean((u[:, 1:] < p_next).astype(np.float64))
+        if ending:
+            exam = self._exam_mean((u[1:].T < p_next).astype(np.float64))
             self.exam = np.where(terminated, exam, self.exam)
             if self.reward_mode == "exam":
                 reward = np.where(terminated, exam, 0.0)
         return reward, terminated
 
+    def _recall_all(self, now: np.ndarray) -> np.ndarray:
+        """:meth:`recall_matrix` of every student at ``now`` (one time per student), bit for bit,
+        computed in place in the ``_p`` buffer (valid until the next call)."""
+        e = self._p
+        if now[0] == now[-1] and (now == now[0]).all():
+            np.subtract(now[0], self.last_time, out=e)  # one clock for all: a scalar operand
+        else:
+            np.subtract(now[:, None], self.last_time, out=e)
+        np.multiply(e, self._speed, out=e)
+        self.model.recall_into(self.state["S"], e, self._scratch)
+        return np.multiply(e, self._seen_f, out=e)
+
     def observe(self) -> np.ndarray:
-        k = self.n_items
-        obs = np.empty((self.n, self.obs_dim), dtype=np.float32)
-        now = self.times[np.minimum(self.t, self.horizon)]
-        obs[:, 0:k] = np.where(self.seen, encode_elapsed(now[:, None] - self.last_time), 1.0)
-        obs[:, k : 2 * k] = self._review_feature[np.minimum(self.n_reviews, self.horizon)]
-        obs[:, 2 * k : 3 * k] = self.seen & self.last_correct
-        obs[:, 3 * k : 4 * k] = self.seen & ~self.last_correct
-        obs[:, -1] = np.minimum(self.t / self.horizon, 1.0)  # last column (variants add item blocks)
-        return obs
+        k, h, obs = self.n_items, self.horizon, self._obs
+        i = np.minimum(self.t, h)
+        if self._elapsed_table is None:
+            now = self.times[i]
+            obs[:, 0:k] = np.where(self.seen, encode_elapsed(now[:, None] - self.last_time), 1.0)
+        elif i[0] == i[-1] and (i == i[0]).all():
+            np.take(self._elapsed_table[i[0]], self._last_idx, out=obs[:, 0:k], mode="clip")
+        else:
+            flat = self._elapsed_table.reshape(-1)
+            np.take(flat, i[:, None] * (h + 2) + self._last_idx, out=obs[:, 0:k], mode="clip")
+        obs[:, -1] = self._frac_table[i]  # last column (variants add item blocks)
+        return obs.copy()
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         steps = np.maximum(self.t[idx], 1)

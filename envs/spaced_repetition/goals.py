@@ -127,18 +127,15 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.obs_dim,), np.float32)
         self._topic_obs = (self.topics[None, :] == np.arange(self.n_topics)[:, None]).reshape(-1)
         self._weight = np.full((self.n, k), 1.0 / k)
+        # the observation buffer again, at this obs_dim, with the constant topic blocks in place
+        self._obs = self._new_obs_buffer()
+        self._obs[:, 4 * k : (4 + self.n_topics) * k] = self._topic_obs
 
     def distribution(self) -> SpacedRepetitionGoalsDistribution:
         return SpacedRepetitionGoalsDistribution(self.n_items, self.n_topics)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "n_topics": self.n_topics, "topics": self.topics.copy()}
-
-    def observe(self) -> np.ndarray:
-        obs = super().observe()
-        k = self.n_items
-        obs[:, 4 * k : (4 + self.n_topics) * k] = self._topic_obs
-        return obs
 
     def set_profile_arrays(self, idx: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
         # checked before anything is assigned, so a refused batch leaves every student as it was

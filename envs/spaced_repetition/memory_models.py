@@ -98,15 +98,32 @@ class MemoryModel(ABC):
     s0: ClassVar[float]
     #: upper bound of the strength (days)
     s_max: float = S_MAX
+    #: the state fields :meth:`review` reads or changes; the others keep their initial value
+    #: (so a simulator gathers and scatters only these per review)
+    fields: ClassVar[tuple[str, ...]] = STATE_FIELDS
 
     @abstractmethod
     def curve(self, x: np.ndarray) -> np.ndarray:
         """Recall probability at ``x = effective elapsed / S ≥ 0``; in (0, 1], 1 at 0."""
 
+    def curve_into(self, x: np.ndarray) -> None:
+        """:meth:`curve` in place (``x ← curve(x)``), with the same operations in the same
+        order, so the values are bit-identical; subclasses avoid the temporaries."""
+        x[...] = self.curve(x)
+
     def recall(self, strength: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
         """Recall probability of seen items after ``elapsed`` effective days (clipped at 0)."""
         x = np.maximum(elapsed, 0.0) / np.clip(strength, S_MIN, self.s_max)
         return np.clip(self.curve(x), 0.0, 1.0)
+
+    def recall_into(self, strength: np.ndarray, elapsed: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+        """:meth:`recall` computed in place in ``elapsed`` (which it returns), with ``scratch``
+        (same shape) for the clipped strength: bit-identical to :meth:`recall`, without its
+        temporaries (the simulator's recall of every item at every step)."""
+        np.maximum(elapsed, 0.0, out=elapsed)
+        np.divide(elapsed, np.clip(strength, S_MIN, self.s_max, out=scratch), out=elapsed)
+        self.curve_into(elapsed)
+        return np.clip(elapsed, 0.0, 1.0, out=elapsed)
 
     def initial_state(self, shape: tuple[int, ...]) -> State:
         """Placeholder state of never-seen items (valid numbers, never used for recall)."""
@@ -156,6 +173,7 @@ class _LogStrengthModel(MemoryModel):
     K_FAIL = 0.5  # a failed review (answer shown) still strengthens, a quarter as much
     #: the count rule's strength after the first exposure (deeptutor: ``strengths = ones``)
     COUNT_S0 = 1.0
+    fields = ("S",)
 
     def __init__(self, strength_rule: str = "spacing") -> None:
         self.strength_rule = _check_rule(strength_rule)
@@ -190,6 +208,9 @@ class ExponentialModel(_LogStrengthModel):
     def curve(self, x: np.ndarray) -> np.ndarray:
         return np.exp(-x)
 
+    def curve_into(self, x: np.ndarray) -> None:
+        np.exp(np.negative(x, out=x), out=x)
+
 
 class PowerModel(_LogStrengthModel):
     """``p = (1 + e / (ψ S))^(−ψ)``: heavier tail than the exponential (→ it as ψ → ∞)."""
@@ -199,6 +220,11 @@ class PowerModel(_LogStrengthModel):
 
     def curve(self, x: np.ndarray) -> np.ndarray:
         return (1.0 + x / self.PSI) ** (-self.PSI)
+
+    def curve_into(self, x: np.ndarray) -> None:
+        np.divide(x, self.PSI, out=x)
+        np.add(1.0, x, out=x)
+        np.power(x, -self.PSI, out=x)
 
 
 class HalfLifeRegressionModel(MemoryModel):
@@ -213,6 +239,7 @@ class HalfLifeRegressionModel(MemoryModel):
     THETA_PLUS = 5.0  # log2 half-life per unit of √(1 + N⁺) (three full successes: ×32)
     THETA_MINUS = 1.5  # failed reviews grow the half-life less than a third as fast
     s0 = 2.0**THETA_B
+    fields = ("S", "n_plus", "n_minus")  # S is recomputed from the counts
 
     def __init__(
         self, strength_rule: str = "spacing", coefficients: tuple[float, float, float] | None = None
@@ -232,6 +259,9 @@ class HalfLifeRegressionModel(MemoryModel):
 
     def curve(self, x: np.ndarray) -> np.ndarray:
         return np.exp2(-x)
+
+    def curve_into(self, x: np.ndarray) -> None:
+        np.exp2(np.negative(x, out=x), out=x)
 
     def half_life(
         self, n_plus: np.ndarray, n_minus: np.ndarray, gain: np.ndarray, fail: np.ndarray
@@ -266,6 +296,7 @@ class FSRSModel(MemoryModel):
     """FSRS-6 (Ye et al.; open-spaced-repetition), default weights of fsrs 6.3.2."""
 
     name = "fsrs"
+    fields = ("S", "D")
 
     def __init__(self, parameters: tuple[float, ...] = FSRS_DEFAULT_PARAMETERS) -> None:
         self.w = w = tuple(float(x) for x in parameters)
@@ -278,6 +309,11 @@ class FSRSModel(MemoryModel):
 
     def curve(self, x: np.ndarray) -> np.ndarray:
         return (1.0 + self.factor * x) ** self.decay
+
+    def curve_into(self, x: np.ndarray) -> None:
+        np.multiply(self.factor, x, out=x)
+        np.add(1.0, x, out=x)
+        np.power(x, self.decay, out=x)
 
     def initial_difficulty(self, rating: int | np.ndarray) -> np.ndarray | float:
         """``D0(G) = w4 − e^{w5(G − 1)} + 1`` (unclamped)."""
