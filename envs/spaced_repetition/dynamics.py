@@ -154,9 +154,12 @@ class SpacedRepetitionDynamics(StudentDynamics):
         formula it replaces (same float operations on the same values), so trajectories are
         bit-identical to evaluating the formulas directly (tests/test_spaced_repetition_fast.py):
 
-        * ``_seen_f``: ``seen`` as 0.0 / 1.0, so ``where(seen, p, 0)`` is one multiplication
-          (``p`` is finite and ≥ 0 for every item, seen or not);
-        * ``_p`` and ``_scratch``: the ``(n, K)`` recall matrix of every step, computed in place;
+        * ``_p``: the ``(n, K)`` recall matrix of every step, computed in place
+          (``MemoryModel.recall_into``), with
+        * ``_seen_f``: ``seen`` as 0.0 / 1.0, so ``where(seen, p, 0)`` is ``min(p, seen_f)``
+          (``p`` is finite and ≥ 0 for every card, seen or not), and
+        * ``_s_clip``: the strengths clipped as ``recall`` clips them, kept up to date at the
+          reviewed cards instead of clipping every card at every step;
         * ``_obs``: the observation, kept up to date in place: the per-card blocks (times shown,
           last answer correct / wrong) change only at the presented card and at resets; the
           elapsed-time block is recomputed at each observation, by table look-up when every
@@ -168,7 +171,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
         self._fields = self.model.fields
         self._seen_f = np.zeros((n, k))
         self._p = np.empty((n, k))
-        self._scratch = np.empty((n, k))
+        self._s_clip = self.model.clip_strength(self.state["S"])
         self._review_feature32 = self._review_feature.astype(np.float32)
         self._frac_table = np.minimum(np.arange(h + 1) / h, 1.0).astype(np.float32)
         self._obs = self._new_obs_buffer()
@@ -258,6 +261,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
             self.n_reviews[idx] = 1
             self.mean_p[idx] = self._exam_mean(self.recall_matrix(np.zeros(n), idx), idx)
         self._seen_f[idx] = self.seen[idx]
+        self._s_clip[idx] = self.model.clip_strength(self.state["S"][idx])
         # the per-card observation blocks of these students, from their definition
         seen, right = self.seen[idx], self.last_correct[idx]
         self._obs[idx, k : 2 * k] = self._review_feature[np.minimum(self.n_reviews[idx], self.horizon)]
@@ -287,7 +291,10 @@ class SpacedRepetitionDynamics(StudentDynamics):
             item_state, p, correct, real_elapsed, self.p["gain"], self.p["fail_effect"]
         )
         for f in self._fields:
-            self.state[f].reshape(-1)[cell] = np.where(was_seen, reviewed[f], self._first[f])
+            new = np.where(was_seen, reviewed[f], self._first[f])
+            self.state[f].reshape(-1)[cell] = new
+            if f == "S":
+                self._s_clip.reshape(-1)[cell] = self.model.clip_strength(new)
         self.seen.reshape(-1)[cell] = True
         self._seen_f.reshape(-1)[cell] = 1.0
         # deeptutor stamps the review at the end of the step's gap (``_update_model(item, ., now)``
@@ -328,16 +335,18 @@ class SpacedRepetitionDynamics(StudentDynamics):
         return reward, terminated
 
     def _recall_all(self, now: np.ndarray) -> np.ndarray:
-        """:meth:`recall_matrix` of every student at ``now`` (one time per student), bit for bit,
-        computed in place in the ``_p`` buffer (valid until the next call)."""
+        """:meth:`recall_matrix` of every student at ``now`` (one time per student, never before
+        a presentation), bit for bit, computed in place in the ``_p`` buffer (valid until the
+        next call)."""
+        # −e = (L − now)·speed, exactly −((now − L)·speed); e ≥ 0 as now ≥ L (the clock never runs
+        # back and a presentation is time-stamped τ_t or τ_{t+1}, at most the τ_{t+1} asked here)
         e = self._p
         if now[0] == now[-1] and (now == now[0]).all():
-            np.subtract(now[0], self.last_time, out=e)  # one clock for all: a scalar operand
+            np.subtract(self.last_time, now[0], out=e)  # one clock for all: a scalar operand
         else:
-            np.subtract(now[:, None], self.last_time, out=e)
+            np.subtract(self.last_time, now[:, None], out=e)
         np.multiply(e, self._speed, out=e)
-        self.model.recall_into(self.state["S"], e, self._scratch)
-        return np.multiply(e, self._seen_f, out=e)
+        return self.model.recall_into(e, self._s_clip, self._seen_f)
 
     def observe(self) -> np.ndarray:
         k, h, obs = self.n_items, self.horizon, self._obs

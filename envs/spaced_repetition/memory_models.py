@@ -106,24 +106,35 @@ class MemoryModel(ABC):
     def curve(self, x: np.ndarray) -> np.ndarray:
         """Recall probability at ``x = effective elapsed / S ≥ 0``; in (0, 1], 1 at 0."""
 
-    def curve_into(self, x: np.ndarray) -> None:
-        """:meth:`curve` in place (``x ← curve(x)``), with the same operations in the same
-        order, so the values are bit-identical; subclasses avoid the temporaries."""
-        x[...] = self.curve(x)
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        """``y ← curve(−y)`` in place, for ``y = −x ≤ 0``: the operations of :meth:`curve` with
+        the sign folded in exactly (``exp(−x)`` is ``exp(y)``, ``1 + x/ψ`` is ``1 − y/ψ``), so
+        the values are bit-identical to ``curve(x)``; subclasses avoid the temporaries."""
+        y[...] = self.curve(-y)
 
     def recall(self, strength: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
         """Recall probability of seen items after ``elapsed`` effective days (clipped at 0)."""
         x = np.maximum(elapsed, 0.0) / np.clip(strength, S_MIN, self.s_max)
         return np.clip(self.curve(x), 0.0, 1.0)
 
-    def recall_into(self, strength: np.ndarray, elapsed: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-        """:meth:`recall` computed in place in ``elapsed`` (which it returns), with ``scratch``
-        (same shape) for the clipped strength: bit-identical to :meth:`recall`, without its
-        temporaries (the simulator's recall of every item at every step)."""
-        np.maximum(elapsed, 0.0, out=elapsed)
-        np.divide(elapsed, np.clip(strength, S_MIN, self.s_max, out=scratch), out=elapsed)
-        self.curve_into(elapsed)
-        return np.clip(elapsed, 0.0, 1.0, out=elapsed)
+    def recall_into(self, neg_elapsed: np.ndarray, clipped_strength: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        """``min(recall(S, e), upper)`` computed in place in ``neg_elapsed = −e`` (which it
+        returns), bit-identical to :meth:`recall` for ``upper = 1`` and to ``recall · upper`` for a
+        0/1 ``upper`` (``upper = 0``: a card never seen has recall 0). The simulator's recall of
+        every card at every step, without temporaries.
+
+        Preconditions, which make the two passes of :meth:`recall` that this skips exact no-ops:
+        ``e ≥ 0`` (so ``maximum(e, 0) = e``), and ``clipped_strength`` already clipped to
+        ``[S_MIN, s_max]``. Every curve is ≥ 0 and never NaN for ``x ≥ 0``, so ``clip(curve, 0,
+        1)`` is ``min(curve, 1)``, and ``min(curve, upper)`` folds in the 0/1 mask.
+        """
+        np.divide(neg_elapsed, clipped_strength, out=neg_elapsed)  # −x = −e / S exactly
+        self.curve_of_negated_into(neg_elapsed)
+        return np.minimum(neg_elapsed, upper, out=neg_elapsed)
+
+    def clip_strength(self, strength: np.ndarray) -> np.ndarray:
+        """``S`` clipped to ``[S_MIN, s_max]``, as :meth:`recall` uses it."""
+        return np.clip(strength, S_MIN, self.s_max)
 
     def initial_state(self, shape: tuple[int, ...]) -> State:
         """Placeholder state of never-seen items (valid numbers, never used for recall)."""
@@ -208,8 +219,8 @@ class ExponentialModel(_LogStrengthModel):
     def curve(self, x: np.ndarray) -> np.ndarray:
         return np.exp(-x)
 
-    def curve_into(self, x: np.ndarray) -> None:
-        np.exp(np.negative(x, out=x), out=x)
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        np.exp(y, out=y)
 
 
 class PowerModel(_LogStrengthModel):
@@ -221,10 +232,10 @@ class PowerModel(_LogStrengthModel):
     def curve(self, x: np.ndarray) -> np.ndarray:
         return (1.0 + x / self.PSI) ** (-self.PSI)
 
-    def curve_into(self, x: np.ndarray) -> None:
-        np.divide(x, self.PSI, out=x)
-        np.add(1.0, x, out=x)
-        np.power(x, -self.PSI, out=x)
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        np.divide(y, self.PSI, out=y)  # −x/ψ
+        np.subtract(1.0, y, out=y)  # 1 + x/ψ
+        np.power(y, -self.PSI, out=y)
 
 
 class HalfLifeRegressionModel(MemoryModel):
@@ -260,8 +271,8 @@ class HalfLifeRegressionModel(MemoryModel):
     def curve(self, x: np.ndarray) -> np.ndarray:
         return np.exp2(-x)
 
-    def curve_into(self, x: np.ndarray) -> None:
-        np.exp2(np.negative(x, out=x), out=x)
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        np.exp2(y, out=y)
 
     def half_life(
         self, n_plus: np.ndarray, n_minus: np.ndarray, gain: np.ndarray, fail: np.ndarray
@@ -310,10 +321,10 @@ class FSRSModel(MemoryModel):
     def curve(self, x: np.ndarray) -> np.ndarray:
         return (1.0 + self.factor * x) ** self.decay
 
-    def curve_into(self, x: np.ndarray) -> None:
-        np.multiply(self.factor, x, out=x)
-        np.add(1.0, x, out=x)
-        np.power(x, self.decay, out=x)
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        np.multiply(self.factor, y, out=y)  # −F·x
+        np.subtract(1.0, y, out=y)  # 1 + F·x
+        np.power(y, self.decay, out=y)
 
     def initial_difficulty(self, rating: int | np.ndarray) -> np.ndarray | float:
         """``D0(G) = w4 − e^{w5(G − 1)} + 1`` (unclamped)."""
