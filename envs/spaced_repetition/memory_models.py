@@ -117,7 +117,9 @@ class MemoryModel(ABC):
         x = np.maximum(elapsed, 0.0) / np.clip(strength, S_MIN, self.s_max)
         return np.clip(self.curve(x), 0.0, 1.0)
 
-    def recall_into(self, neg_elapsed: np.ndarray, clipped_strength: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    def recall_into(
+        self, neg_elapsed: np.ndarray, clipped_strength: np.ndarray, upper: np.ndarray
+    ) -> np.ndarray:
         """``min(recall(S, e), upper)`` computed in place in ``neg_elapsed = −e`` (which it
         returns), bit-identical to :meth:`recall` for ``upper = 1`` and to ``recall · upper`` for a
         0/1 ``upper`` (``upper = 0``: a card never seen has recall 0). The simulator's recall of
