@@ -194,3 +194,19 @@ def test_recall_into_equals_recall(name: str, rule: str) -> None:
     np.testing.assert_array_equal(_bits(got), _bits(want))
     plain = model.recall_into(-elapsed, model.clip_strength(strength), np.ones(shape))
     np.testing.assert_array_equal(_bits(plain), _bits(model.recall(strength, elapsed)))
+
+
+@pytest.mark.parametrize("k", [1, 3, 7, 8, 9, 16, 20, 31, 128, 129, 200, 1000])
+def test_item_major_sums_equal_numpys_sum(k: int) -> None:
+    """The per-step sums over cards (item-major rows) equal NumPy's ``sum(axis=1)`` of the
+    student-major array bit for bit, by the replicated pairwise order or by the fallback."""
+    d = SpacedRepetitionDynamics(40, n_items=k)
+    rng = np.random.default_rng(k)
+    for x in (rng.random((40, k)), rng.standard_normal((40, k)) * np.exp(rng.uniform(-30, 30, (40, k)))):
+        want = x.sum(axis=1)
+        for pairwise in (True, False):
+            d._pairwise = pairwise
+            np.testing.assert_array_equal(_bits(d._row_sum(np.ascontiguousarray(x.T))), _bits(want))
+        np.testing.assert_array_equal(
+            _bits(d._exam_mean_kn(np.ascontiguousarray(x.T))), _bits(x.mean(axis=1))
+        )
