@@ -234,11 +234,11 @@ def _observe_directly(d: object) -> np.ndarray:
     return obs
 
 
+@pytest.mark.parametrize("n", [24, 80])  # per-skill blocks rewritten at each observation / kept in place
 @pytest.mark.parametrize("kw", [{}, {"n_skills": 2, "n_levels": 3, "horizon": 9, "window": 2}])
-def test_observation_kept_in_place_equals_its_definition(kw: dict) -> None:
+def test_observation_kept_in_place_equals_its_definition(kw: dict, n: int) -> None:
     """Bit for bit, through quits, the horizon and autoresets (NEXT_STEP: frozen students are
     stepped once more), with every student's observation from its state."""
-    n = 24
     venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **kw)
     profiles = envs.sample_profiles(ENV_ID, n - 1, "ood", 2, **kw)
     k = kw.get("n_skills", 4)
@@ -246,6 +246,7 @@ def test_observation_kept_in_place_equals_its_definition(kw: dict) -> None:
     venv.unwrapped.set_tasks([*profiles, quitter])
     obs, _ = venv.reset(seed=2)
     d = venv.unwrapped.dynamics
+    assert d._incremental_obs == (n >= 64)
     rng = np.random.default_rng(2)
     for _ in range(60):
         np.testing.assert_array_equal(obs.view(np.uint32), _observe_directly(d).view(np.uint32))
