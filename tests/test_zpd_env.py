@@ -211,3 +211,44 @@ def test_render_ansi() -> None:
     assert "E=0.50" in env.render()
     env.step(HARDEST)
     assert "QUIT" in env.render()
+
+
+def _observe_directly(d: object) -> np.ndarray:
+    """ZPD-v0's observation evaluated from the state by its definition (observe() keeps the
+    per-skill blocks up to date in place instead)."""
+    from envs.zpd.dynamics import RT_MAX, STREAK_MAX
+
+    lay, h, w, lv = d.layout, d.horizon, d.window, d.n_levels
+    obs = np.empty((d.n, d.obs_dim), dtype=np.float32)
+    obs[:, lay["last_correct"]] = d.last_correct
+    obs[:, lay["response_time"]] = np.minimum(d.last_rt / RT_MAX, 1.0)
+    obs[:, lay["last_level"]] = d.last_level / (lv - 1)
+    obs[:, lay["streak"]] = np.clip((d.correct_run - d.fail_run) / STREAK_MAX, -1.0, 1.0)
+    obs[:, lay["last_skill"]] = d.last_skill[:, None] == np.arange(d.n_skills)
+    obs[:, lay["attempts"]] = np.minimum(d.attempts / h, 1.0)
+    seen = np.minimum(d.attempts, w)
+    window = d.history.sum(axis=2)  # the ring buffer holds the last min(attempts, w) outcomes
+    obs[:, lay["success_rate"]] = np.where(seen > 0, window / np.maximum(seen, 1), 0.5)
+    obs[:, lay["skill_level"]] = d.skill_level / (lv - 1)
+    obs[:, lay["time"]] = np.minimum(d.t / h, 1.0)
+    return obs
+
+
+@pytest.mark.parametrize("n", [24, 80])  # per-skill blocks rewritten at each observation / kept in place
+@pytest.mark.parametrize("kw", [{}, {"n_skills": 2, "n_levels": 3, "horizon": 9, "window": 2}])
+def test_observation_kept_in_place_equals_its_definition(kw: dict, n: int) -> None:
+    """Bit for bit, through quits, the horizon and autoresets (NEXT_STEP: frozen students are
+    stepped once more), with every student's observation from its state."""
+    venv = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **kw)
+    profiles = envs.sample_profiles(ENV_ID, n - 1, "ood", 2, **kw)
+    k = kw.get("n_skills", 4)
+    quitter = profile(k, ability0=[-6.0] * k, frustration=0.3, engagement0=0.5)
+    venv.unwrapped.set_tasks([*profiles, quitter])
+    obs, _ = venv.reset(seed=2)
+    d = venv.unwrapped.dynamics
+    assert d._incremental_obs == (n >= 64)
+    rng = np.random.default_rng(2)
+    for _ in range(60):
+        np.testing.assert_array_equal(obs.view(np.uint32), _observe_directly(d).view(np.uint32))
+        obs, *_ = venv.step(rng.integers(0, venv.single_action_space.n, size=n))
+    assert d.quit.any()

@@ -127,18 +127,16 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
         self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self.obs_dim,), np.float32)
         self._topic_obs = (self.topics[None, :] == np.arange(self.n_topics)[:, None]).reshape(-1)
         self._weight = np.full((self.n, k), 1.0 / k)
+        self._weight_kn = self._weight.T.copy()  # item-major copy for the per-step sums
+        # the observation buffer again, at this obs_dim, with the constant topic blocks in place
+        self._obs = self._new_obs_buffer()
+        self._obs[:, 4 * k : (4 + self.n_topics) * k] = self._topic_obs
 
     def distribution(self) -> SpacedRepetitionGoalsDistribution:
         return SpacedRepetitionGoalsDistribution(self.n_items, self.n_topics)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "n_topics": self.n_topics, "topics": self.topics.copy()}
-
-    def observe(self) -> np.ndarray:
-        obs = super().observe()
-        k = self.n_items
-        obs[:, 4 * k : (4 + self.n_topics) * k] = self._topic_obs
-        return obs
 
     def set_profile_arrays(self, idx: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
         # checked before anything is assigned, so a refused batch leaves every student as it was
@@ -155,12 +153,16 @@ class SpacedRepetitionGoalsDynamics(SpacedRepetitionDynamics):
         super()._profiles_changed(idx)
         goal = self.p["goal"][idx]
         self._weight[idx] = goal / goal.sum(axis=1, keepdims=True)
+        self._weight_kn[:, idx] = self._weight[idx].T
 
     def exam_weights(self) -> np.ndarray:
         return self._weight.copy()
 
     def _exam_mean(self, per_item: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         return (per_item * (self._weight if rows is None else self._weight[rows])).sum(axis=1)
+
+    def _exam_mean_kn(self, per_item_kn: np.ndarray) -> np.ndarray:
+        return self._row_sum(per_item_kn * self._weight_kn)
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         out = super().episode_metrics(idx)

@@ -98,15 +98,45 @@ class MemoryModel(ABC):
     s0: ClassVar[float]
     #: upper bound of the strength (days)
     s_max: float = S_MAX
+    #: the state fields :meth:`review` reads or changes; the others keep their initial value
+    #: (so a simulator gathers and scatters only these per review)
+    fields: ClassVar[tuple[str, ...]] = STATE_FIELDS
 
     @abstractmethod
     def curve(self, x: np.ndarray) -> np.ndarray:
         """Recall probability at ``x = effective elapsed / S ≥ 0``; in (0, 1], 1 at 0."""
 
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        """``y ← curve(−y)`` in place, for ``y = −x ≤ 0``: the operations of :meth:`curve` with
+        the sign folded in exactly (``exp(−x)`` is ``exp(y)``, ``1 + x/ψ`` is ``1 − y/ψ``), so
+        the values are bit-identical to ``curve(x)``; subclasses avoid the temporaries."""
+        y[...] = self.curve(-y)
+
     def recall(self, strength: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
         """Recall probability of seen items after ``elapsed`` effective days (clipped at 0)."""
         x = np.maximum(elapsed, 0.0) / np.clip(strength, S_MIN, self.s_max)
         return np.clip(self.curve(x), 0.0, 1.0)
+
+    def recall_into(
+        self, neg_elapsed: np.ndarray, clipped_strength: np.ndarray, upper: np.ndarray
+    ) -> np.ndarray:
+        """``min(recall(S, e), upper)`` computed in place in ``neg_elapsed = −e`` (which it
+        returns), bit-identical to :meth:`recall` for ``upper = 1`` and to ``recall · upper`` for a
+        0/1 ``upper`` (``upper = 0``: a card never seen has recall 0). The simulator's recall of
+        every card at every step, without temporaries.
+
+        Preconditions, which make the two passes of :meth:`recall` that this skips exact no-ops:
+        ``e ≥ 0`` (so ``maximum(e, 0) = e``), and ``clipped_strength`` already clipped to
+        ``[S_MIN, s_max]``. Every curve is ≥ 0 and never NaN for ``x ≥ 0``, so ``clip(curve, 0,
+        1)`` is ``min(curve, 1)``, and ``min(curve, upper)`` folds in the 0/1 mask.
+        """
+        np.divide(neg_elapsed, clipped_strength, out=neg_elapsed)  # −x = −e / S exactly
+        self.curve_of_negated_into(neg_elapsed)
+        return np.minimum(neg_elapsed, upper, out=neg_elapsed)
+
+    def clip_strength(self, strength: np.ndarray) -> np.ndarray:
+        """``S`` clipped to ``[S_MIN, s_max]``, as :meth:`recall` uses it."""
+        return np.clip(strength, S_MIN, self.s_max)
 
     def initial_state(self, shape: tuple[int, ...]) -> State:
         """Placeholder state of never-seen items (valid numbers, never used for recall)."""
@@ -156,6 +186,7 @@ class _LogStrengthModel(MemoryModel):
     K_FAIL = 0.5  # a failed review (answer shown) still strengthens, a quarter as much
     #: the count rule's strength after the first exposure (deeptutor: ``strengths = ones``)
     COUNT_S0 = 1.0
+    fields = ("S",)
 
     def __init__(self, strength_rule: str = "spacing") -> None:
         self.strength_rule = _check_rule(strength_rule)
@@ -190,6 +221,9 @@ class ExponentialModel(_LogStrengthModel):
     def curve(self, x: np.ndarray) -> np.ndarray:
         return np.exp(-x)
 
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        np.exp(y, out=y)
+
 
 class PowerModel(_LogStrengthModel):
     """``p = (1 + e / (ψ S))^(−ψ)``: heavier tail than the exponential (→ it as ψ → ∞)."""
@@ -199,6 +233,11 @@ class PowerModel(_LogStrengthModel):
 
     def curve(self, x: np.ndarray) -> np.ndarray:
         return (1.0 + x / self.PSI) ** (-self.PSI)
+
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        np.divide(y, self.PSI, out=y)  # −x/ψ
+        np.subtract(1.0, y, out=y)  # 1 + x/ψ
+        np.power(y, -self.PSI, out=y)
 
 
 class HalfLifeRegressionModel(MemoryModel):
@@ -213,6 +252,7 @@ class HalfLifeRegressionModel(MemoryModel):
     THETA_PLUS = 5.0  # log2 half-life per unit of √(1 + N⁺) (three full successes: ×32)
     THETA_MINUS = 1.5  # failed reviews grow the half-life less than a third as fast
     s0 = 2.0**THETA_B
+    fields = ("S", "n_plus", "n_minus")  # S is recomputed from the counts
 
     def __init__(
         self, strength_rule: str = "spacing", coefficients: tuple[float, float, float] | None = None
@@ -232,6 +272,9 @@ class HalfLifeRegressionModel(MemoryModel):
 
     def curve(self, x: np.ndarray) -> np.ndarray:
         return np.exp2(-x)
+
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        np.exp2(y, out=y)
 
     def half_life(
         self, n_plus: np.ndarray, n_minus: np.ndarray, gain: np.ndarray, fail: np.ndarray
@@ -266,6 +309,7 @@ class FSRSModel(MemoryModel):
     """FSRS-6 (Ye et al.; open-spaced-repetition), default weights of fsrs 6.3.2."""
 
     name = "fsrs"
+    fields = ("S", "D")
 
     def __init__(self, parameters: tuple[float, ...] = FSRS_DEFAULT_PARAMETERS) -> None:
         self.w = w = tuple(float(x) for x in parameters)
@@ -278,6 +322,11 @@ class FSRSModel(MemoryModel):
 
     def curve(self, x: np.ndarray) -> np.ndarray:
         return (1.0 + self.factor * x) ** self.decay
+
+    def curve_of_negated_into(self, y: np.ndarray) -> None:
+        np.multiply(self.factor, y, out=y)  # −F·x
+        np.subtract(1.0, y, out=y)  # 1 + F·x
+        np.power(y, self.decay, out=y)
 
     def initial_difficulty(self, rating: int | np.ndarray) -> np.ndarray | float:
         """``D0(G) = w4 − e^{w5(G − 1)} + 1`` (unclamped)."""

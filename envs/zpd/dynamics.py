@@ -166,6 +166,13 @@ class ZPDDynamics(StudentDynamics):
         rate = np.where(seen > 0, succ / np.maximum(seen, 1), 0.5)
         self._rate_table = rate.astype(np.float32).reshape(-1)  # index successes · (w + 1) + seen
         self._skill_ids = np.arange(k)
+        # The observation lives in a persistent buffer (observe() returns a copy). Its per-skill
+        # blocks (last skill one-hot, attempts, success rate, level) change only at the skill
+        # practised by each live student and at resets, so a step of a large batch updates
+        # those cells alone; a small batch (a single env) rewrites the blocks at each
+        # observation, which takes fewer NumPy calls there.
+        self._obs = np.zeros((n, self.obs_dim), dtype=np.float32)
+        self._incremental_obs = n >= 64
 
     def dims(self) -> dict[str, int]:
         return {"n_skills": self.n_skills}
@@ -220,6 +227,21 @@ class ZPDDynamics(StudentDynamics):
         self.done[idx] = False
         self.quit[idx] = False
         self.quit_step[idx] = -1
+        if self._incremental_obs:
+            self._write_skill_blocks(idx)
+
+    def _write_skill_blocks(self, idx: np.ndarray | slice, obs: np.ndarray | None = None) -> None:
+        """The per-skill observation blocks of students ``idx``, from their definition: the last
+        skill one-hot (0 if none yet), min(attempts / h, 1), the success rate of the last
+        min(attempts, window) outcomes (0.5 before any), skill_level / (L − 1); into ``obs``
+        (rows ``idx``) or the persistent buffer."""
+        lay, w = self.layout, self.window
+        obs = self._obs if obs is None else obs
+        obs[idx, lay["last_skill"]] = self.last_skill[idx, None] == self._skill_ids
+        obs[idx, lay["attempts"]] = self._frac_table[np.minimum(self.attempts[idx], self.horizon)]
+        seen = np.minimum(self.attempts[idx], w)
+        obs[idx, lay["success_rate"]] = self._rate_table[self.history_sum[idx] * (w + 1) + seen]
+        obs[idx, lay["skill_level"]] = self._level_table[self.skill_level[idx]]
 
     def _step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         skill, level = self._skill_of[actions], self._level_of[actions]
@@ -270,10 +292,26 @@ class ZPDDynamics(StudentDynamics):
         n_att = attempts[lcell]
         slot = lcell * self.window + n_att % self.window
         history = self.history.reshape(-1)
-        self.history_sum.reshape(-1)[lcell] += lc.astype(np.int64) - history[slot]
+        n_succ = self.history_sum.reshape(-1)[lcell] + (lc.astype(np.int64) - history[slot])
+        self.history_sum.reshape(-1)[lcell] = n_succ
         history[slot] = lc
         attempts[lcell] = n_att + 1
         self.skill_level.reshape(-1)[lcell] = ll
+        if self._incremental_obs:
+            # the observation's per-skill cells that changed: the one-hot of the last skill (the
+            # previous one cleared; a student with none yet clears column 0 of an all-zero block)
+            lrow = self._rows if all_live else self._rows[live]
+            ls = skill if all_live else skill[live]
+            lay, w, o = self.layout, self.window, self._obs.reshape(-1)
+            o_row = lrow * self.obs_dim
+            o[o_row + (lay["last_skill"].start + np.maximum(self.last_skill[lrow], 0))] = 0.0
+            o_ls = o_row + ls  # + a block's first column: the practised skill's cell in that block
+            o[o_ls + lay["last_skill"].start] = 1.0
+            o[o_ls + lay["attempts"].start] = self._frac_table[np.minimum(n_att + 1, self.horizon)]
+            o[o_ls + lay["success_rate"].start] = self._rate_table[
+                n_succ * (w + 1) + np.minimum(n_att + 1, w)
+            ]
+            o[o_ls + lay["skill_level"].start] = self._level_table[ll]
         if all_live:
             self.last_skill, self.last_level, self.last_correct = skill, level, correct
             self.last_rt = rt
@@ -303,21 +341,19 @@ class ZPDDynamics(StudentDynamics):
         return reward, terminated
 
     def observe(self) -> np.ndarray:
-        lay, h, w = self.layout, self.horizon, self.window
-        obs = np.empty((self.n, self.obs_dim), dtype=np.float32)
+        lay = self.layout
+        # a large batch: the per-skill blocks are kept up to date in the persistent buffer
+        # (_step, _reset_students); a small one writes them here, into a fresh array
+        obs = self._obs if self._incremental_obs else np.empty((self.n, self.obs_dim), dtype=np.float32)
         obs[:, lay["last_correct"]] = self.last_correct
         obs[:, lay["response_time"]] = np.minimum(self.last_rt / RT_MAX, 1.0)
         obs[:, lay["last_level"]] = self._level_table[self.last_level]  # last_level / (L − 1)
         streak = self.correct_run - self.fail_run
         obs[:, lay["streak"]] = np.clip(streak / STREAK_MAX, -1.0, 1.0)
-        obs[:, lay["last_skill"]] = self.last_skill[:, None] == self._skill_ids  # one-hot, 0 if none yet
-        obs[:, lay["attempts"]] = self._frac_table[np.minimum(self.attempts, h)]  # min(attempts / h, 1)
-        # success rate of the last min(attempts, window) outcomes, 0.5 before any
-        seen = np.minimum(self.attempts, w)
-        obs[:, lay["success_rate"]] = self._rate_table[self.history_sum * (w + 1) + seen]
-        obs[:, lay["skill_level"]] = self._level_table[self.skill_level]  # skill_level / (L − 1)
-        obs[:, lay["time"]] = self._frac_table[np.minimum(self.t, h)]  # min(t / h, 1)
-        return obs
+        if not self._incremental_obs:
+            self._write_skill_blocks(slice(None), obs)
+        obs[:, lay["time"]] = self._frac_table[np.minimum(self.t, self.horizon)]  # min(t / h, 1)
+        return obs.copy() if self._incremental_obs else obs
 
     def episode_metrics(self, idx: np.ndarray) -> dict[str, np.ndarray]:
         n_att = self.attempts[idx].sum(axis=1)
