@@ -77,6 +77,11 @@ class SpacedRepetitionGoalsProfile(StudentProfile):
         if sum(self.goal) <= 0.0:
             raise ValueError(f"profile field 'goal' needs at least one positive weight, got {self.goal!r}")
 
+    @classmethod
+    def check_batch(cls, arrays: Mapping[str, np.ndarray]) -> None:
+        if (np.asarray(arrays["goal"]).sum(axis=1) <= 0.0).any():
+            raise ValueError("profile field 'goal' needs at least one positive weight in every profile")
+
 
 class SpacedRepetitionGoalsDistribution(SpacedRepetitionDistribution):
     """Population of SpacedRepetitionGoals-v0 students.
