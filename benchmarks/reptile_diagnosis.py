@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""Why Reptile-PPO learns little on MetaTutor/SkillGraph-v0: measured on val students.
+
+Every variant trains with the shipped ``configs/skill_graph.yaml`` (150 iterations,
+800 episodes = 24 000 env steps per iteration, 3.6 M env steps) plus its ``--set``
+overrides, validated every 25 iterations on the run's 40 fixed ``val`` students with 3
+adaptation steps (``val_adapt_steps=3``; never test students). Recorded per run:
+
+* the validation curve (``val_return_k0 … k3`` at iterations 25, 50, …, 150);
+* the size of the updates, per iteration: ``‖θ_{t+1} − θ_t‖`` for every algorithm and,
+  for Reptile, the pseudo-gradient ``‖θ − φ̄‖`` against the mean per-student
+  displacement ``mean_i ‖φ_i − θ‖`` (if the per-student steps were independent noise,
+  ``‖θ − φ̄‖ ≈ mean_i ‖φ_i − θ‖ / √N``: their ratio times √N is the "signal" share);
+  ``cos(Δθ_t, Δθ_{t−1})`` says whether consecutive outer steps agree;
+* the number of optimiser updates of θ within the budget;
+* with ``--lr-grid``, the final policy's val return after 3 fine-tuning steps for each
+  step size (the evaluation chooses this step on val students).
+
+    python benchmarks/reptile_diagnosis.py --seeds 0 1 2 --runs runs/reptile_diagnosis \\
+        --out benchmarks/results/reptile_diagnosis.json
+
+Each (variant, seed) result is cached as ``RUNS/<variant>__s<seed>.json``; the command
+can be repeated to add seeds or variants (``--variants NAME …``) and ends by writing the
+summary JSON (every cached result) and printing the Markdown table of docs/algorithms.md.
+One training at a time (about 1 min each on an idle core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from meta_rl.adaptation import adaptation_curve  # noqa: E402
+from meta_rl.algorithms import ALGORITHMS  # noqa: E402
+from meta_rl.algorithms.reptile_ppo import ReptilePPO  # noqa: E402
+from meta_rl.config import default_config_path, load_config  # noqa: E402
+from meta_rl.trainer import Trainer  # noqa: E402
+
+ENV = "MetaTutor/SkillGraph-v0"
+COMMON = ["val_adapt_steps=3", "eval_every=25", "tensorboard=false"]
+REPTILE = ["algo=reptile_ppo"]
+#: variant name -> --set overrides on top of the shipped SkillGraph config (and its
+#: ``algorithms.reptile_ppo`` section for ``algo=reptile_ppo``)
+VARIANTS: dict[str, list[str]] = {
+    "pooled ppo": ["algo=ppo"],
+    "maml_ppo (shipped)": [],
+    "reptile shipped (interpolate eps 0.5, inner_lr 0.5, 2 epochs, K=2)": REPTILE,
+    "reptile K=1, 1 epoch, interpolate eps 1 (= SGD on the joint policy gradient, step 0.5)": [
+        *REPTILE,
+        "inner_steps=1",
+        "inner_epochs=1",
+        "meta_step_size=1.0",
+    ],
+    "reptile K=1, 1 epoch, adam 0.003 (= Adam on the joint policy gradient)": [
+        *REPTILE,
+        "inner_steps=1",
+        "inner_epochs=1",
+        "outer_update=adam",
+        "outer_lr=0.003",
+    ],
+    "reptile shipped, baseline value_net": [*REPTILE, "baseline=value_net"],
+}
+#: fine-tuning step sizes tried on the final policy with --lr-grid
+LR_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def flat(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([v.detach().reshape(-1) for v in params.values()])
+
+
+class Recorder:
+    """Per-iteration update norms, recorded by wrapping the algorithm's methods."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+        self._prev_step: torch.Tensor | None = None
+
+    def wrap(self, cls: type) -> Callable[[], None]:
+        """Instrument ``cls`` (and Reptile's outer step); returns the function that undoes it."""
+        orig_iter = cls.iteration
+        orig_outer = ReptilePPO.outer_step
+        rec = self
+
+        def iteration(algo: Any, it: int) -> dict[str, Any]:
+            before = flat(algo.theta).clone()
+            rec.rows.append({"iteration": it})
+            out = orig_iter(algo, it)
+            step = flat(algo.theta) - before
+            r = rec.rows[-1]
+            r["step_norm"] = float(step.norm())
+            if rec._prev_step is not None:
+                r["cos_prev"] = float(
+                    torch.dot(step, rec._prev_step) / (step.norm() * rec._prev_step.norm()).clamp_min(1e-30)
+                )
+            rec._prev_step = step
+            return out
+
+        def outer_step(algo: Any, it: int, phi: dict[str, torch.Tensor]) -> float:
+            theta = flat(algo.theta)
+            n = next(iter(phi.values())).shape[0]
+            per = torch.cat([phi[k].detach().reshape(n, -1) for k in algo.theta], 1) - theta
+            r = rec.rows[-1]
+            r["student_disp"] = float(per.norm(dim=1).mean())
+            r["pseudo_grad"] = float(per.mean(0).norm())
+            r["n_students"] = float(n)
+            return orig_outer(algo, it, phi)
+
+        cls.iteration = iteration
+        ReptilePPO.outer_step = outer_step
+
+        def undo() -> None:
+            cls.iteration = orig_iter
+            ReptilePPO.outer_step = orig_outer
+
+        return undo
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def summarise(vals: list[float]) -> float:
+    vals = [v for v in vals if not math.isnan(v)]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def run_one(name: str, seed: int, runs: Path, lr_grid: bool) -> dict[str, Any]:
+    overrides = VARIANTS[name] + COMMON
+    cfg = load_config(default_config_path(ENV), overrides, seed=seed)
+    run_dir = runs / f"{slug(name)}__s{seed}"
+    if run_dir.exists():  # an unfinished run from a killed invocation: start again
+        shutil.rmtree(run_dir)
+    rec = Recorder()
+    undo = rec.wrap(ALGORITHMS[cfg.algo])
+    t0 = time.time()
+    try:
+        trainer = Trainer(cfg, run_dir, progress=False)
+        trainer.train()
+    finally:
+        undo()
+    wall = time.time() - t0
+    rows = read_metrics(run_dir / "metrics.csv")
+    val = [r for r in rows if r.get("val_return_k0")]
+    curve = {
+        int(r["iteration"]) + 1: [round(float(r[f"val_return_k{k}"]), 4) for k in range(4)] for r in val
+    }
+    last = val[-1]
+    it_rows = rec.rows
+    first, tail = it_rows[:25], it_rows[-25:]
+
+    def mean_of(key: str, part: list[dict[str, float]]) -> float:
+        return round(summarise([r.get(key, float("nan")) for r in part]), 6)
+
+    norms = {
+        f"{key}_{where}": mean_of(key, part)
+        for key in ("step_norm", "pseudo_grad", "student_disp", "cos_prev")
+        for where, part in (("first25", first), ("last25", tail))
+    }
+    if "student_disp" in it_rows[0]:
+        n = it_rows[0]["n_students"]
+        norms["signal_share_last25"] = round(
+            summarise([r["pseudo_grad"] / r["student_disp"] * math.sqrt(n) for r in tail]), 4
+        )
+    result: dict[str, Any] = {
+        "variant": name,
+        "seed": seed,
+        "overrides": VARIANTS[name],
+        "algo": cfg.algo,
+        "iterations": len(rows),
+        "env_steps": int(float(rows[-1]["env_steps"])),
+        "val_final": [round(float(last[f"val_return_k{k}"]), 4) for k in range(4)],
+        "val_best_k0": round(max(float(r["val_return_k0"]) for r in val), 4),
+        "val_curve": curve,
+        "train_return_pre_last25": round(summarise([float(r["return_pre"]) for r in rows[-25:]]), 4),
+        "entropy_first": round(float(rows[0]["entropy"]), 4),
+        "entropy_last": round(float(rows[-1]["entropy"]), 4),
+        "norms": norms,
+        "wall_s": round(wall, 1),
+    }
+    if cfg.algo == "reptile_ppo":
+        result["theta_updates"] = len(rows)
+    else:
+        result["theta_updates"] = int(sum(float(r["epochs"]) for r in rows) * cfg.n_minibatches)
+    if lr_grid:
+        pol = trainer.policy()
+        result["val_k3_by_lr"] = {
+            str(lr): round(
+                float(
+                    adaptation_curve(
+                        pol,
+                        trainer.val_profiles,
+                        3,
+                        cfg.rollouts_per_task,
+                        cfg.val_episodes,
+                        seed=cfg.val_seed + 1,
+                        lr=lr,
+                    )
+                    .returns[:, -1]
+                    .mean()
+                ),
+                4,
+            )
+            for lr in LR_GRID
+        }
+    return result
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| variant | seeds | val k=0 | val k=1 | val k=2 | val k=3 | ‖Δθ‖ per iteration (last 25) | θ updates |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by.setdefault(r["variant"], []).append(r)
+    for name in [v for v in VARIANTS if v in by] + [v for v in by if v not in VARIANTS]:
+        rs = sorted(by[name], key=lambda r: r["seed"])
+        m = np.mean([r["val_final"] for r in rs], 0)
+        step = np.mean([r["norms"]["step_norm_last25"] for r in rs])
+        seeds = ",".join(str(r["seed"]) for r in rs)
+        vals = " | ".join(f"{x:.3f}" for x in m)
+        lines.append(f"| {name} | {seeds} | {vals} | {step:.3g} | {rs[0]['theta_updates']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="variant names (default: all)")
+    ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "reptile_diagnosis")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "reptile_diagnosis.json")
+    ap.add_argument("--lr-grid", action="store_true", help="also score the final policy's fine-tuning steps")
+    ap.add_argument("--collect-only", action="store_true", help="only summarise the cached results")
+    args = ap.parse_args()
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {unknown}; valid: {list(VARIANTS)}")
+    args.runs.mkdir(parents=True, exist_ok=True)
+    if not args.collect_only:
+        for name in args.variants:
+            for seed in args.seeds:
+                cache = args.runs / f"{slug(name)}__s{seed}.json"
+                if cache.exists() and (not args.lr_grid or "val_k3_by_lr" in json.loads(cache.read_text())):
+                    continue
+                res = run_one(name, seed, args.runs, args.lr_grid)
+                cache.write_text(json.dumps(res, indent=1))
+                print(f"{name} s{seed}: val k0..3 {res['val_final']} ({res['wall_s']} s)", flush=True)
+    results = [json.loads(p.read_text()) for p in sorted(args.runs.glob("*__s*.json"))]
+    results = [r for r in results if r["variant"] in VARIANTS]
+    out = {
+        "command": "python benchmarks/reptile_diagnosis.py " + " ".join(sys.argv[1:]),
+        "env": ENV,
+        "config": "configs/skill_graph.yaml",
+        "common_overrides": COMMON,
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
+    tmp.replace(args.out)
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
