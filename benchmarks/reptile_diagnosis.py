@@ -54,6 +54,7 @@ from meta_rl.trainer import Trainer  # noqa: E402
 ENV = "MetaTutor/SkillGraph-v0"
 COMMON = ["val_adapt_steps=3", "eval_every=25", "tensorboard=false"]
 REPTILE = ["algo=reptile_ppo"]
+K2E1_ADAM = [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.003"]
 #: variant name -> --set overrides on top of the shipped SkillGraph config (and its
 #: ``algorithms.reptile_ppo`` section for ``algo=reptile_ppo``)
 VARIANTS: dict[str, list[str]] = {
@@ -74,6 +75,37 @@ VARIANTS: dict[str, list[str]] = {
         "outer_lr=0.003",
     ],
     "reptile shipped, baseline value_net": [*REPTILE, "baseline=value_net"],
+    # K = 1 round: 40 students keep the 800 episodes per iteration (derived_config does so)
+    "reptile K=1, 1 epoch, adam 0.003, 40 students": [
+        *REPTILE,
+        "inner_steps=1",
+        "inner_epochs=1",
+        "meta_batch_size=40",
+        "outer_update=adam",
+        "outer_lr=0.003",
+    ],
+    "reptile K=2, 1 epoch, adam 0.003": [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.003"],
+    "reptile K=1, 2 epochs, adam 0.003, 40 students": [
+        *REPTILE,
+        "inner_steps=1",
+        "meta_batch_size=40",
+        "outer_update=adam",
+        "outer_lr=0.003",
+    ],
+    "reptile K=2, 1 epoch, adam 0.01": [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.01"],
+    "reptile K=2, 1 epoch, adam 0.001": [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.001"],
+    "reptile K=2, 1 epoch, adam 0.003, inner_lr 1": [*K2E1_ADAM, "inner_lr=1.0"],
+    "reptile K=2, 1 epoch, adam 0.003, inner_lr 0.25": [*K2E1_ADAM, "inner_lr=0.25"],
+    "reptile K=3, 1 epoch, adam 0.003, 13 students": [*K2E1_ADAM, "inner_steps=3", "meta_batch_size=13"],
+    "reptile K=2, 1 epoch, interpolate eps 1": [*REPTILE, "inner_epochs=1", "meta_step_size=1.0"],
+    "reptile K=1, 1 epoch, adam 0.01, 40 students": [
+        *REPTILE,
+        "inner_steps=1",
+        "inner_epochs=1",
+        "meta_batch_size=40",
+        "outer_update=adam",
+        "outer_lr=0.01",
+    ],
 }
 #: fine-tuning step sizes tried on the final policy with --lr-grid
 LR_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
