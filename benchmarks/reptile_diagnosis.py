@@ -55,6 +55,7 @@ ENV = "MetaTutor/SkillGraph-v0"
 COMMON = ["val_adapt_steps=3", "eval_every=25", "tensorboard=false"]
 REPTILE = ["algo=reptile_ppo"]
 K2E1_ADAM = [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.003"]
+K2E1_ADAM01 = [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.01"]
 #: variant name -> --set overrides on top of the shipped SkillGraph config (and its
 #: ``algorithms.reptile_ppo`` section for ``algo=reptile_ppo``)
 VARIANTS: dict[str, list[str]] = {
@@ -98,6 +99,10 @@ VARIANTS: dict[str, list[str]] = {
     "reptile K=2, 1 epoch, adam 0.003, inner_lr 0.25": [*K2E1_ADAM, "inner_lr=0.25"],
     "reptile K=3, 1 epoch, adam 0.003, 13 students": [*K2E1_ADAM, "inner_steps=3", "meta_batch_size=13"],
     "reptile K=2, 1 epoch, interpolate eps 1": [*REPTILE, "inner_epochs=1", "meta_step_size=1.0"],
+    "reptile K=2, 1 epoch, adam 0.03": [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.03"],
+    "reptile K=2, 2 epochs, adam 0.01": [*REPTILE, "outer_update=adam", "outer_lr=0.01"],
+    "reptile K=2, 1 epoch, adam 0.01, advantages not normalised": [*K2E1_ADAM01, "normalize_advantages=false"],
+    "reptile K=2, 1 epoch, adam 0.01, baseline time_mean": [*K2E1_ADAM01, "baseline=time_mean"],
     "reptile K=1, 1 epoch, adam 0.01, 40 students": [
         *REPTILE,
         "inner_steps=1",
