@@ -13,8 +13,9 @@ adaptation steps (``val_adapt_steps=3``; never test students). Recorded per run:
   ``‖θ − φ̄‖ ≈ mean_i ‖φ_i − θ‖ / √N``: their ratio times √N is the "signal" share);
   ``cos(Δθ_t, Δθ_{t−1})`` says whether consecutive outer steps agree;
 * the number of optimiser updates of θ within the budget;
-* with ``--lr-grid``, the final policy's val return after 3 fine-tuning steps for each
-  step size (the evaluation chooses this step on val students).
+* with ``--extras``, the final policy's val return after 3 fine-tuning steps for each
+  step size (the evaluation chooses this step on val students) and its val curve when
+  it adapts with the linear or the time_mean baseline.
 
     python benchmarks/reptile_diagnosis.py --seeds 0 1 2 --runs runs/reptile_diagnosis \\
         --out benchmarks/results/reptile_diagnosis.json
@@ -36,6 +37,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,9 @@ sys.path.insert(0, str(ROOT))
 from meta_rl.adaptation import adaptation_curve  # noqa: E402
 from meta_rl.algorithms import ALGORITHMS  # noqa: E402
 from meta_rl.algorithms.reptile_ppo import ReptilePPO  # noqa: E402
+from meta_rl.checkpoint import load_policy  # noqa: E402
 from meta_rl.config import default_config_path, load_config  # noqa: E402
+from meta_rl.envspec import EnvSpec  # noqa: E402
 from meta_rl.trainer import Trainer  # noqa: E402
 
 ENV = "MetaTutor/SkillGraph-v0"
@@ -115,6 +119,7 @@ VARIANTS: dict[str, list[str]] = {
         "normalize_advantages=false",
     ],
     "reptile K=2, 1 epoch, adam 0.01, baseline time_mean": [*K2E1_ADAM01, "baseline=time_mean"],
+    "reptile K=2, 1 epoch, adam 0.003, baseline time_mean": [*K2E1_ADAM, "baseline=time_mean"],
     "reptile K=1, 1 epoch, adam 0.01, 40 students": [
         *REPTILE,
         "inner_steps=1",
@@ -193,10 +198,16 @@ def summarise(vals: list[float]) -> float:
     return float(np.mean(vals)) if vals else float("nan")
 
 
-def run_one(name: str, seed: int, runs: Path, lr_grid: bool) -> dict[str, Any]:
+def run_key(env: str, name: str, seed: int) -> str:
+    """Cache name of a run: SkillGraph runs unprefixed, other envs prefixed by their id."""
+    prefix = "" if env == ENV else slug(env) + "__"
+    return f"{prefix}{slug(name)}__s{seed}"
+
+
+def run_one(name: str, seed: int, runs: Path, env: str = ENV) -> dict[str, Any]:
     overrides = VARIANTS[name] + COMMON
-    cfg = load_config(default_config_path(ENV), overrides, seed=seed)
-    run_dir = runs / f"{slug(name)}__s{seed}"
+    cfg = load_config(default_config_path(env), overrides, seed=seed)
+    run_dir = runs / run_key(env, name, seed)
     if run_dir.exists():  # an unfinished run from a killed invocation: start again
         shutil.rmtree(run_dir)
     rec = Recorder()
@@ -210,9 +221,7 @@ def run_one(name: str, seed: int, runs: Path, lr_grid: bool) -> dict[str, Any]:
     wall = time.time() - t0
     rows = read_metrics(run_dir / "metrics.csv")
     val = [r for r in rows if r.get("val_return_k0")]
-    curve = {
-        int(r["iteration"]) + 1: [round(float(r[f"val_return_k{k}"]), 4) for k in range(4)] for r in val
-    }
+    curve = {int(r["iteration"]) + 1: [round(float(r[f"val_return_k{k}"]), 4) for k in range(4)] for r in val}
     last = val[-1]
     it_rows = rec.rows
     first, tail = it_rows[:25], it_rows[-25:]
@@ -232,6 +241,7 @@ def run_one(name: str, seed: int, runs: Path, lr_grid: bool) -> dict[str, Any]:
         )
     result: dict[str, Any] = {
         "variant": name,
+        "env": env,
         "seed": seed,
         "overrides": VARIANTS[name],
         "algo": cfg.algo,
@@ -250,28 +260,35 @@ def run_one(name: str, seed: int, runs: Path, lr_grid: bool) -> dict[str, Any]:
         result["theta_updates"] = len(rows)
     else:
         result["theta_updates"] = int(sum(float(r["epochs"]) for r in rows) * cfg.n_minibatches)
-    if lr_grid:
-        pol = trainer.policy()
-        result["val_k3_by_lr"] = {
-            str(lr): round(
-                float(
-                    adaptation_curve(
-                        pol,
-                        trainer.val_profiles,
-                        3,
-                        cfg.rollouts_per_task,
-                        cfg.val_episodes,
-                        seed=cfg.val_seed + 1,
-                        lr=lr,
-                    )
-                    .returns[:, -1]
-                    .mean()
-                ),
-                4,
-            )
-            for lr in LR_GRID
-        }
     return result
+
+
+def final_policy_extras(run_dir: Path) -> dict[str, Any]:
+    """The run's final policy (``checkpoint.pt``, iteration 150) on its val students:
+    the return after 3 fine-tuning steps for each step size of ``LR_GRID`` (the
+    evaluation picks the best on val), and the curve k = 0..3 when it adapts with the
+    linear or the time_mean baseline (same seed: which baseline matters at test time)."""
+    cfg = load_config(run_dir / "config.yaml")
+    pol = load_policy(run_dir / "checkpoint.pt")
+    val = (
+        EnvSpec(cfg.env, cfg.env_kwargs, cfg.privileged)
+        .distribution()
+        .sample(cfg.val_tasks, "val", seed=cfg.val_seed)
+    )
+    n, eps = cfg.rollouts_per_task, cfg.val_episodes
+    by_lr = {
+        str(lr): round(
+            float(adaptation_curve(pol, val, 3, n, eps, seed=cfg.val_seed + 1, lr=lr).returns[:, -1].mean()),
+            4,
+        )
+        for lr in LR_GRID
+    }
+    by_baseline = {}
+    for b in ("linear", "time_mean"):
+        p = replace(pol, advantage=replace(pol.advantage, baseline=b))
+        curve = adaptation_curve(p, val, 3, n, eps, seed=cfg.val_seed).mean_returns()
+        by_baseline[b] = [round(float(x), 4) for x in curve]
+    return {"val_k3_by_lr": by_lr, "val_curve_by_adapt_baseline": by_baseline}
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -281,9 +298,11 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     by: dict[str, list[dict[str, Any]]] = {}
     for r in results:
-        by.setdefault(r["variant"], []).append(r)
-    for name in [v for v in VARIANTS if v in by]:
-        rs = sorted(by[name], key=lambda r: r["seed"])
+        by.setdefault((r["env"], r["variant"]), []).append(r)
+    for env, name in sorted(by, key=lambda k: (k[0] != ENV, k[0], list(VARIANTS).index(k[1]))):
+        rs = sorted(by[(env, name)], key=lambda r: r["seed"])
+        if env != ENV:
+            name = f"{env.split('/')[-1]}: {name}"
         m = np.mean([r["val_final"] for r in rs], 0)
         step = np.mean([r["norms"]["step_norm_last25"] for r in rs])
         ent = np.mean([r["entropy_last"] for r in rs])
@@ -298,10 +317,17 @@ def table(results: list[dict[str, Any]]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument(
+        "--env", default=ENV, help="env id; its shipped config is the base (default: %(default)s)"
+    )
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help="variant names (default: all)")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "reptile_diagnosis")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "reptile_diagnosis.json")
-    ap.add_argument("--lr-grid", action="store_true", help="also score the final policy's fine-tuning steps")
+    ap.add_argument(
+        "--extras",
+        action="store_true",
+        help="also adapt each final policy with several step sizes and both baselines (final_policy_extras)",
+    )
     ap.add_argument("--collect-only", action="store_true", help="only summarise the cached results")
     args = ap.parse_args()
     unknown = [v for v in args.variants if v not in VARIANTS]
@@ -311,18 +337,23 @@ def main() -> None:
     if not args.collect_only:
         for name in args.variants:
             for seed in args.seeds:
-                cache = args.runs / f"{slug(name)}__s{seed}.json"
-                if cache.exists() and (not args.lr_grid or "val_k3_by_lr" in json.loads(cache.read_text())):
-                    continue
-                res = run_one(name, seed, args.runs, args.lr_grid)
-                cache.write_text(json.dumps(res, indent=1))
-                print(f"{name} s{seed}: val k0..3 {res['val_final']} ({res['wall_s']} s)", flush=True)
+                cache = args.runs / f"{run_key(args.env, name, seed)}.json"
+                if not cache.exists():
+                    res = run_one(name, seed, args.runs, args.env)
+                    cache.write_text(json.dumps(res, indent=1))
+                    print(f"{name} s{seed}: val k0..3 {res['val_final']} ({res['wall_s']} s)", flush=True)
+                res = json.loads(cache.read_text())
+                if args.extras and "extras" not in res:
+                    res["extras"] = final_policy_extras(args.runs / run_key(args.env, name, seed))
+                    cache.write_text(json.dumps(res, indent=1))
+                    print(f"{name} s{seed}: {res['extras']}", flush=True)
     results = [json.loads(p.read_text()) for p in sorted(args.runs.glob("*__s*.json"))]
     results = [r for r in results if r["variant"] in VARIANTS]
+    for r in results:
+        r.setdefault("env", ENV)
     out = {
         "command": "python benchmarks/reptile_diagnosis.py " + " ".join(sys.argv[1:]),
-        "env": ENV,
-        "config": "configs/skill_graph.yaml",
+        "configs": "the env's shipped configs/<family>.yaml (SkillGraph-v0: configs/skill_graph.yaml)",
         "common_overrides": COMMON,
         "results": results,
     }
