@@ -74,21 +74,21 @@ K2E1_ADAM01 = [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.01"]
 VARIANTS: dict[str, list[str]] = {
     "pooled ppo": ["algo=ppo"],
     "maml_ppo (shipped)": [],
-    "reptile shipped (interpolate eps 0.5, inner_lr 0.5, 2 epochs, K=2)": REPTILE,
-    "reptile K=1, 1 epoch, interpolate eps 1 (= SGD on the joint policy gradient, step 0.5)": [
+    "reptile first settings (interpolate eps 0.5, inner_lr 0.5, 2 epochs, K=2)": REPTILE,
+    "reptile K=1, 1 epoch, interpolate eps 1, 20 students (half the env steps)": [
         *REPTILE,
         "inner_steps=1",
         "inner_epochs=1",
         "meta_step_size=1.0",
     ],
-    "reptile K=1, 1 epoch, adam 0.003 (= Adam on the joint policy gradient)": [
+    "reptile K=1, 1 epoch, adam 0.003, 20 students (half the env steps)": [
         *REPTILE,
         "inner_steps=1",
         "inner_epochs=1",
         "outer_update=adam",
         "outer_lr=0.003",
     ],
-    "reptile shipped, baseline value_net": [*REPTILE, "baseline=value_net"],
+    "reptile first settings, baseline value_net": [*REPTILE, "baseline=value_net"],
     # K = 1 round: 40 students keep the 800 episodes per iteration (derived_config does so)
     "reptile K=1, 1 epoch, adam 0.003, 40 students": [
         *REPTILE,
@@ -353,6 +353,7 @@ def main() -> None:
         r.setdefault("env", ENV)
     out = {
         "command": "python benchmarks/reptile_diagnosis.py " + " ".join(sys.argv[1:]),
+        "regenerate": "the commands of docs/algorithms.md, section 'Reptile diagnosis'",
         "configs": "the env's shipped configs/<family>.yaml (SkillGraph-v0: configs/skill_graph.yaml)",
         "common_overrides": COMMON,
         "results": results,
