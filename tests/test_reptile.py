@@ -85,3 +85,23 @@ def test_batched_inner_epochs_equal_a_loop_over_students() -> None:
             alone = {k: (v - 0.8 * g[0]).detach() for (k, v), g in zip(alone.items(), grads)}
         for k in theta:
             torch.testing.assert_close(phi[k][i], alone[k], rtol=1e-10, atol=1e-12)
+
+
+def test_a_second_epoch_on_the_same_rollouts_adds_the_curvature_term() -> None:
+    """Two plain gradient epochs on one batch: θ − φ = 2αg − α²Hg + O(α³) per task.
+
+    ``H g = ½∇‖g‖²`` with ``g`` the gradient of the task's own batch, whose expectation
+    holds the sampling noise (``E‖g‖² = ‖E g‖² + tr Cov g``): the reason why the shipped
+    Reptile-PPO takes one epoch per round (docs/algorithms.md, Reptile diagnosis). The
+    reference is autograd's Hessian-vector product of each task's surrogate at θ."""
+    theta = init_params(SPEC, torch.Generator().manual_seed(5), torch.float64, out_gain=1.0)
+    data = _data(theta, 4)
+    alpha = 1e-4  # small enough that no ratio leaves the clip range
+    phi, _ = ppo_inner_epochs(SPEC, expand_params(theta, T), data, alpha, epochs=2, clip_eps=0.2)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in expand_params(theta, T).items()}
+    loss = per_task_ppo_losses(SPEC, leaves, data, 0.2, 0.0)[0].sum()
+    g = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+    hg = torch.autograd.grad(sum((gi * gi.detach()).sum() for gi in g), list(leaves.values()))
+    for (k, th), gk, hk in zip(leaves.items(), g, hg):
+        second_order = ((th.detach() - phi[k]) - 2 * alpha * gk.detach()) / alpha**2
+        torch.testing.assert_close(second_order, -hk, rtol=2e-3, atol=2e-5)

@@ -28,6 +28,19 @@ one plain gradient step (``K = inner_epochs = 1``) ``θ − φ̄ = α (1/N) Σ_i
 the gradient of joint training on the meta-batch (Nichol et al., §5); more inner steps
 add the terms that favour fast within-task progress.
 
+Which steps: a second round on *fresh* rollouts adds ``−α² H_i^{(2)} g_i^{(1)}`` with
+the two rounds' samples independent, whose mean is the gradient of the expected
+inner product of two rounds' gradients (the meta-learning term). A second *epoch* on
+the same rollouts adds ``−α² H_i g_i = −(α²/2) ∇‖g_i‖²`` of the round's own sample
+gradient, and ``E‖g_i‖² = ‖E g_i‖² + tr Cov g_i``: it also climbs the sampling noise of
+``rollouts_per_task`` episodes. On SkillGraph-v0 that term lowered the entropy without
+raising the return and, with the Adam outer update, collapsed the policy (return ≈ 0;
+``benchmarks/reptile_diagnosis.py``, docs/algorithms.md). The shipped SkillGraph-v0
+config takes one epoch per round and Adam on ``θ − φ̄``: the interpolating update moves ``θ`` by
+``ε‖φ̄ − θ‖``, about 0.02 per iteration there (pooled PPO's 20 Adam steps: 0.14), and
+``φ̄ − θ`` of one meta-batch is mostly noise (``‖θ − φ̄‖ ≈ mean_i ‖φ_i − θ‖ / √N``),
+which Adam's running averages over iterations filter.
+
 Budget: one iteration collects ``N · rollouts_per_task · K`` episodes, MAML-PPO's
 ``N · rollouts_per_task · (K_maml + 1)`` when ``K = K_maml + 1``
 (:func:`meta_rl.algorithms.derived_config` sets it so).
