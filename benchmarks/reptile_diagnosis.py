@@ -73,7 +73,6 @@ K2E1_ADAM01 = [*REPTILE, "inner_epochs=1", "outer_update=adam", "outer_lr=0.01"]
 #: ``algorithms.reptile_ppo`` section for ``algo=reptile_ppo``)
 VARIANTS: dict[str, list[str]] = {
     "pooled ppo": ["algo=ppo"],
-    "maml_ppo (shipped)": [],
     "reptile first settings (interpolate eps 0.5, inner_lr 0.5, 2 epochs, K=2)": REPTILE,
     "reptile K=1, 1 epoch, interpolate eps 1, 20 students (half the env steps)": [
         *REPTILE,

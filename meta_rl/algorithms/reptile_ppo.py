@@ -34,9 +34,9 @@ inner product of two rounds' gradients (the meta-learning term). A second *epoch
 the same rollouts adds ``−α² H_i g_i = −(α²/2) ∇‖g_i‖²`` of the round's own sample
 gradient, and ``E‖g_i‖² = ‖E g_i‖² + tr Cov g_i``: it also climbs the sampling noise of
 ``rollouts_per_task`` episodes. On SkillGraph-v0 that term lowered the entropy without
-raising the return and, with the Adam outer update, collapsed the policy (return ≈ 0;
-``benchmarks/reptile_diagnosis.py``, docs/algorithms.md). The shipped SkillGraph-v0
-config takes one epoch per round and Adam on ``θ − φ̄``: the interpolating update moves ``θ`` by
+raising the return and, with the Adam outer update, collapsed the policy (val return 0.05-0.65;
+``benchmarks/reptile_diagnosis.py``, docs/algorithms.md). The shipped SkillGraph-v0 and
+ZPD-v0 configs take one epoch per round and Adam on ``θ − φ̄``: the interpolating update moves ``θ`` by
 ``ε‖φ̄ − θ‖``, about 0.02 per iteration there (pooled PPO's 20 Adam steps: 0.14), and
 ``φ̄ − θ`` of one meta-batch is mostly noise (``‖θ − φ̄‖ ≈ mean_i ‖φ_i − θ‖ / √N``),
 which Adam's running averages over iterations filter.
