@@ -33,26 +33,30 @@ COMMON = ["val_adapt_steps=3", "eval_every=50", "tensorboard=false"]
 MAMLPP = ["algo=mamlpp_ppo", "inner_steps=2", "meta_batch_size=13", "meta_sgd=false", "lslr=true"]
 MAMLPP += ["multi_step_loss=true", "msl_anneal_iterations=50", "first_order_iterations=50"]
 MAMLPP += ["cosine_outer_lr=true", "outer_lr_min=0.0"]
+#: Reptile's first shipped settings, spelled out: the shipped section has moved on (one epoch
+#: per round, Adam 0.003, time_mean baseline: docs/algorithms.md, "Reptile diagnosis"), and
+#: these rows measure the settings they were committed with
+REPTILE_FIRST = ["algo=reptile_ppo", "inner_epochs=2", "baseline=linear", "outer_lr=0.001"]
 #: variant name -> --set overrides on top of the shipped SkillGraph config
 VARIANTS: dict[str, list[str]] = {
     "maml_ppo (shipped, Meta-SGD, K=1)": [],
-    "reptile_ppo interpolate": ["algo=reptile_ppo", "inner_steps=2", "outer_update=interpolate"],
-    "reptile_ppo adam": ["algo=reptile_ppo", "inner_steps=2", "outer_update=adam"],
+    "reptile_ppo interpolate": [*REPTILE_FIRST, "inner_steps=2", "outer_update=interpolate"],
+    "reptile_ppo adam": [*REPTILE_FIRST, "inner_steps=2", "outer_update=adam"],
     "reptile_ppo adam, outer_lr 0.01": [
-        "algo=reptile_ppo",
+        *REPTILE_FIRST,
         "inner_steps=2",
         "outer_update=adam",
         "outer_lr=0.01",
     ],
     "reptile_ppo interpolate, epsilon 1, 4 epochs": [
-        "algo=reptile_ppo",
+        *REPTILE_FIRST,
         "inner_steps=2",
         "outer_update=interpolate",
         "meta_step_size=1.0",
         "inner_epochs=4",
     ],
     "reptile_ppo interpolate, epsilon 1, 4 epochs, inner_lr 2": [
-        "algo=reptile_ppo",
+        *REPTILE_FIRST,
         "inner_steps=2",
         "outer_update=interpolate",
         "meta_step_size=1.0",
@@ -60,7 +64,7 @@ VARIANTS: dict[str, list[str]] = {
         "inner_lr=2.0",
     ],
     "reptile_ppo adam, outer_lr 0.003": [
-        "algo=reptile_ppo",
+        *REPTILE_FIRST,
         "inner_steps=2",
         "outer_update=adam",
         "outer_lr=0.003",
