@@ -252,7 +252,7 @@ def _jobs(
     :func:`_curve_order`. A free worker takes the first job it can start, so the list order
     is the priority: the run, then the baselines that wait for it (the longest chain: e.g.
     SB3 pre-training, then its step-size search and curve), then the others."""
-    jobs = [Job(_train_run, (trainer,), local=True)] if trainer is not None else []
+    jobs = [Job(trainer.train, local=True)] if trainer is not None else []
     first = (0,) if trainer is not None else ()
     missing = [(m, p) for p in paths for m in learned if m.needs_training(p)]
     missing.sort(key=lambda mp: mp[0].trains_before_run)  # stable: the registry's order otherwise
@@ -270,10 +270,6 @@ def _jobs(
     return jobs
 
 
-def _train_run(trainer: Trainer) -> None:
-    trainer.train()
-
-
 def train_baseline(m: Method, run: Path, env_id: str, env_kwargs: Mapping[str, Any]) -> None:
     """One evaluation job: ``m``'s baseline of ``run`` (in this process or a worker)."""
     torch.set_num_threads(1)
@@ -286,14 +282,11 @@ def load_run(path: Path) -> Run:
 
 
 def method_curve(m: Method, path: Path, ctx: EvalContext) -> tuple[Curve, float]:
-    """One evaluation job (in this process or a worker): ``m``'s baseline of run ``path``
-    trained if it is missing, then its curve; returns the curve and its seconds (training
-    excluded)."""
+    """One evaluation job (in this process or a worker): ``m``'s curve on run ``path``, whose
+    baseline an earlier job trained; returns the curve and its seconds."""
     # these networks are tiny: one thread is fastest, and more threads thrash on a shared 2-core machine
     torch.set_num_threads(1)
-    run = load_run(path)
-    if m.needs_training(path):
-        m.train(path, ctx.env_id, dict(ctx.env_kwargs), ctx.log)
+    run = load_run(path)  # its baseline was trained by an earlier job (see _jobs)
     t0 = time.time()
     return m.curve(ctx, run), time.time() - t0
 
