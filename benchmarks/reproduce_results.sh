@@ -2,8 +2,9 @@
 # Regenerates benchmarks/results/<env>/<split>/ (results.json, summary.md, plots):
 # meta-trains each env's default config (meta_rl/configs/<env>.yaml) for seeds 0 1 2
 # (SEEDS="0 1" overrides), then runs the held-out evaluation on the test and ood splits,
-# which trains and caches every run's baselines (pooled PPO, PPO oracle, SB3 PPO; same
-# env-step budget), two at a time. SkillGraph also evaluates the optional recurrent_ppo baseline
+# which trains and caches every run's baselines (pooled PPO, PPO oracle, SB3 PPO, Reptile-PPO,
+# MAML++-PPO and the optional encoder-PPO; same env-step budget), two at a time. SkillGraph also
+# evaluates the optional recurrent_ppo baseline
 # (sb3-contrib RecurrentPPO: pip install -e ".[contrib]"; about 5x slower per env step than SB3 PPO).
 # Usage: bash benchmarks/reproduce_results.sh [skill_graph|zpd|spaced_repetition|spaced_repetition_goals ...]
 # (default: all)
@@ -35,10 +36,10 @@ train() {  # NAME SEED: train, or resume an interrupted run
   fi
   echo "trained $1 seed $2"
 }
-methods_of() {  # the evaluated methods: the default ones, plus the optional recurrent baseline on SkillGraph
+methods_of() {  # the default methods and the optional encoder-PPO, plus the recurrent baseline on SkillGraph
   case "$1" in
-    skill_graph) echo default recurrent_ppo ;;
-    *) echo default ;;
+    skill_graph) echo default recurrent_ppo encoder_ppo ;;
+    *) echo default encoder_ppo ;;
   esac
 }
 export -f env_id train
