@@ -113,3 +113,42 @@ def test_a_failure_stops_the_workers_running_job(tmp_path):
             [Job(fail_when_file, (marker,), local=True), Job(touch_then_sleep, (marker, 120.0))], workers=2
         )
     assert time.monotonic() - t0 < 60  # the worker's two-minute job was not waited for
+
+
+def spin(seconds: float) -> None:
+    """Busy for ``seconds`` of this process's CPU time."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_timeline_records_each_job_where_and_when_it_ran(tmp_path, workers):
+    marker = str(tmp_path / "job1_ran")
+    jobs = [
+        Job(wait_for_file, (marker,), local=True, label="waits"),
+        Job(touch, (marker,)),  # unlabelled: named after its function
+        Job(spin, (0.3,), after=(0,), label="spins"),
+        Job(time.sleep, (0.3,), label="sleeps"),
+    ]
+    if workers == 1:  # job 0 would wait for job 1 forever: run job 1 first
+        jobs = [
+            jobs[1],
+            Job(wait_for_file, (marker,), label="waits"),
+            Job(spin, (0.3,), after=(1,), label="spins"),
+            jobs[3],
+        ]
+    timeline: list[dict] = []
+    run_jobs(jobs, workers=workers, timeline=timeline)
+    assert [t["label"] for t in timeline] == [j.label or j.fn.__name__ for j in jobs]
+    by = {t["label"]: t for t in timeline}
+    for t in timeline:
+        assert 0 <= t["start_s"] <= t["end_s"] and t["slot"] in range(workers)
+    assert by["waits"]["slot"] == 0  # a local job runs in this process
+    assert by["spins"]["start_s"] >= by["waits"]["end_s"]  # after the job it waits for
+    assert by["spins"]["cpu_s"] >= 0.29  # CPU seconds of the process that ran it ...
+    assert (
+        by["sleeps"]["cpu_s"] < 0.2 and by["sleeps"]["end_s"] - by["sleeps"]["start_s"] >= 0.29
+    )  # ... not wall
+    if workers == 2:
+        assert {t["slot"] for t in timeline} == {0, 1}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ from typing import Any
 @dataclass(frozen=True)
 class Job:
     """``fn(*args)``, after the jobs at positions ``after`` of the same list have finished;
-    ``local``: only in the calling process (e.g. a training run that draws a progress bar)."""
+    ``local``: only in the calling process (e.g. a training run that draws a progress bar);
+    ``label``: what it is, for the timeline."""
 
     fn: Callable[..., Any]
     args: tuple = ()
     after: tuple[int, ...] = ()
     local: bool = False
+    label: str = ""
 
     def __call__(self) -> Any:
         return self.fn(*self.args)
@@ -47,17 +50,51 @@ def picklable(obj: Any) -> bool:
     return True
 
 
-def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
+def _timed(fn: Callable[..., Any], args: tuple) -> tuple[Any, float, float, float]:
+    """``fn(*args)`` with its wall-clock start and end (``time.time()``: comparable between
+    the processes of one machine) and the CPU seconds of the process that ran it."""
+    start, cpu = time.time(), time.process_time()
+    out = fn(*args)
+    return out, start, time.time(), time.process_time() - cpu
+
+
+def run_jobs(jobs: Sequence[Job], workers: int, timeline: list[dict[str, Any]] | None = None) -> list[Any]:
     """Every job's result, in the order of ``jobs``, computed on ``workers`` slots (see the
     module docstring). A job that is ``local`` or cannot be pickled (a function or argument
     defined inside a function) runs in this process. The first exception stops the hand-out
-    of further jobs, stops the workers' running jobs and is raised; so does an interrupt."""
+    of further jobs, stops the workers' running jobs and is raised; so does an interrupt.
+
+    ``timeline``: a list that receives, in the order of ``jobs``, one record per job:
+    ``label``, ``slot`` (0 = this process), ``start_s`` and ``end_s`` (seconds since
+    ``run_jobs`` was called) and ``cpu_s`` (CPU seconds of the process that ran it, which
+    for slot 0 includes this process's waiting threads: a fraction of a second)."""
     n = len(jobs)
     for i, job in enumerate(jobs):
         if any(not 0 <= j < i for j in job.after):
             raise ValueError(f"job {i} waits for {job.after}: only earlier jobs can be waited for")
+    t0 = time.time()
+    records: list[dict[str, Any]] = [{} for _ in range(n)]
+
+    def run(i: int, slot_id: int, pool: ProcessPoolExecutor | None) -> Any:
+        job = jobs[i]
+        if pool is None:
+            out, start, end, cpu = _timed(job.fn, job.args)
+        else:
+            out, start, end, cpu = pool.submit(_timed, job.fn, job.args).result()
+        records[i] = {
+            "label": job.label or getattr(job.fn, "__name__", "job"),
+            "slot": slot_id,
+            "start_s": round(start - t0, 3),
+            "end_s": round(end - t0, 3),
+            "cpu_s": round(cpu, 3),
+        }
+        return out
+
     if workers <= 1 or n <= 1:
-        return [job() for job in jobs]
+        serial = [run(i, 0, None) for i in range(n)]
+        if timeline is not None:
+            timeline.extend(records)
+        return serial
     results: list[Any] = [None] * n
     local_only = [job.local or not picklable((job.fn, job.args)) for job in jobs]
     queue, finished = list(range(n)), [False] * n
@@ -77,10 +114,10 @@ def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
                 changed.wait()  # until a running job finishes
             return None
 
-    def slot(pool: ProcessPoolExecutor | None) -> None:
+    def slot(slot_id: int, pool: ProcessPoolExecutor | None) -> None:
         while (i := take(remote=pool is not None)) is not None:
             try:
-                results[i] = jobs[i]() if pool is None else pool.submit(jobs[i].fn, *jobs[i].args).result()
+                results[i] = run(i, slot_id, pool)
             except Exception as e:  # re-raised by run_jobs
                 with changed:
                     errors.append(e)
@@ -94,10 +131,10 @@ def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
     ctx = multiprocessing.get_context("spawn")
     pools = [ProcessPoolExecutor(max_workers=1, mp_context=ctx) for _ in range(min(workers, n) - 1)]
     try:
-        threads = [threading.Thread(target=slot, args=(p,), daemon=True) for p in pools]
+        threads = [threading.Thread(target=slot, args=(k + 1, p), daemon=True) for k, p in enumerate(pools)]
         for t in threads:
             t.start()
-        slot(None)
+        slot(0, None)
         while not errors and any(t.is_alive() for t in threads):
             with changed:
                 changed.wait(timeout=1.0)
@@ -111,6 +148,8 @@ def run_jobs(jobs: Sequence[Job], workers: int) -> list[Any]:
             p.shutdown(wait=not errors, cancel_futures=True)
     if errors:
         raise errors[0]
+    if timeline is not None:
+        timeline.extend(records)
     return results
 
 

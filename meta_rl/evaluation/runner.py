@@ -190,9 +190,18 @@ def evaluate(
     )
     learned = [m for m in methods if m.needs_run]
     jobs = _jobs(learned, paths, ctx, trainer)
-    curves = run_jobs(jobs, s.workers)[len(jobs) - len(learned) * len(paths) :]  # the curves come last
+    timeline: list[dict[str, Any]] = []
+    curves = run_jobs(jobs, s.workers, timeline)[len(jobs) - len(learned) * len(paths) :]  # curves last
     per_run: dict[str, list[Curve]] = {}
     info: dict[str, Any] = {"runs": [str(r) for r in paths], "env_steps": {}, "inner_lr": {}, "seconds": {}}
+    # where the time went: one record per job (label, slot, start/end seconds, CPU seconds)
+    info["jobs"] = timeline
+    if timeline:
+        wall = max(t["end_s"] for t in timeline)
+        cpu = sum(t["cpu_s"] for t in timeline)
+        slots = min(max(1, s.workers), len(timeline))
+        busy = cpu / max(wall * slots, 1e-9)
+        s.log(f"{len(timeline)} jobs on {slots} core(s): {wall:.0f} s, {cpu:.0f} CPU s ({busy:.0%} busy)")
 
     def record(m: Method, c: Curve, seconds: float) -> None:
         per_run.setdefault(m.name, []).append(c)
@@ -252,7 +261,7 @@ def _jobs(
     :func:`_curve_order`. A free worker takes the first job it can start, so the list order
     is the priority: the run, then the baselines that wait for it (the longest chain: e.g.
     SB3 pre-training, then its step-size search and curve), then the others."""
-    jobs = [Job(trainer.train, local=True)] if trainer is not None else []
+    jobs = [Job(trainer.train, local=True, label=f"train {trainer.out.name}")] if trainer is not None else []
     first = (0,) if trainer is not None else ()
     missing = [(m, p) for p in paths for m in learned if m.needs_training(p)]
     missing.sort(key=lambda mp: mp[0].trains_before_run)  # stable: the registry's order otherwise
@@ -261,12 +270,15 @@ def _jobs(
         trained_at[m.name, p] = len(jobs)
         jobs.append(
             Job(
-                train_baseline, (m, p, ctx.env_id, dict(ctx.env_kwargs)), () if m.trains_before_run else first
+                train_baseline,
+                (m, p, ctx.env_id, dict(ctx.env_kwargs)),
+                () if m.trains_before_run else first,
+                label=f"train {m.name} ({p.name})",
             )
         )
     for m, p in _curve_order(learned, paths):
         after = first + ((trained_at[m.name, p],) if (m.name, p) in trained_at else ())
-        jobs.append(Job(method_curve, (m, p, ctx), after))
+        jobs.append(Job(method_curve, (m, p, ctx), after, label=f"curve {m.name} ({p.name})"))
     return jobs
 
 
