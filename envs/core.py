@@ -84,6 +84,9 @@ class StudentDynamics(ABC):
     distribution_cls: ClassVar[type[ProfileDistribution]]
     #: names of the per-episode education metrics reported at episode end
     metric_names: ClassVar[tuple[str, ...]] = ()
+    #: every episode lasts exactly ``horizon`` steps (none ends early, e.g. by a student who
+    #: quits), so a run's env steps follow from its config (tested per family)
+    fixed_length: ClassVar[bool] = False
     #: observation layout for item-wise policies: if ``B > 0`` and the action picks one of
     #: ``K`` items (``action_nvec == (K,)``), observation columns ``[b·K, (b+1)·K)`` hold
     #: feature ``b`` of items ``0 … K−1`` for ``b < B`` and the rest are global features

@@ -117,6 +117,8 @@ def topological_order(p: np.ndarray) -> list[int]:
 class SkillGraphDynamics(StudentDynamics):
     """Vectorised SkillGraph-v0 students; see the module docstring for the equations."""
 
+    fixed_length = True  # episodes end at the horizon, never earlier
+
     profile_cls = SkillGraphProfile
     distribution_cls = SkillGraphDistribution
     metric_names = ("posttest", "learning_gain", "steps_to_mastery", "all_mastered", "n_quizzes")

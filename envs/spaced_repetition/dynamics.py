@@ -128,6 +128,8 @@ def row_sum_is_numpys(m: int) -> bool:
 class SpacedRepetitionDynamics(StudentDynamics):
     """Vectorised SpacedRepetition-v0 students; see the module docstring for the equations."""
 
+    fixed_length = True  # episodes end at the horizon, never earlier
+
     profile_cls = SpacedRepetitionProfile
     distribution_cls = SpacedRepetitionDistribution
     metric_names = (

@@ -59,6 +59,33 @@ def iteration_episodes(cfg: TrainConfig) -> int:
     return cfg.meta_batch_size * cfg.rollouts_per_task * rounds
 
 
+#: algorithms whose every iteration (a warm-start pooled one included) collects
+#: :func:`iteration_episodes` episodes and nothing else
+_CONSTANT_EPISODES = ("maml_ppo", "ppo")
+
+
+def predicted_env_steps(run_config: Mapping[str, Any]) -> int | None:
+    """The env steps a run of ``run_config`` will have trained on when it is done, known
+    before it starts, or ``None`` when they depend on the policy.
+
+    ``n_iterations · iteration_episodes · horizon`` when every episode lasts exactly the
+    horizon (:attr:`envs.core.StudentDynamics.fixed_length`: SkillGraph, SpacedRepetition)
+    and the algorithm collects the same episodes every iteration (MAML-PPO, whose pooled
+    warm-start iterations collect ``pooled_episodes`` = the same number, and pooled PPO);
+    ``None`` otherwise (ZPD students who quit early; the other algorithms). Lets a baseline
+    whose budget is the run's env steps (SB3) train while the run itself is training.
+    """
+    from meta_rl.envspec import EnvSpec
+
+    cfg = make_config(dict(run_config))
+    if cfg.algo not in _CONSTANT_EPISODES:
+        return None
+    spec = EnvSpec(cfg.env, cfg.env_kwargs)
+    if not spec.probe.fixed_length:
+        return None
+    return int(cfg.n_iterations) * iteration_episodes(cfg) * spec.horizon
+
+
 def derived_config(run_config: Mapping[str, Any], algo: str, *, privileged: bool = False) -> TrainConfig:
     """The config that trains ``algo`` comparably to the run whose config is ``run_config``.
 

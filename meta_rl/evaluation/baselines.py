@@ -97,17 +97,25 @@ def train_sb3(
     name: str = "sb3_ppo",
     *,
     recurrent: bool | None = None,
+    budget: int | None = None,
 ) -> tuple[Any, int]:
     """SB3 baseline ``name`` with the run's budget, cached in ``RUN_DIR/baselines/NAME.zip``:
     PPO, or RecurrentPPO when ``recurrent`` (default: when ``name`` is ``recurrent_ppo``).
-    Returns the model and the env steps it was trained for."""
+    Returns the model and the env steps it was trained for.
+
+    ``budget``: the env steps the run will have when it is done, predicted from its config
+    (:func:`~meta_rl.algorithms.derive.predicted_env_steps`) while it is still training;
+    by default the run's measured env steps. Either way, a cached model is checked against
+    the budget, so a wrong prediction is refused later against the finished run's count."""
     if recurrent is None:
         recurrent = name == "recurrent_ppo"
     cls, _ = sb3_baseline.algorithm(recurrent)
     path = sb3_path(run, name)
-    state = load_checkpoint(run / "checkpoint.pt")
-    budget, seed = int(state["env_steps"]), int(state["config"]["seed"])
-    hidden = sb3_hidden_sizes(state["config"])
+    config = run_config(run)
+    seed = int(config["seed"])
+    if budget is None:
+        budget = int(load_checkpoint(run / "checkpoint.pt")["env_steps"])
+    hidden = sb3_hidden_sizes(config)
     if path.is_file():
         model = cls.load(path, device="cpu")
         # SB3 rounds the budget up to whole rollouts; anything else is a stale cache
@@ -131,9 +139,9 @@ def train_sb3(
     # one writer per cached model (one lock file each: sb3_ppo and recurrent_ppo train at once)
     with run_lock(path.parent, f"{name} baseline", name=f".{name}.lock"):
         if path.is_file():  # another process finished it meanwhile: check it as above
-            return train_sb3(run, env_id, env_kwargs, log, name, recurrent=recurrent)
+            return train_sb3(run, env_id, env_kwargs, log, name, recurrent=recurrent, budget=budget)
         log(f"training {name} ({budget} env steps, cached in {path}) …")
-        population = run_population(state["config"], env_id, env_kwargs)
+        population = run_population(config, env_id, env_kwargs)
         model = sb3_baseline.train_pooled(
             env_id, env_kwargs, budget, seed, hidden=hidden, population=population, recurrent=recurrent
         )

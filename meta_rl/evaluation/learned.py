@@ -23,11 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from meta_rl.adaptation import AdaptationResult, adaptation_curve
+from meta_rl.algorithms.derive import predicted_env_steps
 from meta_rl.checkpoint import load_checkpoint
 from meta_rl.evaluation import baselines, sb3_baseline, step_sizes
 from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run, StepRecord
@@ -121,8 +122,9 @@ class TrainedBaseline(Method):
     ) -> None:
         baselines.train_our_baseline(run, self.name, log, algo=self.algo, privileged=self.privileged)
 
-    #: trained from the run's config alone: may train while the run itself is still training
-    trains_before_run: ClassVar[bool] = True
+    def can_train_before_run(self, run_config: Mapping[str, Any]) -> bool:
+        # its budget is the run's iterations and episodes per iteration: known from the config
+        return True
 
     def policy(self, run: Path, log: Callable[[str], None]) -> TutorPolicy:
         """The trained baseline (trained first if it is not cached yet)."""
@@ -187,6 +189,16 @@ class SB3Baseline(Method):
         self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
     ) -> None:
         baselines.train_sb3(run, env_id, env_kwargs, log, self.name, recurrent=self.recurrent)
+
+    def can_train_before_run(self, run_config: Mapping[str, Any]) -> bool:
+        # its budget is the run's env steps: known in advance when episodes have a fixed length
+        return predicted_env_steps(run_config) is not None
+
+    def train_before_run(
+        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
+    ) -> None:
+        budget = predicted_env_steps(baselines.run_config(run))
+        baselines.train_sb3(run, env_id, env_kwargs, log, self.name, recurrent=self.recurrent, budget=budget)
 
     def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
         assert run is not None

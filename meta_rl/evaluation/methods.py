@@ -120,10 +120,6 @@ class Method(ABC):
 
     #: evaluated once per meta-training run (``True``) or once per evaluation (``False``)
     needs_run: ClassVar[bool] = True
-    #: its baseline can be trained from the run's config alone, while the run is still
-    #: training (``meta-tutor demo`` does so on its second core); ``False``: it needs the
-    #: finished run (e.g. SB3's budget is the run's measured env steps)
-    trains_before_run: ClassVar[bool] = False
 
     def kind(self, env_id: str) -> str:
         """``"adaptive"``, ``"heuristic"``, ``"oracle"`` or ``"omniscient"`` on ``env_id``."""
@@ -145,6 +141,19 @@ class Method(ABC):
         method must be picklable (a class at a module's top level) and take everything from
         ``run``."""
         raise NotImplementedError(f"method {self.name!r} needs training but has no train()")
+
+    def can_train_before_run(self, run_config: Mapping[str, Any]) -> bool:
+        """Whether its baseline can be trained from the config of a run that is still
+        training (``meta-tutor demo`` does so on its second core), by
+        :meth:`train_before_run`; ``False`` (the default): it needs the finished run."""
+        return False
+
+    def train_before_run(
+        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
+    ) -> None:
+        """:meth:`train` from the run's config alone, while the run may still be training
+        (called only when :meth:`can_train_before_run`)."""
+        self.train(run, env_id, env_kwargs, log)
 
     def cost(self) -> float:
         """The rough relative cost of its curve: the evaluation hands out the most expensive

@@ -149,7 +149,7 @@ def evaluate(
 
     ``trainer``: the single run of ``checkpoints`` is still to be trained by it. It then
     trains in this process as the evaluation's first job, while the baselines that need only
-    its config (:attr:`Method.trains_before_run`) train on the other workers; everything
+    its config (:meth:`Method.can_train_before_run`) train on the other workers; everything
     else waits for it. The results equal those of training first and evaluating after.
     """
     # these networks are tiny: one thread is fastest, and more threads thrash on a shared 2-core machine
@@ -189,7 +189,7 @@ def evaluate(
         evaluation_memory(spec, env, len(ctx.profiles), s.adapt_steps, ctx.rollouts, s.eval_episodes)
     )
     learned = [m for m in methods if m.needs_run]
-    jobs = _jobs(learned, paths, ctx, trainer)
+    jobs = _jobs(learned, paths, configs, ctx, trainer)
     timeline: list[dict[str, Any]] = []
     curves = run_jobs(jobs, s.workers, timeline)[len(jobs) - len(learned) * len(paths) :]  # curves last
     per_run: dict[str, list[Curve]] = {}
@@ -254,25 +254,37 @@ def _curve_order(learned: Sequence[Method], paths: Sequence[Path]) -> list[tuple
 
 
 def _jobs(
-    learned: Sequence[Method], paths: Sequence[Path], ctx: EvalContext, trainer: Trainer | None
+    learned: Sequence[Method],
+    paths: Sequence[Path],
+    configs: Sequence[Mapping[str, Any]],
+    ctx: EvalContext,
+    trainer: Trainer | None,
 ) -> list[Job]:
     """The evaluation as jobs: the run's training (with ``trainer``), the missing baselines,
     then one curve per method and run, each after what it needs; the curves come last, in
     :func:`_curve_order`. A free worker takes the first job it can start, so the list order
-    is the priority: the run, then the baselines that wait for it (the longest chain: e.g.
-    SB3 pre-training, then its step-size search and curve), then the others."""
-    jobs = [Job(trainer.train, local=True, label=f"train {trainer.out.name}")] if trainer is not None else []
+    is the priority: the run, the baselines that wait for it, then those that can train
+    while it runs (:meth:`Method.can_train_before_run`), most expensive first (SB3, whose
+    pre-training, step-size search and curve are the longest chain)."""
+    jobs = (
+        [Job(trainer.train, local=True, label=f"meta-train {trainer.out.name}")]
+        if trainer is not None
+        else []
+    )
     first = (0,) if trainer is not None else ()
+    config_of = dict(zip(paths, configs))
     missing = [(m, p) for p in paths for m in learned if m.needs_training(p)]
-    missing.sort(key=lambda mp: mp[0].trains_before_run)  # stable: the registry's order otherwise
+    before = {(m.name, p): trainer is not None and m.can_train_before_run(config_of[p]) for m, p in missing}
+    missing.sort(key=lambda mp: (before[mp[0].name, mp[1]], -mp[0].cost()))  # stable otherwise
     trained_at: dict[tuple[str, Path], int] = {}
     for m, p in missing:
         trained_at[m.name, p] = len(jobs)
+        early = before[m.name, p]
         jobs.append(
             Job(
                 train_baseline,
-                (m, p, ctx.env_id, dict(ctx.env_kwargs)),
-                () if m.trains_before_run else first,
+                (m, p, ctx.env_id, dict(ctx.env_kwargs), early),
+                () if early else first,
                 label=f"train {m.name} ({p.name})",
             )
         )
@@ -282,10 +294,14 @@ def _jobs(
     return jobs
 
 
-def train_baseline(m: Method, run: Path, env_id: str, env_kwargs: Mapping[str, Any]) -> None:
-    """One evaluation job: ``m``'s baseline of ``run`` (in this process or a worker)."""
+def train_baseline(
+    m: Method, run: Path, env_id: str, env_kwargs: Mapping[str, Any], before_run: bool = False
+) -> None:
+    """One evaluation job: ``m``'s baseline of ``run`` (in this process or a worker);
+    ``before_run``: while the run may still be training (:meth:`Method.train_before_run`)."""
     torch.set_num_threads(1)
-    m.train(run, env_id, dict(env_kwargs), print)
+    train = m.train_before_run if before_run else m.train
+    train(run, env_id, dict(env_kwargs), print)
 
 
 def load_run(path: Path) -> Run:
