@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import envs
 from meta_rl.algorithms.derive import predicted_env_steps
 from meta_rl.checkpoint import load_checkpoint
 from meta_rl.config import MAMLPPOConfig, PPOConfig, ReptilePPOConfig
@@ -24,9 +25,7 @@ TINY = {"n_iterations": 2, "meta_batch_size": 2, "rollouts_per_task": 3, "eval_e
 TINY |= {"val_episodes": 2, "tensorboard": False}
 
 
-@pytest.mark.parametrize(
-    "env_id", ["MetaTutor/SkillGraph-v0", "MetaTutor/SpacedRepetition-v0", "MetaTutor/ZPD-v0"]
-)
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
 def test_fixed_length_families_end_every_episode_at_the_horizon(env_id) -> None:
     """The claim the prediction rests on, checked on 200 students under random teaching."""
     venv = EnvSpec(env_id).make_vector_env(200)
@@ -49,7 +48,14 @@ def test_fixed_length_families_end_every_episode_at_the_horizon(env_id) -> None:
 
 @pytest.mark.parametrize(
     "extra",
-    [{}, {"pretrain_iterations": 1}, {"inner_steps": 2}, {"algo": "ppo", "episodes_per_iteration": 5}],
+    [
+        {},
+        {"pretrain_iterations": 1},
+        {"pretrain_iterations": 1, "episodes_per_iteration": 5},  # warm start: 5 episodes
+        {"pretrain_iterations": 3},  # more than n_iterations
+        {"inner_steps": 2},
+        {"algo": "ppo", "episodes_per_iteration": 5},
+    ],
 )
 def test_prediction_equals_the_finished_runs_env_steps(tmp_path, extra) -> None:
     cls = PPOConfig if extra.get("algo") == "ppo" else MAMLPPOConfig
@@ -74,17 +80,43 @@ def test_with_a_trainer_sb3_pretrains_while_the_run_trains_where_the_budget_is_k
 ) -> None:
     cfg = MAMLPPOConfig(env=env_id, env_kwargs=env_kwargs, **TINY)
     run = tmp_path / "run"
-    trainer = SimpleNamespace(train=lambda: None, out=run)
+    trainer = SimpleNamespace(train=lambda: None, out=run, iteration=0, cfg=cfg)
     methods = methods_for(env_id)
     learned = [methods[n] for n in ("maml_ppo", "pooled_ppo", "sb3_ppo")]
     ctx = EvalContext(env_id, env_kwargs, [], [], 3, EvaluationSettings())
     jobs = _jobs(learned, [run], [cfg.to_dict()], ctx, trainer)
     labels = [j.label for j in jobs]
-    sb3 = jobs[labels.index("train sb3_ppo (run)")]
-    assert sb3.args[-1] is sb3_early and sb3.after == (() if sb3_early else (0,))
-    assert jobs[labels.index("train pooled_ppo (run)")].after == ()  # from the config, always
+    name = f"{run.parent.name}/run"
+    sb3 = labels.index(f"train sb3_ppo ({name})")
+    assert (jobs[sb3].args[-1] is not None) is sb3_early and jobs[sb3].after == (() if sb3_early else (0,))
+    pooled = labels.index(f"train pooled_ppo ({name})")
+    assert jobs[pooled].after == ()  # from the config, always
+    if sb3_early:  # the longest chain first
+        assert sb3 < pooled
     # the curves wait for the run and for their baseline
-    assert set(jobs[labels.index("curve sb3_ppo (run)")].after) == {0, labels.index("train sb3_ppo (run)")}
-    # without a trainer (finished runs) nothing is predicted: SB3 gets the run's measured steps
-    jobs = _jobs(learned, [Path(run)], [cfg.to_dict()], ctx, None)
-    assert all(j.args[-1] is False for j in jobs if j.label.startswith("train sb3"))
+    assert set(jobs[labels.index(f"curve sb3_ppo ({name})")].after) == {0, sb3}
+    # a finished run (rerun of the demo) or none at all: SB3 gets the run's measured steps
+    finished = SimpleNamespace(train=lambda: None, out=run, iteration=cfg.n_iterations, cfg=cfg)
+    for t in (finished, None):
+        jobs = _jobs(learned, [Path(run)], [cfg.to_dict()], ctx, t)
+        assert all(j.args[-1] is None for j in jobs if j.label.startswith("train sb3"))
+
+
+def test_shipped_configs_predict_their_runs_env_steps(tmp_path) -> None:
+    """Every shipped config whose budget is predictable, cut to 2 tiny iterations (one of them
+    a warm-start iteration where the config has a warm start)."""
+    from meta_rl.config import load_config
+
+    tiny = ["n_iterations=2", "meta_batch_size=2", "rollouts_per_task=2", "eval_every=2", "val_tasks=2"]
+    tiny += ["val_episodes=2", "tensorboard=false"]
+    checked = []
+    for path in sorted((Path(__file__).parents[1] / "meta_rl" / "configs").glob("*.yaml")):
+        if predicted_env_steps(load_config(path).to_dict()) is None:
+            continue
+        warm = ["pretrain_iterations=1"] if getattr(load_config(path), "pretrain_iterations", 0) else []
+        cfg = load_config(path, tiny + warm)
+        Trainer(cfg, tmp_path / path.stem, progress=False).train()
+        measured = int(load_checkpoint(tmp_path / path.stem / "checkpoint.pt")["env_steps"])
+        assert predicted_env_steps(cfg.to_dict()) == measured, path.name
+        checked.append(path.stem)
+    assert {"skill_graph", "spaced_repetition", "spaced_repetition_goals"} <= set(checked)

@@ -59,8 +59,8 @@ def iteration_episodes(cfg: TrainConfig) -> int:
     return cfg.meta_batch_size * cfg.rollouts_per_task * rounds
 
 
-#: algorithms whose every iteration (a warm-start pooled one included) collects
-#: :func:`iteration_episodes` episodes and nothing else
+#: algorithms whose iterations collect a number of episodes known from the config (a
+#: warm-start pooled iteration ``pooled_episodes``, the others :func:`iteration_episodes`)
 _CONSTANT_EPISODES = ("maml_ppo", "ppo")
 
 
@@ -68,10 +68,11 @@ def predicted_env_steps(run_config: Mapping[str, Any]) -> int | None:
     """The env steps a run of ``run_config`` will have trained on when it is done, known
     before it starts, or ``None`` when they depend on the policy.
 
-    ``n_iterations · iteration_episodes · horizon`` when every episode lasts exactly the
-    horizon (:attr:`envs.core.StudentDynamics.fixed_length`: SkillGraph, SpacedRepetition)
-    and the algorithm collects the same episodes every iteration (MAML-PPO, whose pooled
-    warm-start iterations collect ``pooled_episodes`` = the same number, and pooled PPO);
+    ``(P · pooled_episodes + (N − P) · iteration_episodes) · horizon`` for ``N`` iterations
+    of which the first ``P = min(pretrain_iterations, N)`` are pooled warm-start iterations
+    (MAML-PPO; pooled PPO has ``P = 0``), when every episode lasts exactly the horizon
+    (:attr:`envs.core.StudentDynamics.fixed_length`: SkillGraph, SpacedRepetition) and the
+    algorithm collects a fixed number of episodes per iteration (MAML-PPO and pooled PPO);
     ``None`` otherwise (ZPD students who quit early; the other algorithms). Lets a baseline
     whose budget is the run's env steps (SB3) train while the run itself is training.
     """
@@ -83,7 +84,10 @@ def predicted_env_steps(run_config: Mapping[str, Any]) -> int | None:
     spec = EnvSpec(cfg.env, cfg.env_kwargs)
     if not spec.probe.fixed_length:
         return None
-    return int(cfg.n_iterations) * iteration_episodes(cfg) * spec.horizon
+    n = int(cfg.n_iterations)
+    warm = min(int(getattr(cfg, "pretrain_iterations", 0)), n)
+    episodes = warm * cfg.pooled_episodes + (n - warm) * iteration_episodes(cfg)
+    return episodes * spec.horizon
 
 
 def derived_config(run_config: Mapping[str, Any], algo: str, *, privileged: bool = False) -> TrainConfig:

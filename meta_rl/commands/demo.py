@@ -14,6 +14,7 @@ the main command past five minutes. ``--methods default`` includes them; so does
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from meta_rl.config import default_config_path, load_config
     from meta_rl.evaluation.registry import default_methods
-    from meta_rl.evaluation.runner import EvaluationSettings, run_evaluation
+    from meta_rl.evaluation.runner import EvaluationSettings, run_evaluation, select_methods
     from meta_rl.trainer import Trainer
 
     out = Path(args.out)
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     n = 8 if args.quick else args.n
     methods = args.methods or [m for m in default_methods(cfg.env, cfg.env_kwargs) if m not in LEFT_OUT]
+    select_methods(cfg.env, cfg.env_kwargs, methods)  # a bad --methods fails before any training
     settings = EvaluationSettings(
         split="test",
         n_profiles=n,
@@ -96,8 +98,10 @@ def run(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     if args.methods is None and not args.quick:
+        q = shlex.quote
         print(
-            f"the other meta-learners on the same students (cached baselines reused): meta-tutor evaluate "
-            f"--checkpoint {train_dir} --n {n} --out {out / 'eval_all'}"
+            "the other meta-learners on the same students (trains only theirs; every curve is "
+            f"measured again): meta-tutor evaluate --checkpoint {q(str(train_dir))} --n {n} "
+            f"--out {q(str(out / 'eval_all'))}"
         )
     return 0

@@ -195,9 +195,15 @@ class SB3Baseline(Method):
         return predicted_env_steps(run_config) is not None
 
     def train_before_run(
-        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
+        self,
+        run: Path,
+        run_config: Mapping[str, Any],
+        env_id: str,
+        env_kwargs: Mapping[str, Any],
+        log: Callable[[str], None],
     ) -> None:
-        budget = predicted_env_steps(baselines.run_config(run))
+        # the curve checks the model against the finished run's measured env steps
+        budget = predicted_env_steps(run_config)
         baselines.train_sb3(run, env_id, env_kwargs, log, self.name, recurrent=self.recurrent, budget=budget)
 
     def curve(self, ctx: EvalContext, run: Run | None) -> Curve:

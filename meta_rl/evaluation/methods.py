@@ -9,7 +9,9 @@ Every method of ``meta-tutor evaluate`` is a :class:`Method` held in the registr
   (training seed) and their curves averaged over runs; the others (tutors) once;
 * how it is prepared from a run: :meth:`Method.needs_training` / :meth:`Method.train`
   train its baseline into ``RUN_DIR/baselines/`` (possibly in a worker process) before
-  any curve is measured;
+  any curve is measured; :meth:`Method.can_train_before_run` /
+  :meth:`Method.train_before_run` say whether and how it trains from the config of a run
+  that is still training (``meta-tutor demo``: on the second core, meanwhile);
 * how it produces an adaptation curve on the held-out students: :meth:`Method.curve`
   returns a :class:`Curve`, returns and metrics of shape ``(students, K + 1)``, where column
   ``k`` is measured after ``k`` adaptation steps (a method that does not adapt repeats its
@@ -149,15 +151,24 @@ class Method(ABC):
         return False
 
     def train_before_run(
-        self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
+        self,
+        run: Path,
+        run_config: Mapping[str, Any],
+        env_id: str,
+        env_kwargs: Mapping[str, Any],
+        log: Callable[[str], None],
     ) -> None:
-        """:meth:`train` from the run's config alone, while the run may still be training
-        (called only when :meth:`can_train_before_run`)."""
+        """:meth:`train` from ``run_config`` alone, while the run is still training (called
+        only when :meth:`can_train_before_run`); by default :meth:`train`, for a method that
+        reads nothing but the config from the run directory."""
         self.train(run, env_id, env_kwargs, log)
 
     def cost(self) -> float:
         """The rough relative cost of its curve: the evaluation hands out the most expensive
-        curves first (see ``evaluation.parallel``). Only the order depends on it, never a result."""
+        curves first (see ``evaluation.parallel``), and among the baselines that train while
+        the run trains, those of the most expensive methods first (their chain of training,
+        step-size search and curve is the longest). Only the order depends on it, never a
+        result."""
         return 1.0
 
     @abstractmethod

@@ -267,14 +267,17 @@ def _jobs(
     while it runs (:meth:`Method.can_train_before_run`), most expensive first (SB3, whose
     pre-training, step-size search and curve are the longest chain)."""
     jobs = (
-        [Job(trainer.train, local=True, label=f"meta-train {trainer.out.name}")]
+        [Job(trainer.train, local=True, label=f"meta-train {_short(trainer.out)}")]
         if trainer is not None
         else []
     )
     first = (0,) if trainer is not None else ()
     config_of = dict(zip(paths, configs))
     missing = [(m, p) for p in paths for m in learned if m.needs_training(p)]
-    before = {(m.name, p): trainer is not None and m.can_train_before_run(config_of[p]) for m, p in missing}
+    # while the trainer's run is still to train (not on a rerun of a finished one, whose
+    # measured counts are on disk)
+    training = trainer is not None and trainer.iteration < trainer.cfg.n_iterations
+    before = {(m.name, p): training and m.can_train_before_run(config_of[p]) for m, p in missing}
     missing.sort(key=lambda mp: (before[mp[0].name, mp[1]], -mp[0].cost()))  # stable otherwise
     trained_at: dict[tuple[str, Path], int] = {}
     for m, p in missing:
@@ -283,25 +286,37 @@ def _jobs(
         jobs.append(
             Job(
                 train_baseline,
-                (m, p, ctx.env_id, dict(ctx.env_kwargs), early),
+                (m, p, ctx.env_id, dict(ctx.env_kwargs), config_of[p] if early else None),
                 () if early else first,
-                label=f"train {m.name} ({p.name})",
+                label=f"train {m.name} ({_short(p)})",
             )
         )
     for m, p in _curve_order(learned, paths):
         after = first + ((trained_at[m.name, p],) if (m.name, p) in trained_at else ())
-        jobs.append(Job(method_curve, (m, p, ctx), after, label=f"curve {m.name} ({p.name})"))
+        jobs.append(Job(method_curve, (m, p, ctx), after, label=f"curve {m.name} ({_short(p)})"))
     return jobs
 
 
+def _short(run: Path) -> str:
+    """A run's name in job labels: its folder and its parent's (``zpd/seed0``, ``demo/train``)."""
+    return f"{run.parent.name}/{run.name}" if run.parent.name else run.name
+
+
 def train_baseline(
-    m: Method, run: Path, env_id: str, env_kwargs: Mapping[str, Any], before_run: bool = False
+    m: Method,
+    run: Path,
+    env_id: str,
+    env_kwargs: Mapping[str, Any],
+    run_config: Mapping[str, Any] | None = None,
 ) -> None:
-    """One evaluation job: ``m``'s baseline of ``run`` (in this process or a worker);
-    ``before_run``: while the run may still be training (:meth:`Method.train_before_run`)."""
+    """One evaluation job: ``m``'s baseline of ``run`` (in this process or a worker); given
+    the ``run_config`` of a run that is still training, from that config alone
+    (:meth:`Method.train_before_run`)."""
     torch.set_num_threads(1)
-    train = m.train_before_run if before_run else m.train
-    train(run, env_id, dict(env_kwargs), print)
+    if run_config is None:
+        m.train(run, env_id, dict(env_kwargs), print)
+    else:
+        m.train_before_run(run, run_config, env_id, dict(env_kwargs), print)
 
 
 def load_run(path: Path) -> Run:
