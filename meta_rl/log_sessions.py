@@ -87,8 +87,11 @@ def _frac_table(h: int) -> np.ndarray:
 
 def _chunks(log: ResponseLog, horizon: int) -> Iterator[tuple[int, np.ndarray]]:
     """``(student, rows)`` of every session: each student's rows cut into runs of ``horizon``."""
-    for student in range(log.n_students):
-        rows = np.flatnonzero(log.student == student)
+    # rows are grouped by student (ResponseLog's order): student i's are the counts[i] rows
+    # ending before cumsum(counts)[i]
+    counts = log.counts()
+    for student, (end, n) in enumerate(zip(np.cumsum(counts), counts)):
+        rows = np.arange(end - n, end)
         for start in range(0, len(rows), horizon):
             yield student, rows[start : start + horizon]
 
@@ -234,22 +237,23 @@ def review_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
         clock = np.empty(n + 1)
         clock[:n] = log.time[rows]
         clock[n] = clock[n - 1] + gaps[n - 1]
+        # state before step t (rows t = 0 … n), vectorised over the steps: shown[t, j] = times card
+        # j was shown in steps < t; after[t, j] = 1 + the last such step (0: never), whose answer
+        # and time stamp (τ_s, or τ_{s+1} just reviewed) the observation shows
+        shown_at = np.zeros((n + 1, k), dtype=np.int64)
+        shown_at[np.arange(1, n + 1), items] = 1
+        shown = np.cumsum(shown_at, axis=0)
+        after = np.maximum.accumulate(np.where(shown_at > 0, np.arange(n + 1)[:, None], 0), axis=0)
+        seen = after > 0
+        stamp = clock[after] if just_reviewed else clock[np.maximum(after - 1, 0)]
+        right = np.concatenate([[False], correct])[after]
         obs = np.zeros((n + 1, dyn.obs_dim), dtype=np.float32)
-        seen = np.zeros(k, dtype=bool)
-        last_time = np.zeros(k)
-        shown = np.zeros(k, dtype=np.int64)
-        right = np.zeros(k, dtype=bool)
-        for t in range(n + 1):
-            if t:
-                j = items[t - 1]
-                seen[j], shown[j], right[j] = True, shown[j] + 1, correct[t - 1]
-                last_time[j] = clock[t] if just_reviewed else clock[t - 1]
-            obs[t, :k] = np.where(seen, encode_elapsed(clock[t] - last_time), 1.0)
-            obs[t, k : 2 * k] = shown_feature[np.minimum(shown, h)]
-            obs[t, 2 * k : 3 * k] = seen & right
-            obs[t, 3 * k : 4 * k] = seen & ~right
-            obs[t, 4 * k : -1] = topics
-            obs[t, -1] = frac[min(t, h)]
+        obs[:, :k] = np.where(seen, encode_elapsed(clock[:, None] - stamp), 1.0)
+        obs[:, k : 2 * k] = shown_feature[np.minimum(shown, h)]
+        obs[:, 2 * k : 3 * k] = seen & right
+        obs[:, 3 * k : 4 * k] = seen & ~right
+        obs[:, 4 * k : -1] = topics
+        obs[:, -1] = frac[np.minimum(np.arange(n + 1), h)]
         rewards = correct if dyn.reward_mode == "correct" else np.zeros(n)
         return Session(obs, items, rewards.astype(np.float32))
 
