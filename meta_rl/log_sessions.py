@@ -6,8 +6,9 @@ env that would have produced it: every logged response becomes the *action* that
 it, and the observations are recomputed by the env's own rules from the responses so far.
 A student's responses, in log order, are cut into sessions of ``horizon`` responses (the
 env's episode length; the last one may be shorter); each session starts from the env's
-reset state, as every episode does. One converter per family, chosen by the tutor's env
-id (:data:`CONVERTERS`).
+reset state, as every episode does (a log does not say where an episode ended, e.g. where a
+ZPD-v0 student quit and came back: the cut is every ``horizon`` responses). One converter
+per family, chosen by the tutor's env id (:data:`CONVERTERS`).
 
 A log carries the responses, not the simulator's hidden state, so a reward that is a
 function of hidden state (learning gains, recall probabilities, exam scores) is unknown:
@@ -19,8 +20,8 @@ response ``t``, ``h`` the horizon, ``frac(x) = min(x / h, 1)``):
 
 * **SkillGraph-v0** (knowledge-tracing CSV or the three-line format): response ``t`` to
   skill ``k`` is a quiz of ``k`` (action ``k (C + 1) + C``); the observation is the env's
-  (quiz count ``frac``, quizzed flag, last answer per skill, steps since the skill's last
-  quiz, elapsed steps); reward ``d_t − time_cost`` with ``reward_mode: quiz``, else
+  (times taught 0, quiz count ``frac``, quizzed flag, last answer per skill, steps since the
+  skill's last quiz, elapsed steps); reward ``d_t − time_cost`` with ``reward_mode: quiz``, else
   ``−time_cost`` (the gain is hidden). A log's skills map to the env's in the log's sorted
   order.
 * **ZPD-v0** (knowledge-tracing CSV *with* an ``item_id`` column, the question answered):
@@ -123,8 +124,9 @@ def skill_graph_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
     def one(rows: np.ndarray) -> Session:
         skills, correct = log.unit[rows].astype(np.int64), log.correct[rows].astype(np.float32)
         obs = np.zeros((len(rows) + 1, 5 * k + 1), dtype=np.float32)
-        feat = np.zeros(4 * k, dtype=np.float32)  # quiz counts, quizzed, last answer (the env's
-        last = np.full(k, -(1 << 40), dtype=np.int64)  # first block, mastery of lessons, stays 0)
+        # times taught (no lessons in a log: stays 0), times quizzed, ever quizzed, last answer
+        feat = np.zeros(4 * k, dtype=np.float32)
+        last = np.full(k, -(1 << 40), dtype=np.int64)  # step of each skill's last quiz
         for t in range(len(rows) + 1):
             obs[t, : 4 * k] = feat
             obs[t, 4 * k : 5 * k] = frac[np.minimum(t - last, h)]
