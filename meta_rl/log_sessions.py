@@ -56,20 +56,21 @@ response ``t``, ``h`` the horizon, ``frac(x) = min(x / h, 1)``):
   says. An env with ``start_state: seen`` (every card shown at random times before the
   course, the ``reddy2017`` presets) cannot be rebuilt from a log: an error says so.
 
-A log with more skills / items than the env has, a ZPD log without ``item_id`` or with a
-level ``L<l>`` beyond the env's, is a one-line ``ValueError`` naming the file.
+A log with more skills / items than the env has (keep some with ``skills`` / ``top_skills`` of
+:func:`read_sessions`, as ``calibrate`` does), a ZPD log without ``item_id`` or with a level
+``L<l>`` beyond the env's, is a one-line ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from envs.calibration.logs import ResponseLog, read_log
+from envs.calibration.logs import ResponseLog, read_log, select_units
 
 
 class Session(NamedTuple):
@@ -108,7 +109,7 @@ def _check_units(log: ResponseLog, n: int, dim: str, env_id: str, what: str) -> 
     if len(log.names) > n:
         raise ValueError(
             f"{log.source}: the log has {len(log.names)} {what}s but the tutor's env ({env_id}) has "
-            f"{dim}={n}; identify needs a tutor trained with at least as many {what}s"
+            f"{dim}={n}: keep fewer with --top-skills K or --skills A,B, or train the tutor with as many"
         )
 
 
@@ -307,7 +308,15 @@ def sessions_from_log(env: Any, log: ResponseLog) -> list[list[Session]]:
 
 
 def read_sessions(
-    env: Any, path: str | os.PathLike[str], fmt: str = "auto", time_unit: str = "s"
+    env: Any,
+    path: str | os.PathLike[str],
+    fmt: str = "auto",
+    time_unit: str = "s",
+    skills: Sequence[str] | None = None,
+    top_skills: int | None = None,
 ) -> list[list[Session]]:
-    """Read the log at ``path`` in the kind the env's family calibrates from, then convert it."""
-    return sessions_from_log(env, read_log(path, converter(env.env_id).kind, fmt, time_unit))
+    """Read the log at ``path`` in the kind the env's family calibrates from, keep the skills /
+    items ``skills`` (by name) or the ``top_skills`` most answered ones
+    (:func:`envs.calibration.logs.select_units`, as ``calibrate`` does), then convert it."""
+    log = read_log(path, converter(env.env_id).kind, fmt, time_unit)
+    return sessions_from_log(env, select_units(log, skills, top_skills))

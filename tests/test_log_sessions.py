@@ -300,3 +300,19 @@ def test_identify_cli_bad_logs(tutors: dict[str, Path], tmp_path: Path, capsys) 
     # and once in a process of its own: the exit status a shell sees
     run, path, parts = cases[4]
     _one_error(_cli("identify", "--checkpoint", run, "--log", str(path)), *parts)
+
+
+def test_identify_cli_keeps_chosen_skills(tutors: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """A log with more skills than the env: --top-skills / --skills keep some, as calibrate does."""
+    kt = (*KT_COLUMNS[:2], "item_id", *KT_COLUMNS[2:])
+    rows = [("u", f"s{j % 2}", f"L{j % 3}", j % 2, j) for j in range(8)]
+    rows += [("u", "s2", "L1", 0, 8), ("v", "s2", "L0", 1, 0)]  # s2: the least answered
+    log = _write(tmp_path / "three.csv", kt, rows)
+    base = ("identify", "--checkpoint", str(tutors[ZPD]), "--log", str(log), "--neighbours", "0")
+    out = _main(capsys, *base, "--top-skills", "2", "--json", str(tmp_path / "who.json"))
+    assert out.returncode == 0, out.stderr
+    got = json.loads((tmp_path / "who.json").read_text())["students"]
+    assert [s["sessions"] for s in got] == [1, 0]  # u: 8 answers of s0, s1; v only answered s2
+    assert _main(capsys, *base, "--skills", "s0,s2").returncode == 0
+    _one_error(_main(capsys, *base, "--skills", "s0,zz"), "three.csv", "unknown skill/item name(s) ['zz']")
+    _one_error(_main(capsys, *base), "three.csv", "3 skills", "--top-skills")

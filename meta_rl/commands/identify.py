@@ -33,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="log format (default: auto, from the first line)",
     )
     p.add_argument(
+        "--skills",
+        default=None,
+        help="keep only these skills/items, comma-separated names (as meta-tutor calibrate --skills)",
+    )
+    p.add_argument("--top-skills", type=int, default=None, help="keep only the K most-answered skills/items")
+    p.add_argument(
         "--time-unit",
         default="s",
         choices=["s", "ms", "days"],
@@ -63,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
             f"{args.checkpoint} is a {policy.algo} tutor; identify needs an encoder tutor "
             "(train one with --set algo=encoder_ppo)"
         )
-    histories = read_sessions(policy.env, args.log, args.format, args.time_unit)
+    skills = None
+    if args.skills is not None:
+        skills = [n.strip() for n in args.skills.split(",")]
+        if not all(skills):
+            raise ValueError(f"--skills has an empty name: {args.skills!r}")
+    histories = read_sessions(policy.env, args.log, args.format, args.time_unit, skills, args.top_skills)
     print(f"{policy.env.env_id} from {args.log}: {converter(policy.env.env_id).caveat}")
     bank = (
         reference_bank(policy, args.reference, policy.rollouts_per_step, args.seed)
