@@ -12,11 +12,14 @@ import csv
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import envs
 from envs.calibration.logs import KT_COLUMNS, REVIEW_COLUMNS, read_log
@@ -186,6 +189,80 @@ def test_skill_graph_quiz_rewards_and_time_cost(tmp_path: Path) -> None:
         np.testing.assert_array_equal(s.obs, obs)
         np.testing.assert_array_equal(s.actions, acts)
         np.testing.assert_array_equal(s.rewards, np.asarray(rewards, dtype=np.float32))
+
+
+# ------------------------------------------------------------------ any env settings
+PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@PROPERTY
+@given(
+    k=st.integers(1, 4),
+    lv=st.integers(2, 5),
+    h=st.integers(1, 16),
+    window=st.integers(1, 6),
+    mode=st.sampled_from(["gain", "posttest", "correct"]),
+    seed=st.integers(0, 2**16),
+)
+def test_zpd_round_trip_any_settings(k: int, lv: int, h: int, window: int, mode: str, seed: int) -> None:
+    """Any ZPD-v0 settings: an episode (every skill practised first, so the log names them
+    all) written as a log and read back is the env's episode (response time aside)."""
+    kw = {"n_skills": k, "n_levels": lv, "horizon": max(h, k), "window": window, "reward_mode": mode}
+    kw["quit_threshold"] = 0.0  # an episode runs to the horizon (quits: the simulate-log test)
+    rng = np.random.default_rng(seed)
+    skills = np.r_[np.arange(k), rng.integers(0, k, size=kw["horizon"] - k)]
+    actions = skills * lv + rng.integers(0, lv, size=len(skills))
+    profile = envs.distribution(ZPD, n_skills=k).sample(1, "train", seed=seed)[0]
+    spec = EnvSpec(ZPD, kw)
+    lay = spec.probe.layout
+    obs, acts, rewards = _play(ZPD, kw, profile, seed, actions)
+    rows = [
+        ("u", f"k{a // lv:02d}", f"L{a % lv}", int(obs[t + 1][lay["last_correct"]]), t)
+        for t, a in enumerate(acts)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write(Path(tmp) / "l.csv", (*KT_COLUMNS[:2], "item_id", *KT_COLUMNS[2:]), rows)
+        ((s,),) = read_sessions(spec, path)
+    keep = np.arange(spec.probe.obs_dim) != lay["response_time"]
+    np.testing.assert_array_equal(s.obs[:, keep], obs[:, keep])
+    np.testing.assert_array_equal(s.actions, acts)
+    expected = np.asarray(rewards, dtype=np.float32) if mode == "correct" else np.zeros(len(acts), np.float32)
+    np.testing.assert_array_equal(s.rewards, expected)
+
+
+@PROPERTY
+@given(
+    k=st.integers(1, 6),
+    h=st.integers(1, 16),
+    session_length=st.integers(1, 6),
+    step_gap=st.sampled_from([0.0, 1 / 1440, 0.01]),
+    session_gap=st.sampled_from([0.0, 0.5, 3.0]),
+    exam_delay=st.sampled_from([0.0, 1.0, 40.0]),
+    timing=st.sampled_from(["next_step", "just_reviewed"]),
+    topics=st.sampled_from([None, 1, 2]),
+    seed=st.integers(0, 2**16),
+)
+def test_review_round_trip_any_settings(
+    k: int, h: int, session_length: int, step_gap, session_gap, exam_delay, timing, topics, seed
+) -> None:
+    """Any SpacedRepetition-v0 / -Goals-v0 clock and deck: an episode (every card shown first)
+    written as a review log (times in days) and read back is the env's episode."""
+    env_id = SR if topics is None else SRG
+    h = max(h, k)
+    kw = {"n_items": k, "horizon": h, "session_length": session_length, "step_gap": step_gap}
+    kw |= {"session_gap": session_gap, "exam_delay": exam_delay, "reward_timing": timing}
+    kw |= {"reward_mode": "correct"} | ({} if topics is None else {"n_topics": min(topics, k)})
+    rng = np.random.default_rng(seed)
+    actions = np.r_[rng.permutation(k), rng.integers(0, k, size=h - k)]
+    spec = EnvSpec(env_id, kw)
+    profile = spec.distribution().sample(1, "train", seed=seed)[0]
+    obs, acts, rewards = _play(env_id, kw, profile, seed, actions)
+    times = spec.probe.times
+    rows = [("u", f"c{a:02d}", repr(float(times[t])), int(obs[t + 1][2 * k + a])) for t, a in enumerate(acts)]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _write(Path(tmp) / "r.csv", REVIEW_COLUMNS, rows)
+        ((s,),) = read_sessions(spec, path, time_unit="days")
+    _check_review_session(s, obs, acts, rewards, k)
 
 
 # ------------------------------------------------------------------ the CLI, end to end
