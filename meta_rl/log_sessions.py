@@ -8,7 +8,10 @@ A student's responses, in log order, are cut into sessions of ``horizon`` respon
 env's episode length; the last one may be shorter); each session starts from the env's
 reset state, as every episode does (a log does not say where an episode ended, e.g. where a
 ZPD-v0 student quit and came back: the cut is every ``horizon`` responses). One converter
-per family, chosen by the tutor's env id (:data:`CONVERTERS`).
+per family, chosen by the tutor's env id (:data:`CONVERTERS`). A log's skills (cards) map to
+the env's in the log's sorted name order (:mod:`envs.calibration.logs`), as ``calibrate`` maps
+them: the log must name the skills the tutor was trained on, all of them (a log without a skill
+shifts the ones after it; the run does not record the names, so this cannot be checked).
 
 A log carries the responses, not the simulator's hidden state, so a reward that is a
 function of hidden state (learning gains, recall probabilities, exam scores) is unknown:
@@ -22,8 +25,7 @@ response ``t``, ``h`` the horizon, ``frac(x) = min(x / h, 1)``):
   skill ``k`` is a quiz of ``k`` (action ``k (C + 1) + C``); the observation is the env's
   (times taught 0, quiz count ``frac``, quizzed flag, last answer per skill, steps since the
   skill's last quiz, elapsed steps); reward ``d_t − time_cost`` with ``reward_mode: quiz``, else
-  ``−time_cost`` (the gain is hidden). A log's skills map to the env's in the log's sorted
-  order.
+  ``−time_cost`` (the gain is hidden).
 * **ZPD-v0** (knowledge-tracing CSV *with* an ``item_id`` column, the question answered):
   response ``t`` to an item of skill ``k`` at difficulty level ``l`` is action ``k L + l``.
   The level of an item: an item id ``L<l>`` (what ``meta-tutor simulate-log`` writes) names
