@@ -11,7 +11,8 @@ ZPD-v0 student quit and came back: the cut is every ``horizon`` responses). One 
 per family, chosen by the tutor's env id (:data:`CONVERTERS`). A log's skills (cards) map to
 the env's in the log's sorted name order (:mod:`envs.calibration.logs`), as ``calibrate`` maps
 them: the log must name the skills the tutor was trained on, all of them (a log without a skill
-shifts the ones after it; the run does not record the names, so this cannot be checked).
+shifts the ones after it; :func:`mapping_note` says when a log names fewer than the env has,
+but a run does not record the names, so which one is missing cannot be checked).
 
 A log carries the responses, not the simulator's hidden state, so a reward that is a
 function of hidden state (learning gains, recall probabilities, exam scores) is unknown:
@@ -309,6 +310,34 @@ def sessions_from_log(env: Any, log: ResponseLog) -> list[list[Session]]:
     return converter(env.env_id).convert(env, log)
 
 
+def load_log(
+    env: Any,
+    path: str | os.PathLike[str],
+    fmt: str = "auto",
+    time_unit: str = "s",
+    skills: Sequence[str] | None = None,
+    top_skills: int | None = None,
+) -> ResponseLog:
+    """The log at ``path``, read as the kind the env's family calibrates from, with the skills /
+    items ``skills`` (by name) or the ``top_skills`` most answered ones kept
+    (:func:`envs.calibration.logs.select_units`, as ``calibrate`` does)."""
+    log = read_log(path, converter(env.env_id).kind, fmt, time_unit)
+    return select_units(log, skills, top_skills)
+
+
+def mapping_note(env: Any, log: ResponseLog) -> str:
+    """How the log's skills / items map to the env's when it names fewer than the env has
+    (module docstring), else ``""``."""
+    ((dim, n),) = env.probe.dims().items()
+    if len(log.names) >= n:
+        return ""
+    shown = ", ".join(log.names[:8]) + (", …" if len(log.names) > 8 else "")
+    return (
+        f"the log names {len(log.names)} of the env's {dim}={n} ({shown}): mapped to indices "
+        f"0 … {len(log.names) - 1} in that order"
+    )
+
+
 def read_sessions(
     env: Any,
     path: str | os.PathLike[str],
@@ -317,8 +346,5 @@ def read_sessions(
     skills: Sequence[str] | None = None,
     top_skills: int | None = None,
 ) -> list[list[Session]]:
-    """Read the log at ``path`` in the kind the env's family calibrates from, keep the skills /
-    items ``skills`` (by name) or the ``top_skills`` most answered ones
-    (:func:`envs.calibration.logs.select_units`, as ``calibrate`` does), then convert it."""
-    log = read_log(path, converter(env.env_id).kind, fmt, time_unit)
-    return sessions_from_log(env, select_units(log, skills, top_skills))
+    """:func:`load_log`, then :func:`sessions_from_log`."""
+    return sessions_from_log(env, load_log(env, path, fmt, time_unit, skills, top_skills))

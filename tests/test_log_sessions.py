@@ -390,6 +390,8 @@ def test_identify_cli_keeps_chosen_skills(tutors: dict[str, Path], tmp_path: Pat
     assert out.returncode == 0, out.stderr
     got = json.loads((tmp_path / "who.json").read_text())["students"]
     assert [s["sessions"] for s in got] == [1, 0]  # u: 8 answers of s0, s1; v only answered s2
-    assert _main(capsys, *base, "--skills", "s0,s2").returncode == 0
+    assert "note:" not in out.stdout  # as many skills as the env
+    out = _main(capsys, *base, "--skills", "s2")
+    assert out.returncode == 0 and "note: the log names 1 of the env's n_skills=2 (s2)" in out.stdout
     _one_error(_main(capsys, *base, "--skills", "s0,zz"), "three.csv", "unknown skill/item name(s) ['zz']")
     _one_error(_main(capsys, *base), "three.csv", "3 skills", "--top-skills")

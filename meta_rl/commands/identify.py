@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from meta_rl.checkpoint import atomic_write, load_policy
     from meta_rl.encoder_tutor import EncoderTutor
     from meta_rl.identify import identify, reference_bank
-    from meta_rl.log_sessions import converter, read_sessions
+    from meta_rl.log_sessions import converter, load_log, mapping_note, sessions_from_log
 
     if args.neighbours < 0 or args.reference < 1:
         raise ValueError("--neighbours must be >= 0 and --reference >= 1")
@@ -74,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
         skills = [n.strip() for n in args.skills.split(",")]
         if not all(skills):
             raise ValueError(f"--skills has an empty name: {args.skills!r}")
-    histories = read_sessions(policy.env, args.log, args.format, args.time_unit, skills, args.top_skills)
+    log = load_log(policy.env, args.log, args.format, args.time_unit, skills, args.top_skills)
+    histories = sessions_from_log(policy.env, log)
     print(f"{policy.env.env_id} from {args.log}: {converter(policy.env.env_id).caveat}")
+    if note := mapping_note(policy.env, log):
+        print(f"note: {note}")
     bank = (
         reference_bank(policy, args.reference, policy.rollouts_per_step, args.seed)
         if args.neighbours
