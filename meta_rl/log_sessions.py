@@ -108,20 +108,11 @@ def _group(log: ResponseLog, sessions: Iterator[tuple[int, Session]]) -> list[li
     return out
 
 
-def _check_units(log: ResponseLog, n: int, dim: str, env_id: str, what: str) -> None:
-    if len(log.names) > n:
-        raise ValueError(
-            f"{log.source}: the log has {len(log.names)} {what}s but the tutor's env ({env_id}) has "
-            f"{dim}={n}: keep fewer with --top-skills K or --skills A,B, or train the tutor with as many"
-        )
-
-
 # ------------------------------------------------------------------ SkillGraph-v0
 def skill_graph_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
     """SkillGraph-v0 sessions of a knowledge-tracing log: every answer a quiz (module docstring)."""
     dyn = env.probe
     k, c, h = dyn.n_skills, dyn.n_content, dyn.horizon
-    _check_units(log, k, "n_skills", env.env_id, "skill")
     reward_is_answer = dyn.reward_mode == "quiz"
     frac = _frac_table(h)
 
@@ -178,7 +169,6 @@ def zpd_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
 
     dyn = env.probe
     k, lv, h, w = dyn.n_skills, dyn.n_levels, dyn.horizon, dyn.window
-    _check_units(log, k, "n_skills", env.env_id, "skill")
     lay = dyn.layout
     level_of_row = zpd_levels(dyn, log)
     frac = _frac_table(h)
@@ -222,7 +212,6 @@ def review_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
 
     dyn = env.probe
     k, h = dyn.n_items, dyn.horizon
-    _check_units(log, k, "n_items", env.env_id, "item")
     if dyn.start_state != "unseen":
         raise ValueError(
             f"{log.source}: the tutor's env has start_state={dyn.start_state!r} (every card shown at a "
@@ -274,23 +263,35 @@ class Converter:
 
     kind: str
     convert: Callable[[Any, ResponseLog], list[list[Session]]]
+    #: the env's argument that the log's units (skills or cards) are indices of
+    unit_dim: str
     #: what a log of this family cannot tell (printed by ``meta-tutor identify``)
     caveat: str = ""
 
 
 CONVERTERS: dict[str, Converter] = {
     "MetaTutor/SkillGraph-v0": Converter(
-        "kt", skill_graph_sessions, "every answer is read as a quiz; learning gains are hidden (reward 0)"
+        "kt",
+        skill_graph_sessions,
+        "n_skills",
+        "every answer is read as a quiz; learning gains are hidden (reward 0)",
     ),
     "MetaTutor/ZPD-v0": Converter(
-        "kt", zpd_sessions, "a log has no response times (observed as 0); ability gains are hidden"
+        "kt",
+        zpd_sessions,
+        "n_skills",
+        "a log has no response times (observed as 0); ability gains are hidden",
     ),
     "MetaTutor/SpacedRepetition-v0": Converter(
-        "review", review_sessions, "recall probabilities are hidden (reward 0 unless reward_mode: correct)"
+        "review",
+        review_sessions,
+        "n_items",
+        "recall probabilities are hidden (reward 0 unless reward_mode: correct)",
     ),
     "MetaTutor/SpacedRepetitionGoals-v0": Converter(
         "review",
         review_sessions,
+        "n_items",
         "the goal shows only in rewards, which a log lacks: its estimate is the prior",
     ),
 }
@@ -307,7 +308,16 @@ def converter(env_id: str) -> Converter:
 def sessions_from_log(env: Any, log: ResponseLog) -> list[list[Session]]:
     """Per student of ``log`` (a list, in the log's student order), its sessions in the env of
     ``env`` (a :class:`~meta_rl.envspec.EnvSpec`)."""
-    return converter(env.env_id).convert(env, log)
+    conv = converter(env.env_id)
+    n = int(getattr(env.probe, conv.unit_dim))
+    if len(log.names) > n:
+        what = "skill" if conv.unit_dim == "n_skills" else "item"
+        raise ValueError(
+            f"{log.source}: the log has {len(log.names)} {what}s but the tutor's env ({env.env_id}) has "
+            f"{conv.unit_dim}={n}: keep fewer with --top-skills K or --skills A,B, or train the tutor "
+            "with as many"
+        )
+    return conv.convert(env, log)
 
 
 def load_log(
@@ -328,7 +338,8 @@ def load_log(
 def mapping_note(env: Any, log: ResponseLog) -> str:
     """How the log's skills / items map to the env's when it names fewer than the env has
     (module docstring), else ``""``."""
-    ((dim, n),) = env.probe.dims().items()
+    dim = converter(env.env_id).unit_dim
+    n = int(getattr(env.probe, dim))
     if len(log.names) >= n:
         return ""
     shown = ", ".join(log.names[:8]) + (", …" if len(log.names) > 8 else "")

@@ -27,7 +27,7 @@ from envs.calibration.simulate import simulate_log
 from meta_rl.cli import main
 from meta_rl.config import load_config
 from meta_rl.envspec import EnvSpec
-from meta_rl.log_sessions import CONVERTERS, read_sessions, sessions_from_log
+from meta_rl.log_sessions import CONVERTERS, load_log, mapping_note, read_sessions, sessions_from_log
 from meta_rl.trainer import Trainer
 
 ZPD = "MetaTutor/ZPD-v0"
@@ -317,6 +317,19 @@ def tutors(tmp_path_factory) -> dict[str, Path]:
         out[env_id] = run
     torch.set_num_threads(n)
     return out
+
+
+@pytest.mark.parametrize("env_id", list(CONVERTERS))
+def test_a_log_naming_fewer_units_gets_a_note(env_id: str, tmp_path: Path) -> None:
+    kt = CONVERTERS[env_id].kind == "kt"
+    rows = [("u", "a", "L0", 1, 0) if kt else ("u", "a", 0, 1)]
+    header = (*KT_COLUMNS[:2], "item_id", *KT_COLUMNS[2:]) if kt else REVIEW_COLUMNS
+    spec = EnvSpec(env_id, {})
+    log = load_log(spec, _write(tmp_path / "one.csv", header, rows))
+    dim = CONVERTERS[env_id].unit_dim
+    assert mapping_note(spec, log).startswith(f"the log names 1 of the env's {dim}=")
+    ((s,),) = sessions_from_log(spec, log)
+    assert s.obs.shape == (2, spec.env_obs_dim) and s.actions.shape == (1,)
 
 
 def test_every_calibrated_family_has_a_converter() -> None:
