@@ -173,7 +173,10 @@ def zpd_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
     level_of_row = zpd_levels(dyn, log)
     frac = _frac_table(h)
     level_table = (np.arange(lv) / (lv - 1)).astype(np.float32)
-    rate = lambda succ, seen: np.where(seen > 0, succ / np.maximum(seen, 1), 0.5)  # noqa: E731
+
+    def rate(succ: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        """The env's windowed success rate: successes / outcomes in the window, 0.5 before any."""
+        return np.where(seen > 0, succ / np.maximum(seen, 1), 0.5)
 
     def one(rows: np.ndarray) -> Session:
         skills, levels = log.unit[rows].astype(np.int64), level_of_row[rows]
