@@ -13,12 +13,10 @@ returns
 * the nearest training students by embedding distance ``‖z − z_j‖`` among a reference bank of
   simulated ``train`` students played by the same tutor (:func:`reference_bank`).
 
-:func:`skill_graph_sessions` turns a response log (the formats ``meta-tutor calibrate``
-reads, :mod:`envs.calibration.logs`) into SkillGraph-v0 sessions: each answer is a quiz of
-its skill, the observation is rebuilt by the env's own rules (counts, last answer, time
-since the last quiz, elapsed time), ``horizon`` answers per session. A log carries answers,
-not the simulator's reward: with ``reward_mode: quiz`` the reward is the answer; with
-``gain``/``posttest`` (hidden mastery) it is 0, so the estimate rests on the answers alone.
+:mod:`meta_rl.log_sessions` turns a response log (the formats ``meta-tutor calibrate``
+reads, :mod:`envs.calibration.logs`) into :class:`Session` s of the tutor's env, for every
+env family: each logged response becomes the action that asked for it and the observations
+are rebuilt by the env's own rules (what a log cannot carry is listed there).
 """
 
 from __future__ import annotations
@@ -26,23 +24,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
 from meta_rl.encoder import EncoderState, decode, embed, episode_encodings, pool, session_summary
 from meta_rl.encoder_tutor import EncoderTutor
+from meta_rl.log_sessions import Session
 from meta_rl.sampler import Sampler
-
-
-class Session(NamedTuple):
-    """One session of interaction: observations ``(L + 1, d)`` (the last one after the last
-    step), teaching actions ``(L,)`` and rewards ``(L,)``."""
-
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
 
 
 def _check_session(policy: EncoderTutor, s: Session, where: str) -> None:
@@ -214,52 +204,3 @@ def identify(
         for j in np.argsort(dist, kind="stable")[:n_neighbours]:
             neighbours.append((float(dist[j]), reference.profiles[j].to_dict()))
     return Identification(z.numpy(), len(sessions), est, neighbours)
-
-
-# ------------------------------------------------------------------ logs → sessions
-def skill_graph_sessions(policy: EncoderTutor, log: Any) -> list[list[Session]]:
-    """Per student of a knowledge-tracing :class:`~envs.calibration.logs.ResponseLog`, its
-    answers as SkillGraph-v0 quiz sessions of ``horizon`` steps (module docstring).
-
-    The log's skills map to the env's skills in the log's (sorted) order; a log with more
-    skills than the env has is an error naming the file."""
-    env = policy.env
-    if not env.env_id.startswith("MetaTutor/SkillGraph"):
-        raise ValueError(
-            f"identify --log reads SkillGraph-v0 answer logs; this tutor is for {env.env_id}: "
-            "call meta_rl.identify.identify(policy, sessions) with its interaction histories"
-        )
-    dyn = env.probe
-    k, c, h = dyn.n_skills, dyn.n_content, dyn.horizon
-    if len(log.names) > k:
-        raise ValueError(
-            f"{log.source}: the log has {len(log.names)} skills but the tutor's env has n_skills={k}; "
-            "train the tutor with as many skills or select skills"
-        )
-    reward_is_answer = getattr(dyn, "reward_mode", "gain") == "quiz"
-    frac = np.minimum(np.arange(h + 1) / float(h), 1.0).astype(np.float32)
-    out: list[list[Session]] = []
-    for student in range(log.n_students):
-        rows = np.flatnonzero(log.student == student)
-        sessions: list[Session] = []
-        for start in range(0, len(rows), h):
-            chunk = rows[start : start + h]
-            skills, correct = log.unit[chunk].astype(np.int64), log.correct[chunk].astype(np.float32)
-            obs = np.zeros((len(chunk) + 1, 5 * k + 1), dtype=np.float32)
-            feat = np.zeros(4 * k, dtype=np.float32)
-            last = np.full(k, -(1 << 40), dtype=np.int64)
-            for t in range(len(chunk) + 1):
-                obs[t, : 4 * k] = feat
-                obs[t, 4 * k : 5 * k] = frac[np.minimum(t - last, h)]
-                obs[t, 5 * k] = frac[min(t, h)]
-                if t < len(chunk):
-                    sk = skills[t]
-                    feat[k + sk] += np.float32(1.0 / h)
-                    feat[2 * k + sk] = 1.0
-                    feat[3 * k + sk] = correct[t]
-                    last[sk] = t
-            actions = skills * (c + 1) + c  # quiz of that skill
-            rewards = correct if reward_is_answer else np.zeros(len(chunk), dtype=np.float32)
-            sessions.append(Session(obs, actions, rewards))
-        out.append(sessions)
-    return out

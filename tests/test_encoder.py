@@ -30,7 +30,8 @@ from meta_rl.encoder import (
 )
 from meta_rl.encoder_tutor import EncoderTutor, OnlineTutor
 from meta_rl.envspec import EnvSpec
-from meta_rl.identify import Session, encode_history, identify, skill_graph_sessions
+from meta_rl.identify import Session, encode_history, identify
+from meta_rl.log_sessions import skill_graph_sessions
 from meta_rl.policy import PolicySpec, log_prob
 from meta_rl.sampler import Sampler
 from meta_rl.trainer import WALL_COLUMNS, Trainer
@@ -284,7 +285,7 @@ def test_log_sessions_rebuild_the_env_observations(tiny_run: Path, tmp_path: Pat
     path = tmp_path / "answers.csv"
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([("user_id", "skill_name", "correct", "order_id"), *rows])
-    (sessions,) = skill_graph_sessions(pol, read_kt_log(path))
+    (sessions,) = skill_graph_sessions(pol.env, read_kt_log(path))
     assert len(sessions) == 1
     np.testing.assert_array_equal(sessions[0].obs[: len(observed) - 1], np.stack(observed[:-1]))
     np.testing.assert_array_equal(sessions[0].actions, np.array(skills) * (c + 1) + c)

@@ -21,10 +21,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log",
         required=True,
-        help="response log in a format meta-tutor calibrate reads (knowledge-tracing CSV or three-line "
-        "format; SkillGraph-v0 tutors): every answer is a quiz of its skill",
+        help="response log in the format meta-tutor calibrate reads for the tutor's env: CSV "
+        "user_id,skill_name,correct,order_id or the three-line format (SkillGraph-v0: every answer a "
+        "quiz), the same CSV with an item_id column (ZPD-v0), CSV user_id,item_id,timestamp,correct or "
+        "an Anki/fsrs log (SpacedRepetition-v0, SpacedRepetitionGoals-v0); see docs/encoder.md",
     )
-    p.add_argument("--format", default="auto", help="log format: auto, csv or seq3 (default: auto)")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "csv", "seq3", "anki"],
+        help="log format (default: auto, from the first line)",
+    )
+    p.add_argument(
+        "--skills",
+        default=None,
+        help="keep only these skills/items, comma-separated names (as meta-tutor calibrate --skills)",
+    )
+    p.add_argument("--top-skills", type=int, default=None, help="keep only the K most-answered skills/items")
+    p.add_argument(
+        "--time-unit",
+        default="s",
+        choices=["s", "ms", "days"],
+        help="review logs: unit of numeric timestamps (default: s)",
+    )
     p.add_argument("--neighbours", type=int, default=3, help="nearest training students to list (default: 3)")
     p.add_argument(
         "--reference",
@@ -37,10 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from envs.calibration.logs import read_log
     from meta_rl.checkpoint import atomic_write, load_policy
     from meta_rl.encoder_tutor import EncoderTutor
-    from meta_rl.identify import identify, reference_bank, skill_graph_sessions
+    from meta_rl.identify import identify, reference_bank
+    from meta_rl.log_sessions import converter, load_log, mapping_note, sessions_from_log
 
     if args.neighbours < 0 or args.reference < 1:
         raise ValueError("--neighbours must be >= 0 and --reference >= 1")
@@ -50,8 +69,16 @@ def run(args: argparse.Namespace) -> int:
             f"{args.checkpoint} is a {policy.algo} tutor; identify needs an encoder tutor "
             "(train one with --set algo=encoder_ppo)"
         )
-    log = read_log(args.log, "kt", args.format)
-    histories = skill_graph_sessions(policy, log)
+    skills = None
+    if args.skills is not None:
+        skills = [n.strip() for n in args.skills.split(",")]
+        if not all(skills):
+            raise ValueError(f"--skills has an empty name: {args.skills!r}")
+    log = load_log(policy.env, args.log, args.format, args.time_unit, skills, args.top_skills)
+    histories = sessions_from_log(policy.env, log)
+    print(f"{policy.env.env_id} from {args.log}: {converter(policy.env.env_id).caveat}")
+    if note := mapping_note(policy.env, log):
+        print(f"note: {note}")
     bank = (
         reference_bank(policy, args.reference, policy.rollouts_per_step, args.seed)
         if args.neighbours
