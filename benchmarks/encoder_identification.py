@@ -16,7 +16,8 @@ evaluation episodes; the same students and env seeds as every evaluated method):
   session summaries (the encoder's input to ``ρ``) to the profile, fitted on ``train`` students,
   gives the decodability of the same data by a linear read-out.
 
-Usage: python benchmarks/encoder_identification.py --checkpoint RUN [--n 80] [--steps 3] [--out FILE.json]
+Usage: python benchmarks/encoder_identification.py --checkpoint RUN [--n 80] [--steps 3] [--split test]
+       [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--n", type=int, default=80)
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument(
+        "--split", default="test", choices=["val", "test", "ood"], help="held-out students (default: test)"
+    )
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -69,7 +73,7 @@ def main() -> None:
     if not isinstance(pol, EncoderTutor):
         raise SystemExit(f"{args.checkpoint} is not an encoder tutor")
     env, e = pol.env, pol.rollouts_per_step
-    profiles = envs.sample_profiles(env.env_id, args.n, split="test", seed=0, **dict(env.env_kwargs))
+    profiles = envs.sample_profiles(env.env_id, args.n, split=args.split, seed=0, **dict(env.env_kwargs))
     res = adaptation_curve(pol, profiles, args.steps, e, eval_episodes=10, seed=0)
     out: dict[str, Any] = {"checkpoint": str(args.checkpoint), "n": args.n, "rollouts_per_step": e}
     out["return"] = [float(x) for x in res.mean_returns()]
