@@ -257,6 +257,11 @@ def test_cli_train_resume_and_export(tmp_path: Path, capsys) -> None:
     assert "--resume" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--no-progress", "--set", "n_iterations=3"]) == 0
     assert len(_rows(out)) == 3
+    capsys.readouterr()
+    # resuming a finished run trains nothing and says so (no 'nan' return)
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("already done: 3 iterations") and "nan" not in said and len(_rows(out)) == 3
     assert main(["train", "--out", str(tmp_path / "x"), "--set", "inner_learning_rate=1"]) == 2
     assert "valid keys" in capsys.readouterr().err
     assert main(["export", str(out), "--out", str(tmp_path / "exported")]) == 0

@@ -110,10 +110,11 @@ def run(args: argparse.Namespace) -> int:
     finally:
         trainer.close()
     best = trainer.best_val
+    # a resumed run that was finished already trains no iteration: no last row to report
+    last = f"last post-adaptation return {row['return_post']:.4f}; " if "return_post" in row else ""
     print(
-        f"done: {trainer.iteration} iterations, {trainer.env_steps} env steps; "
-        f"last post-adaptation return {row.get('return_post', float('nan')):.4f}; "
-        f"best validation return {best:.4f}; run directory {args.out}"
+        f"{'done' if row else 'already done'}: {trainer.iteration} iterations, {trainer.env_steps} env "
+        f"steps; {last}best validation return {best:.4f}; run directory {args.out}"
     )
     return 0
 
