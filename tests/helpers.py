@@ -28,6 +28,23 @@ TINY_TRAIN = [
     "n_iterations=4",
 ]
 
+#: ``--set`` overrides of an encoder-PPO run that takes seconds on any env (add the env's
+#: small settings and ``n_iterations``)
+TINY_ENCODER_SETS = [
+    "algo=encoder_ppo",
+    "meta_batch_size=4",
+    "rollouts_per_task=4",
+    "hidden_sizes=[16]",
+    "encoder_hidden=16",
+    "z_dim=4",
+    "outer_epochs=2",
+    "n_minibatches=2",
+    "val_tasks=3",
+    "val_episodes=2",
+    "eval_every=2",
+    "tensorboard=false",
+]
+
 #: config of an item-wise training run on a 4-card SpacedRepetition deck that takes seconds
 #: (add ``env``; 2 iterations)
 TINY_ITEMWISE = {

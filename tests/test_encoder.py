@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_ENCODER_SETS
 
 from envs.calibration.logs import read_kt_log
 from meta_rl.adaptation import adapt
@@ -38,21 +39,10 @@ from meta_rl.trainer import WALL_COLUMNS, Trainer
 
 #: a training run of encoder-PPO that takes seconds (2 skills, 2 content types, horizon 8)
 TINY_ENCODER = [
-    "algo=encoder_ppo",
     "env_kwargs.n_skills=2",
     "env_kwargs.n_content=2",
     "env_kwargs.horizon=8",
-    "meta_batch_size=4",
-    "rollouts_per_task=4",
-    "hidden_sizes=[16]",
-    "encoder_hidden=16",
-    "z_dim=4",
-    "outer_epochs=2",
-    "n_minibatches=2",
-    "val_tasks=3",
-    "val_episodes=2",
-    "eval_every=2",
-    "tensorboard=false",
+    *TINY_ENCODER_SETS,
     "n_iterations=4",
 ]
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_ENCODER_SETS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -266,21 +267,7 @@ def test_review_round_trip_any_settings(
 
 
 # ------------------------------------------------------------------ the CLI, end to end
-TINY = [
-    "algo=encoder_ppo",
-    "meta_batch_size=4",
-    "rollouts_per_task=4",
-    "hidden_sizes=[16]",
-    "encoder_hidden=16",
-    "z_dim=4",
-    "outer_epochs=2",
-    "n_minibatches=2",
-    "val_tasks=3",
-    "val_episodes=2",
-    "eval_every=2",
-    "tensorboard=false",
-    "n_iterations=2",
-]
+TINY = [*TINY_ENCODER_SETS, "n_iterations=2"]
 FAMILIES = {
     ZPD: ["env_kwargs.n_skills=2", "env_kwargs.n_levels=3", "env_kwargs.horizon=8"],
     SR: ["env_kwargs.n_items=4", "env_kwargs.horizon=8"],
