@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from meta_rl.commands.log_options import add_log_reading
+
 HELP = "Fit a population of student profiles to a response log (BKT / memory model); held-out scores."
 
 
@@ -21,19 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "format, CSV user_id,item_id,timestamp,correct or an Anki/fsrs log card_id,review_rating,"
         "review_time (SpacedRepetition); see docs/calibration.md",
     )
-    p.add_argument(
-        "--format",
-        dest="log_format",
-        default="auto",
-        choices=["auto", "csv", "seq3", "anki"],
-        help="log format (default: auto, from the first line)",
-    )
-    p.add_argument(
-        "--skills",
-        default=None,
-        help="keep only these skills/items, comma-separated names (the log's others are dropped)",
-    )
-    p.add_argument("--top-skills", type=int, default=None, help="keep only the K most-answered skills/items")
+    add_log_reading(p, format_dest="log_format")
     p.add_argument(
         "--deck-size",
         type=int,
@@ -74,9 +64,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=2.0,
         help="SkillGraph: env steps one logged response stands for (default: 2, a quiz and a lesson)",
-    )
-    p.add_argument(
-        "--time-unit", default="s", choices=["s", "ms", "days"], help="SpacedRepetition: timestamp unit"
     )
     p.add_argument(
         "--no-item-difficulty", action="store_true", help="SpacedRepetition: keep item difficulties at 0"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from meta_rl.commands.log_options import add_log_reading
+
 HELP = (
     "Identify students from a response log with an encoder tutor (algo encoder_ppo): decoded "
     "profile with uncertainty, nearest training students."
@@ -26,24 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "quiz), the same CSV with an item_id column (ZPD-v0), CSV user_id,item_id,timestamp,correct or "
         "an Anki/fsrs log (SpacedRepetition-v0, SpacedRepetitionGoals-v0); see docs/encoder.md",
     )
-    p.add_argument(
-        "--format",
-        default="auto",
-        choices=["auto", "csv", "seq3", "anki"],
-        help="log format (default: auto, from the first line)",
-    )
-    p.add_argument(
-        "--skills",
-        default=None,
-        help="keep only these skills/items, comma-separated names (as meta-tutor calibrate --skills)",
-    )
-    p.add_argument("--top-skills", type=int, default=None, help="keep only the K most-answered skills/items")
-    p.add_argument(
-        "--time-unit",
-        default="s",
-        choices=["s", "ms", "days"],
-        help="review logs: unit of numeric timestamps (default: s)",
-    )
+    add_log_reading(p)
     p.add_argument("--neighbours", type=int, default=3, help="nearest training students to list (default: 3)")
     p.add_argument(
         "--reference",
