@@ -11,7 +11,7 @@ import pytest
 import envs
 from meta_rl.algorithms.derive import predicted_env_steps
 from meta_rl.checkpoint import load_checkpoint
-from meta_rl.config import MAMLPPOConfig, PPOConfig, ReptilePPOConfig
+from meta_rl.config import MAMLPlusPlusPPOConfig, MAMLPPOConfig, PPOConfig, ReptilePPOConfig
 from meta_rl.envspec import EnvSpec
 from meta_rl.evaluation.methods import EvalContext
 from meta_rl.evaluation.registry import methods_for
@@ -55,10 +55,11 @@ def test_fixed_length_families_end_every_episode_at_the_horizon(env_id) -> None:
         {"pretrain_iterations": 3},  # more than n_iterations
         {"inner_steps": 2},
         {"algo": "ppo", "episodes_per_iteration": 5},
+        {"algo": "mamlpp_ppo", "inner_steps": 2, "pretrain_iterations": 1},
     ],
 )
 def test_prediction_equals_the_finished_runs_env_steps(tmp_path, extra) -> None:
-    cls = PPOConfig if extra.get("algo") == "ppo" else MAMLPPOConfig
+    cls = {"ppo": PPOConfig, "mamlpp_ppo": MAMLPlusPlusPPOConfig}.get(extra.get("algo"), MAMLPPOConfig)
     cfg = cls(env_kwargs=SG_KW, **TINY, **{k: v for k, v in extra.items() if k != "algo"})
     predicted = predicted_env_steps(cfg.to_dict())
     Trainer(cfg, tmp_path / "run", progress=False).train()

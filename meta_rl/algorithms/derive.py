@@ -61,7 +61,7 @@ def iteration_episodes(cfg: TrainConfig) -> int:
 
 #: algorithms whose iterations collect a number of episodes known from the config (a
 #: warm-start pooled iteration ``pooled_episodes``, the others :func:`iteration_episodes`)
-_CONSTANT_EPISODES = ("maml_ppo", "ppo")
+_CONSTANT_EPISODES = ("maml_ppo", "mamlpp_ppo", "ppo")
 
 
 def predicted_env_steps(run_config: Mapping[str, Any]) -> int | None:
@@ -70,9 +70,9 @@ def predicted_env_steps(run_config: Mapping[str, Any]) -> int | None:
 
     ``(P · pooled_episodes + (N − P) · iteration_episodes) · horizon`` for ``N`` iterations
     of which the first ``P = min(pretrain_iterations, N)`` are pooled warm-start iterations
-    (MAML-PPO; pooled PPO has ``P = 0``), when every episode lasts exactly the horizon
-    (:attr:`envs.core.StudentDynamics.fixed_length`: SkillGraph, SpacedRepetition) and the
-    algorithm collects a fixed number of episodes per iteration (MAML-PPO and pooled PPO);
+    (MAML-PPO and MAML++-PPO; pooled PPO has ``P = 0``), when every episode lasts exactly the
+    horizon (:attr:`envs.core.StudentDynamics.fixed_length`: SkillGraph, SpacedRepetition)
+    and the algorithm collects a fixed number of episodes per iteration (those three);
     ``None`` otherwise (ZPD students who quit early; the other algorithms). Lets a baseline
     whose budget is the run's env steps (SB3) train while the run itself is training.
     """
