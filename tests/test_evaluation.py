@@ -86,6 +86,12 @@ def test_evaluate_end_to_end(run_dir, tmp_path, capsys) -> None:
     assert "`planner` (kind omniscient) sees hidden state" in summary
     assert (out / "adaptation_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # where the time went: one record per job, each learned method's curve among them
+    jobs = res["details"]["jobs"]
+    learned = {"maml_ppo", "pooled_ppo", "scratch_ppo", "sb3_ppo", "oracle", "reptile_ppo", "mamlpp_ppo"}
+    assert {j["label"].split(" ")[1] for j in jobs if j["label"].startswith("curve ")} == learned
+    assert all(0 <= j["start_s"] <= j["end_s"] and j["cpu_s"] >= 0 for j in jobs)
+    assert "jobs on 2 core(s)" in printed
     # baselines are cached in the run directory
     assert (run_dir / "baselines" / "pooled_ppo" / "best.pt").is_file()
     assert (run_dir / "baselines" / "sb3_ppo.zip").is_file()
