@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from meta_rl.commands.log_options import add_log_reading
+from meta_rl.commands.log_options import add_log_reading, skill_names
 
 HELP = "Fit a population of student profiles to a response log (BKT / memory model); held-out scores."
 
@@ -93,18 +93,13 @@ def run(args: argparse.Namespace) -> int:
         shrinkage = json.loads(args.shrinkage)
     except json.JSONDecodeError as e:
         raise ValueError(f"--shrinkage is not valid JSON ({e})") from None
-    skills = None
-    if args.skills is not None:
-        skills = [n.strip() for n in args.skills.split(",")]
-        if not all(skills):
-            raise ValueError(f"--skills has an empty name: {args.skills!r}")
     result = calibrate(
         args.env,
         args.log,
         args.out,
         parse_env_kwargs(args.env_kwargs),
         log_format=args.log_format,
-        skills=skills,
+        skills=skill_names(args),
         top_skills=args.top_skills,
         deck_size=args.deck_size,
         progress=not args.no_progress and sys.stderr.isatty(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from meta_rl.commands.log_options import add_log_reading
+from meta_rl.commands.log_options import add_log_reading, skill_names
 
 HELP = (
     "Identify students from a response log with an encoder tutor (algo encoder_ppo): decoded "
@@ -54,12 +54,7 @@ def run(args: argparse.Namespace) -> int:
             f"{args.checkpoint} is a {policy.algo} tutor; identify needs an encoder tutor "
             "(train one with --set algo=encoder_ppo)"
         )
-    skills = None
-    if args.skills is not None:
-        skills = [n.strip() for n in args.skills.split(",")]
-        if not all(skills):
-            raise ValueError(f"--skills has an empty name: {args.skills!r}")
-    log = load_log(policy.env, args.log, args.format, args.time_unit, skills, args.top_skills)
+    log = load_log(policy.env, args.log, args.format, args.time_unit, skill_names(args), args.top_skills)
     histories = sessions_from_log(policy.env, log)
     print(f"{policy.env.env_id} from {args.log}: {converter(policy.env.env_id).caveat}")
     if note := mapping_note(policy.env, log):

@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 
 
+def skill_names(args: argparse.Namespace) -> list[str] | None:
+    """The names of ``--skills`` (``None`` when not given); an empty name is an error."""
+    if args.skills is None:
+        return None
+    names = [n.strip() for n in args.skills.split(",")]
+    if not all(names):
+        raise ValueError(f"--skills has an empty name: {args.skills!r}")
+    return names
+
+
 def add_log_reading(p: argparse.ArgumentParser, *, format_dest: str = "format") -> None:
     """``--format``, ``--skills``, ``--top-skills`` and ``--time-unit`` (the log's format, which
     of its skills / items to keep, the unit of numeric review timestamps)."""
