@@ -20,6 +20,7 @@ from typing import Any
 
 from envs.profiles import ProfileDistribution
 from meta_rl.algorithms import derived_config
+from meta_rl.algorithms.derive import predicted_env_steps
 from meta_rl.checkpoint import load_checkpoint, load_policy
 from meta_rl.evaluation import sb3_baseline
 from meta_rl.runlock import run_lock
@@ -97,24 +98,30 @@ def train_sb3(
     name: str = "sb3_ppo",
     *,
     recurrent: bool | None = None,
-    budget: int | None = None,
+    training_config: Mapping[str, Any] | None = None,
 ) -> tuple[Any, int]:
     """SB3 baseline ``name`` with the run's budget, cached in ``RUN_DIR/baselines/NAME.zip``:
     PPO, or RecurrentPPO when ``recurrent`` (default: when ``name`` is ``recurrent_ppo``).
     Returns the model and the env steps it was trained for.
 
-    ``budget``: the env steps the run will have when it is done, predicted from its config
-    (:func:`~meta_rl.algorithms.derive.predicted_env_steps`) while it is still training;
-    by default the run's measured env steps. Either way, a cached model is checked against
-    the budget, so a wrong prediction is refused later against the finished run's count."""
+    The budget is the run's measured env steps (its checkpoint's); given the
+    ``training_config`` of a run that is still training, the env steps it will have when it
+    is done, predicted from that config (:func:`predicted_env_steps`). Either way, a cached
+    model is checked against the budget, so a wrong prediction is refused later against the
+    finished run's count."""
     if recurrent is None:
         recurrent = name == "recurrent_ppo"
     cls, _ = sb3_baseline.algorithm(recurrent)
     path = sb3_path(run, name)
-    config = run_config(run)
+    if training_config is None:
+        state = load_checkpoint(run / "checkpoint.pt")
+        config, budget = state["config"], int(state["env_steps"])
+    else:
+        config, predicted = training_config, predicted_env_steps(training_config)
+        if predicted is None:
+            raise ValueError(f"the env steps of {run} depend on its policy: train {name} after the run")
+        budget = predicted
     seed = int(config["seed"])
-    if budget is None:
-        budget = int(load_checkpoint(run / "checkpoint.pt")["env_steps"])
     hidden = sb3_hidden_sizes(config)
     if path.is_file():
         model = cls.load(path, device="cpu")
@@ -139,7 +146,9 @@ def train_sb3(
     # one writer per cached model (one lock file each: sb3_ppo and recurrent_ppo train at once)
     with run_lock(path.parent, f"{name} baseline", name=f".{name}.lock"):
         if path.is_file():  # another process finished it meanwhile: check it as above
-            return train_sb3(run, env_id, env_kwargs, log, name, recurrent=recurrent, budget=budget)
+            return train_sb3(
+                run, env_id, env_kwargs, log, name, recurrent=recurrent, training_config=training_config
+            )
         log(f"training {name} ({budget} env steps, cached in {path}) …")
         population = run_population(config, env_id, env_kwargs)
         model = sb3_baseline.train_pooled(

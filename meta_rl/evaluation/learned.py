@@ -203,8 +203,9 @@ class SB3Baseline(Method):
         log: Callable[[str], None],
     ) -> None:
         # the curve checks the model against the finished run's measured env steps
-        budget = predicted_env_steps(run_config)
-        baselines.train_sb3(run, env_id, env_kwargs, log, self.name, recurrent=self.recurrent, budget=budget)
+        baselines.train_sb3(
+            run, env_id, env_kwargs, log, self.name, recurrent=self.recurrent, training_config=run_config
+        )
 
     def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
         assert run is not None
