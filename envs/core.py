@@ -37,6 +37,14 @@ ProfileLike = StudentProfile | Mapping[str, Any]
 RESET_SALT = 0x5EED
 
 
+def frac_table(horizon: int) -> np.ndarray:
+    """``min(a / horizon, 1)`` for ``a = 0 … horizon`` as float32, computed in float64 and
+    rounded as the direct formula is: observing a step fraction by table look-up is then
+    bit-identical to evaluating it (every family's observation, and the sessions rebuilt
+    from logs, use it)."""
+    return np.minimum(np.arange(horizon + 1) / float(horizon), 1.0).astype(np.float32)
+
+
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     """Validate an integer env argument and return it as ``int``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -74,6 +74,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from envs.calibration.logs import ResponseLog, read_log, select_units
+from envs.core import frac_table
 
 
 class Session(NamedTuple):
@@ -83,11 +84,6 @@ class Session(NamedTuple):
     obs: np.ndarray
     actions: np.ndarray
     rewards: np.ndarray
-
-
-def _frac_table(h: int) -> np.ndarray:
-    """``min(x / h, 1)`` for ``x = 0 … h`` as float32 (the envs' own look-up of that formula)."""
-    return np.minimum(np.arange(h + 1) / h, 1.0).astype(np.float32)
 
 
 def _chunks(log: ResponseLog, horizon: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -114,7 +110,7 @@ def skill_graph_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
     dyn = env.probe
     k, c, h = dyn.n_skills, dyn.n_content, dyn.horizon
     reward_is_answer = dyn.reward_mode == "quiz"
-    frac = _frac_table(h)
+    frac = frac_table(h)
 
     def one(rows: np.ndarray) -> Session:
         skills, correct = log.unit[rows].astype(np.int64), log.correct[rows].astype(np.float32)
@@ -171,7 +167,7 @@ def zpd_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
     k, lv, h, w = dyn.n_skills, dyn.n_levels, dyn.horizon, dyn.window
     lay = dyn.layout
     level_of_row = zpd_levels(dyn, log)
-    frac = _frac_table(h)
+    frac = frac_table(h)
     level_table = (np.arange(lv) / (lv - 1)).astype(np.float32)
 
     def rate(succ: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -223,7 +219,7 @@ def review_sessions(env: Any, log: ResponseLog) -> list[list[Session]]:
         )
     gaps = np.diff(dyn.times)  # the env's gap after each step
     shown_feature = np.log1p(np.arange(h + 1)) / np.log1p(h)
-    frac = _frac_table(h)
+    frac = frac_table(h)
     # the Goals variant's constant topic blocks (1 for the cards of topic c, block c), or none
     n_topics, card_topic = getattr(dyn, "n_topics", 0), getattr(dyn, "topics", np.zeros(k))
     topics = (card_topic[None, :] == np.arange(n_topics)[:, None]).reshape(-1)

@@ -27,7 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from envs.core import RESET_SALT, StudentDynamics, check_choice, check_float, check_int
+from envs.core import RESET_SALT, StudentDynamics, check_choice, check_float, check_int, frac_table
 from envs.rng import threshold32
 from envs.skill_graph.profile import SkillGraphDistribution, SkillGraphProfile
 
@@ -160,10 +160,8 @@ class SkillGraphDynamics(StudentDynamics):
         # the horizon, which the observation shows as 1, like "never" (so no mask is needed).
         # Kept up to date in _step instead of subtracting quiz times from the clock each step.
         self.since_quiz = np.full((n, k), self.horizon, dtype=np.int32)
-        # min(d / horizon, 1) for d = 0 … horizon, computed in float64 and rounded to float32 as
-        # the direct formula is: observing is a table look-up, bit-identical to computing it
-        steps = np.arange(self.horizon + 1)
-        self._frac_table = np.minimum(steps / float(self.horizon), 1.0).astype(np.float32)
+        # min(d / horizon, 1) for d = 0 … horizon: observing is a table look-up
+        self._frac_table = frac_table(self.horizon)
         self.n_quizzes = np.zeros(n, dtype=np.int64)
         self.start_count = np.zeros(n, dtype=np.int64)
         self.mastery_step = np.full(n, -1, dtype=np.int64)

@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.special import ndtri
 
-from envs.core import RESET_SALT, StudentDynamics, check_choice, check_float, check_int
+from envs.core import RESET_SALT, StudentDynamics, check_choice, check_float, check_int, frac_table
 from envs.spaced_repetition.memory_models import MEMORY_MODELS, STATE_FIELDS, MemoryModel, make_model
 from envs.spaced_repetition.profile import SpacedRepetitionDistribution, SpacedRepetitionProfile
 from envs.spaced_repetition.settings import (
@@ -223,7 +223,7 @@ class SpacedRepetitionDynamics(StudentDynamics):
         self._seen_kn = np.zeros((k, n))
         self._pairwise = row_sum_is_numpys(k)
         self._review_feature32 = self._review_feature.astype(np.float32)
-        self._frac_table = np.minimum(np.arange(h + 1) / h, 1.0).astype(np.float32)
+        self._frac_table = frac_table(h)
         self._obs = self._new_obs_buffer()
         # the look-up needs every L to be a step time; a table of (T + 1)(T + 2) float32 is
         # kept small (T ≤ 1447: 8 MB at most), longer courses compute the feature directly

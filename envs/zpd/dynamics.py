@@ -43,7 +43,7 @@ import gymnasium as gym
 import numpy as np
 from scipy.special import expit, logit, ndtri
 
-from envs.core import StudentDynamics, check_choice, check_float, check_int
+from envs.core import StudentDynamics, check_choice, check_float, check_int, frac_table
 from envs.zpd.profile import ZPDDistribution, ZPDProfile
 
 REWARD_MODES = ("gain", "posttest", "correct")
@@ -159,7 +159,7 @@ class ZPDDynamics(StudentDynamics):
         # computed with the very formulas of observe() (float64, then rounded to float32), so
         # observing is bit-identical to evaluating them: min(a / horizon, 1) for a = 0 … horizon,
         # level / (L − 1), and the window's success rate for (successes, outcomes in window).
-        self._frac_table = np.minimum(np.arange(self.horizon + 1) / self.horizon, 1.0).astype(np.float32)
+        self._frac_table = frac_table(self.horizon)
         self._level_table = (np.arange(lv) / (lv - 1)).astype(np.float32)
         w = self.window
         succ, seen = np.meshgrid(np.arange(w + 1), np.arange(w + 1), indexing="ij")
