@@ -53,20 +53,22 @@ class TrainingDiverged(RuntimeError):
     """A loss or parameter became NaN/inf; the message names the iteration and quantity."""
 
 
+def _diverged(it: int, name: str) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"iteration {it}: {name} is not finite; training stopped, the last good checkpoint is kept"
+    )
+
+
 def check_finite(it: int, name: str, value: Tensor) -> None:
     """Raise :class:`TrainingDiverged` if ``value`` holds a NaN or inf."""
     if not bool(torch.isfinite(value).all()):
-        raise TrainingDiverged(
-            f"iteration {it}: {name} is not finite; training stopped, the last good checkpoint is kept"
-        )
+        raise _diverged(it, name)
 
 
 def check_finite_float(it: int, name: str, value: float) -> None:
     """:func:`check_finite` of a number already read into Python."""
     if not math.isfinite(value):
-        raise TrainingDiverged(
-            f"iteration {it}: {name} is not finite; training stopped, the last good checkpoint is kept"
-        )
+        raise _diverged(it, name)
 
 
 def check_all_finite(it: int, named: Sequence[tuple[str, Tensor]], prefix: str = "") -> None:
