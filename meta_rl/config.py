@@ -390,6 +390,12 @@ class EncoderPPOConfig(TrainConfig):
         "the encoder sees the rewards (false: observations and actions only, e.g. when the reward "
         "reveals hidden state a deployed tutor cannot see, such as SkillGraph's mastery gains)",
     )
+    z_item_logits: bool = _f(
+        False,
+        "item-wise policies: add x_j' U z to item j's logit (x_j the item's own observation "
+        "features, U learnable and zero at the start): a direct path from the embedding to which "
+        "items to favour, e.g. the cards of a student's goal chapter",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -408,6 +414,8 @@ class EncoderPPOConfig(TrainConfig):
             raise ValueError("encoder_ppo collects history-dependent rollouts locally: sampler must be local")
         if self.rollouts_per_task < 2:
             raise ValueError("encoder_ppo needs rollouts_per_task >= 2 (two stretches per student)")
+        if self.z_item_logits and self.architecture != "itemwise":
+            raise ValueError("z_item_logits needs architecture: itemwise")
 
 
 def config_classes() -> dict[str, type[TrainConfig]]:

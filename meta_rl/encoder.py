@@ -34,7 +34,9 @@ prior) and sharpens with every step and every session, at a constant cost per st
 (a running sum and a count per student; :class:`EncoderState`).
 
 The tutor acts on ``(o_t, z)``: ``z`` enters the policy network's first layer as an offset
-``W_z z`` (:func:`meta_rl.policy.mlp`'s ``bias0``, the same network as one over ``[o_t, z]``).
+``W_z z`` (:func:`meta_rl.policy.mlp`'s ``bias0``, the same network as one over ``[o_t, z]``);
+an item-wise policy can add the item term ``x_jᵀ U z`` to each item's logit
+(``z_item_logits``, :func:`conditioned_logits`).
 The decoder head ``(μ, log σ²) = D(z)`` predicts the normalised profile
 (:meth:`meta_rl.envspec.EnvSpec.profile_features`) with a per-field uncertainty; it is trained
 with the simulator's profiles (training only) and read by :mod:`meta_rl.identify`.
@@ -50,7 +52,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from meta_rl.policy import PolicySpec, factor_actions, mlp
+from meta_rl.policy import PolicySpec, factor_actions, item_inputs, mlp
 
 Params = dict[str, Tensor]
 
@@ -75,6 +77,10 @@ class EncoderSpec:
     #: the transition includes the reward (``False``: ``r`` is replaced by 0 everywhere in
     #: ``x``, for tutors whose deployment sees answers but not the simulator's reward)
     reads_reward: bool = True
+    #: item-wise policies: width ``F`` of one item's own observation features; ``> 0`` adds
+    #: the item term ``x_jᵀ U z`` to item ``j``'s logit (``U`` = ``cond.item``, ``(F, z_dim)``,
+    #: zero at the start; :func:`conditioned_logits`). 0: no item term
+    item_features: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "action_nvec", tuple(int(n) for n in self.action_nvec))
@@ -83,6 +89,8 @@ class EncoderSpec:
                 raise ValueError(f"encoder {name} must be >= 1, got {getattr(self, name)}")
         if not self.action_nvec or min(self.action_nvec) < 1:
             raise ValueError(f"invalid encoder action_nvec {self.action_nvec}")
+        if int(self.item_features) < 0:
+            raise ValueError(f"encoder item_features must be >= 0, got {self.item_features}")
 
     @property
     def summary_dim(self) -> int:
@@ -109,15 +117,33 @@ class EncoderSpec:
             hidden=int(d["hidden"]),
             z_dim=int(d["z_dim"]),
             reads_reward=bool(d.get("reads_reward", True)),
+            # absent in encoders saved before the item term existed
+            item_features=int(d.get("item_features", 0)),
         )
 
 
 def encoder_spec(
-    policy: PolicySpec, profile_dim: int, hidden: int = 64, z_dim: int = 8, reads_reward: bool = True
+    policy: PolicySpec,
+    profile_dim: int,
+    hidden: int = 64,
+    z_dim: int = 8,
+    reads_reward: bool = True,
+    item_logits: bool = False,
 ) -> EncoderSpec:
-    """The encoder for a policy of spec ``policy`` (its observation, actions, first layer)."""
+    """The encoder for a policy of spec ``policy`` (its observation, actions, first layer);
+    ``item_logits`` adds the item term of :func:`conditioned_logits` (item-wise policies)."""
+    if item_logits and not policy.itemwise:
+        raise ValueError("the encoder's item term (z_item_logits) needs an item-wise policy")
+    item_features = len(policy.item_cols[0]) if item_logits else 0
     return EncoderSpec(
-        policy.obs_dim, policy.action_nvec, profile_dim, policy.hidden_sizes[0], hidden, z_dim, reads_reward
+        policy.obs_dim,
+        policy.action_nvec,
+        profile_dim,
+        policy.hidden_sizes[0],
+        hidden,
+        z_dim,
+        reads_reward,
+        item_features,
     )
 
 
@@ -137,7 +163,9 @@ def _layers(spec: EncoderSpec) -> dict[str, tuple[int, int, float]]:
 
 def init_encoder(spec: EncoderSpec, generator: torch.Generator | None = None) -> Params:
     """Orthogonal weights (gain √2 before a tanh), zero biases; ``cond`` has no bias (the
-    policy's own first-layer bias plays that role)."""
+    policy's own first-layer bias plays that role). The item term ``cond.item`` starts at
+    zero, so the initial tutor is the one without it (and the other weights are drawn
+    exactly as without it)."""
     params: Params = {
         "norm.mean": torch.zeros(spec.summary_dim),
         "norm.std": torch.ones(spec.summary_dim),
@@ -148,6 +176,8 @@ def init_encoder(spec: EncoderSpec, generator: torch.Generator | None = None) ->
         params[f"{name}.weight"] = w
         if name != "cond":
             params[f"{name}.bias"] = torch.zeros(n_out)
+    if spec.item_features:
+        params["cond.item"] = torch.zeros(spec.item_features, spec.z_dim)
     return params
 
 
@@ -158,6 +188,8 @@ def param_shapes(spec: EncoderSpec) -> dict[str, tuple[int, ...]]:
         out[f"{name}.weight"] = (n_out, n_in)
         if name != "cond":
             out[f"{name}.bias"] = (n_out,)
+    if spec.item_features:
+        out["cond.item"] = (spec.item_features, spec.z_dim)
     return out
 
 
@@ -305,8 +337,19 @@ def conditioned_logits(
     policy: PolicySpec, theta: Mapping[str, Tensor], params: Mapping[str, Tensor], obs: Tensor, z: Tensor
 ) -> Tensor:
     """Logits of the tutor on ``(o_t, z)``: the policy network with ``W_z z`` added to its first
-    layer's pre-activation. ``obs (..., M, d)`` and ``z (..., M, z_dim)``."""
-    return mlp(policy, theta, obs, bias0=z @ params["cond.weight"].T)
+    layer's pre-activation. ``obs (..., M, d)`` and ``z (..., M, z_dim)``.
+
+    With the item term (``cond.item`` = ``U``, an item-wise policy) item ``j``'s logit also
+    gains ``x_jᵀ U z``, ``x_j`` the item's own observation features: the offset ``W_z z`` is
+    the same for every item, so without this term the network can favour particular items
+    (say, the cards of the student's goal chapter, which ``x_j`` names) only through the
+    nonlinear interplay of that offset with each item's features in the hidden units.
+    """
+    logits = mlp(policy, theta, obs, bias0=z @ params["cond.weight"].T)
+    if "cond.item" in params:
+        u_z = params["cond.item"] @ z.unsqueeze(-1)  # (..., M, F, 1)
+        logits = logits + (item_inputs(policy, obs) @ u_z).squeeze(-1)
+    return logits
 
 
 def prototypical_loss(queries: Tensor, prototypes: Tensor, temperature: float) -> tuple[Tensor, Tensor]:

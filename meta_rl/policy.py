@@ -187,7 +187,7 @@ def _per_item(
     spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor, bias0: Tensor | None = None
 ) -> Tensor:
     """Item-wise scores ``(..., M, K)``: one shared MLP applied to every item's input."""
-    items = obs[..., _index(spec.item_cols)]  # (..., M, K, F)
+    items = item_inputs(spec, obs)  # (..., M, K, F)
     k = items.shape[-2]
     parts = [items, items.mean(-2, keepdim=True).expand_as(items)]
     if spec.global_cols:
@@ -204,6 +204,14 @@ def _per_item(
     if "item_bias" in params:  # (K,), or (T, K) batched over tasks
         out = out + params["item_bias"].unsqueeze(-2)
     return out
+
+
+def item_inputs(spec: PolicySpec, obs: Tensor) -> Tensor:
+    """Each item's own observation columns, ``(..., K, F)`` for ``obs (..., obs_dim)``
+    (item-wise policies)."""
+    if not spec.itemwise:
+        raise ValueError("item_inputs needs an item-wise policy spec")
+    return obs[..., _index(spec.item_cols)]
 
 
 @functools.lru_cache(maxsize=64)

@@ -147,7 +147,12 @@ class EncoderPPO(Algorithm):
     def __init__(self, cfg: EncoderPPOConfig, ctx: Context) -> None:
         # the encoder exists before the base class builds the optimiser over named_outer_params
         self.espec = encoder_spec(
-            ctx.spec, ctx.env.profile_dim, cfg.encoder_hidden, cfg.z_dim, cfg.encoder_reads_reward
+            ctx.spec,
+            ctx.env.profile_dim,
+            cfg.encoder_hidden,
+            cfg.z_dim,
+            cfg.encoder_reads_reward,
+            item_logits=cfg.z_item_logits,
         )
         gen = torch.Generator().manual_seed(cfg.seed + ENCODER_SEED_OFFSET)
         self.encoder = {
