@@ -4,7 +4,10 @@ Measures, on the held-out students ``meta-tutor evaluate`` uses (``--split test 
 profile seed 0, evaluation seed 0, ``rollouts_per_step`` episodes per adaptation step, 10
 evaluation episodes; the same students and env seeds as every evaluated method):
 
-* the adaptation curve: mean return after ``k = 0 … K`` steps of context (no gradient step);
+* the adaptation curve: mean return after ``k = 0 … K`` steps of context (no gradient step),
+  and the same curve with every student's context taken from another student (if it does not
+  drop, the tutor does not act on what the context says about the student; on
+  SpacedRepetitionGoals-v0 split by whether the other student has the same goal);
 * the ranking AUC of same-student vs different-student pairs (:func:`meta_rl.encoder_metrics.pair_auc`)
   for single episodes and for blocks of ``rollouts_per_step`` episodes (one adaptation step);
 * profile decoding (:func:`meta_rl.encoder_metrics.decoding_scores`): R² per field against the
@@ -77,7 +80,27 @@ def main() -> None:
     res = adaptation_curve(pol, profiles, args.steps, e, eval_episodes=10, seed=0)
     out: dict[str, Any] = {"checkpoint": str(args.checkpoint), "n": args.n, "rollouts_per_step": e}
     out["return"] = [float(x) for x in res.mean_returns()]
+    # does the tutor act on the context? the same curve with every student's earlier sessions
+    # taken from the next student (its running session stays its own)
+    swapped = pol.context_adaptation_curve(
+        profiles, args.steps, e, eval_episodes=10, seed=0, context_from=np.roll(np.arange(args.n), -1)
+    )
+    out["return_context_of_next_student"] = [float(x) for x in swapped.mean_returns()]
     profs = env.coerce(profiles)
+    if all(hasattr(pr, "goal") for pr in profs):  # SpacedRepetitionGoals: does it act on the goal?
+        goals = np.array([np.asarray(pr.goal, dtype=float) for pr in profs])
+        same = (goals == np.roll(goals, -1, axis=0)).all(1)
+        share = "goal_review_share"
+        out["context_swap_by_goal"] = {
+            name: {
+                "students": int(m.sum()),
+                "return_own_context": [float(x) for x in res.returns[m].mean(0)],
+                "return_swapped_context": [float(x) for x in swapped.returns[m].mean(0)],
+                f"{share}_own_context": [float(x) for x in res.metrics[share][m].mean(0)],
+                f"{share}_swapped_context": [float(x) for x in swapped.metrics[share][m].mean(0)],
+            }
+            for name, m in (("same_goal", same), ("other_goal", ~same))
+        }
     summ = play_sessions(pol, profs, args.steps * e, seed=1)
     out["auc_single_episode"] = pair_auc(single_session_embeddings(pol, summ))
     out["auc_one_step_blocks"] = pair_auc(block_embeddings(pol, summ, e))

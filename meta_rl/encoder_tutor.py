@@ -152,29 +152,48 @@ class EncoderTutor(TutorPolicy):
         env_id: str | None = None,
         env_kwargs: Mapping[str, Any] | None = None,
         sampler: Sampler | None = None,
+        context_from: Sequence[int] | None = None,
     ) -> Any:
         """:func:`meta_rl.adaptation.adaptation_curve` for this tutor: adaptation step ``k`` is
         ``k`` sessions of ``rollouts_per_step`` episodes of context (no gradient step); the
         evaluation after step ``k`` runs on ``eval_episodes`` fresh episodes with that context.
-        Same seeds as the gradient-based curve (common random numbers)."""
+        Same seeds as the gradient-based curve (common random numbers).
+
+        ``context_from`` is a diagnostic: student ``i``'s earlier sessions are replaced by
+        those played with student ``context_from[i]`` (the running session stays its own).
+        If the curve does not drop, the tutor does not act on what the context says about
+        the student."""
         from meta_rl.adaptation import AdaptationResult, curve_setup, run_curve
 
         env, sampler, profs, k_max, e_adapt = curve_setup(
             self, profiles, steps, rollouts_per_step, env_id, env_kwargs, sampler
         )
         state = EncoderState.empty(len(profs), self.espec)
+        source = _context_source(context_from, len(profs))
 
         def collect(n_episodes: int, seed: int) -> Rollouts:
             return self.collect(sampler, profs, n_episodes, seed, state)
 
         def update(k: int, roll: Rollouts) -> None:
-            state.add_sessions(self.summaries(roll), roll.mask.any(-1))
+            summaries, valid = self.summaries(roll), roll.mask.any(-1)
+            if source is not None:
+                summaries, valid = summaries[source], valid[source]
+            state.add_sessions(summaries, valid)
 
         returns, metrics, adapt_returns, env_steps = run_curve(
             k_max, eval_episodes, e_adapt, seed, env.metric_names, len(profs), collect, update
         )
         params = expand_params({k: v.detach() for k, v in self.params.items()}, len(profs))
         return AdaptationResult(returns, metrics, adapt_returns, params, profs, env_steps)
+
+
+def _context_source(context_from: Sequence[int] | None, n: int) -> Tensor | None:
+    if context_from is None:
+        return None
+    source = [int(i) for i in context_from]
+    if len(source) != n or any(not 0 <= i < n for i in source):
+        raise ValueError(f"context_from must give one student index in [0, {n}) per student, got {source}")
+    return torch.tensor(source, dtype=torch.int64)
 
 
 class OnlineTutor:

@@ -215,6 +215,34 @@ def test_exported_online_tutor_acts_as_the_training_policy(tiny_run: Path, tmp_p
         adapt(exported, profiles[0])
 
 
+def test_context_from_swaps_earlier_sessions_only(tiny_run: Path, monkeypatch) -> None:
+    """The identity swap is the plain curve bit for bit; with a real swap, student i's state
+    receives the sessions played with student context_from[i] (the first ones are played with
+    no context, so they are the plain curve's sessions, permuted) and k = 0 is unchanged; bad
+    indices are one clear error."""
+    pol = load_policy(tiny_run)
+    profiles = pol.env.distribution().sample(4, "test", seed=3)
+    received: list[torch.Tensor] = []
+    add = EncoderState.add_sessions
+
+    def record(self, summaries, valid=None):
+        received.append(summaries.clone())
+        return add(self, summaries, valid)
+
+    monkeypatch.setattr(EncoderState, "add_sessions", record)
+    plain = pol.context_adaptation_curve(profiles, 1, 3, eval_episodes=2, seed=5)
+    same = pol.context_adaptation_curve(profiles, 1, 3, eval_episodes=2, seed=5, context_from=[0, 1, 2, 3])
+    np.testing.assert_array_equal(plain.returns, same.returns)
+    swapped = pol.context_adaptation_curve(profiles, 1, 3, eval_episodes=2, seed=5, context_from=[1, 2, 3, 0])
+    assert len(received) == 3
+    torch.testing.assert_close(received[1], received[0], rtol=0, atol=0)
+    torch.testing.assert_close(received[2], received[0][[1, 2, 3, 0]], rtol=0, atol=0)
+    np.testing.assert_array_equal(plain.returns[:, 0], swapped.returns[:, 0])
+    for bad in ([0, 1, 2], [0, 1, 2, 4]):
+        with pytest.raises(ValueError, match="context_from must give one student index"):
+            pol.context_adaptation_curve(profiles, 1, 3, eval_episodes=2, seed=5, context_from=bad)
+
+
 def _rows(run: Path) -> list[dict[str, str]]:
     with open(run / "metrics.csv", newline="") as f:
         return [{k: v for k, v in r.items() if k not in WALL_COLUMNS} for r in csv.DictReader(f)]
