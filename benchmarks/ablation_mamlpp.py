@@ -152,13 +152,20 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/ablation_mamlpp.json")
     p.add_argument("--variants", nargs="*", default=None, help="subset of variant names (default: all)")
     p.add_argument("--collect-only", action="store_true", help="only score the finished runs (train nothing)")
+    p.add_argument(
+        "--include-unfinished",
+        action="store_true",
+        help="with --collect-only, also score runs stopped before their last iteration (their last "
+        "validation; the iterations column says how far they got)",
+    )
     args = p.parse_args()
     runs = Path(args.runs).resolve()
     names = args.variants or list(VARIANTS)
     jobs = [(n, s) for s in args.seeds for n in names]  # seed-major: partial results cover all variants
     results: dict[str, dict[str, dict[str, float]]] = {n: {} for n in names}
-    if args.collect_only:  # score what is there, finished or not (the row says how far it got)
-        jobs = [(n, s) for n, s in jobs if _validated(runs / f"{slug(n)}_seed{s}")]
+    if args.collect_only:  # finished runs (a stopped one only when asked: its mean is not comparable)
+        done = _validated if args.include_unfinished else _finished
+        jobs = [(n, s) for n, s in jobs if done(runs / f"{slug(n)}_seed{s}")]
     work = (lambda r, n, s: r / f"{slug(n)}_seed{s}") if args.collect_only else train
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(work, runs, n, s): (n, s) for n, s in jobs}
