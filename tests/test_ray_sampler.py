@@ -140,7 +140,9 @@ def test_worker_killed_mid_collection_is_replaced_and_nothing_is_lost() -> None:
     env, spec, profiles, params = _setup(SG[0], {**SG[1], "horizon": 100}, n_tasks=2)
     rs = RaySampler(env, spec, num_workers=2)
     try:
-        # a collection long enough (>= 1 s) that a kill after a third of it lands mid-task
+        # a collection long enough (>= 1 s) that a kill after a tenth of it lands mid-task: early,
+        # because under a loaded machine (pytest -n 2) the measured time can overstate the next
+        # collection's by far, and a kill after the worker's task has finished replaces nothing
         episodes, dt = 1000, 0.0
         while dt < 1.0:
             episodes *= 2
@@ -149,7 +151,7 @@ def test_worker_killed_mid_collection_is_replaced_and_nothing_is_lost() -> None:
             expected = rs.collect(params, profiles, episodes, seed=11)
             dt = time.perf_counter() - t0
         pid = ray.get(rs.workers[1].pid.remote())
-        timer = threading.Timer(dt / 3, os.kill, args=(pid, signal.SIGKILL))
+        timer = threading.Timer(dt / 10, os.kill, args=(pid, signal.SIGKILL))
         timer.start()
         got = rs.collect(params, profiles, episodes, seed=11)
         timer.join()
