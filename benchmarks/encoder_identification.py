@@ -82,14 +82,15 @@ def main() -> None:
     out["return"] = [float(x) for x in res.mean_returns()]
     # does the tutor act on the context? the same curve with every student's earlier sessions
     # taken from the next student (its running session stays its own)
+    next_student = np.roll(np.arange(args.n), -1)
     swapped = pol.context_adaptation_curve(
-        profiles, args.steps, e, eval_episodes=10, seed=0, context_from=np.roll(np.arange(args.n), -1)
+        profiles, args.steps, e, eval_episodes=10, seed=0, context_from=next_student
     )
     out["return_context_of_next_student"] = [float(x) for x in swapped.mean_returns()]
     profs = env.coerce(profiles)
     if all(hasattr(pr, "goal") for pr in profs):  # SpacedRepetitionGoals: does it act on the goal?
         goals = np.array([np.asarray(pr.goal, dtype=float) for pr in profs])
-        same = (goals == np.roll(goals, -1, axis=0)).all(1)
+        same = (goals == goals[next_student]).all(1)
         share = "goal_review_share"
         out["context_swap_by_goal"] = {
             name: {
