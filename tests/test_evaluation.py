@@ -512,3 +512,48 @@ def test_derived_config_matches_the_runs_budget_in_episodes() -> None:
     )
     with pytest.raises(ValueError, match="unknown algo 'sarsa'"):
         derived_config(run, "sarsa")
+
+
+def test_cached_baseline_trained_with_other_settings_is_refused(run_dir, tmp_path) -> None:
+    """A cached baseline whose config is not what the run derives today (say a shipped config
+    changed after it was trained) is refused, naming the key and the folder to delete."""
+    import shutil
+
+    from meta_rl.checkpoint import load_checkpoint, save_checkpoint
+    from meta_rl.evaluation import baselines
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    baselines.train_our_baseline(run, "pooled_ppo", lambda _: None)
+    baselines.our_baseline_policy(run, "pooled_ppo")  # today's settings: accepted
+    out = run / "baselines" / "pooled_ppo"
+    for f in ("checkpoint.pt", "best.pt"):
+        state = load_checkpoint(out / f)
+        state["config"] = {**state["config"], "clip_eps": 0.3}
+        save_checkpoint(out / f, state)
+    with pytest.raises(ValueError, match=rf"clip_eps: 0.3 then, 0.2 now\): delete {out}"):
+        baselines.our_baseline_policy(run, "pooled_ppo")
+    # the oracle is derived differently (privileged): pooled PPO's cache is not the oracle's
+    state["config"] = {**state["config"], "clip_eps": 0.2}
+    save_checkpoint(out / "checkpoint.pt", state)
+    baselines.our_baseline_policy(run, "pooled_ppo")
+    with pytest.raises(ValueError, match="privileged: False then, True now"):
+        baselines.our_baseline_policy(run, "pooled_ppo", privileged=True)
+
+
+def test_encoder_config_takes_the_shipped_encoder_section(monkeypatch) -> None:
+    """``algorithms.encoder_ppo`` of the env's shipped config sets encoder keys; a key that sets
+    the budget or the comparison there is refused by name."""
+    from meta_rl.evaluation import encoder_method
+
+    run = MAMLPPOConfig(env_kwargs=KW, meta_batch_size=4, rollouts_per_task=5, seed=3).to_dict()
+    assert encoder_method.encoder_config(run).z_dim == 8  # SkillGraph ships no encoder section
+    monkeypatch.setattr(encoder_method, "shipped_settings", lambda env, algo: {"z_dim": 32})
+    cfg = encoder_method.encoder_config(run)
+    assert (cfg.z_dim, cfg.meta_batch_size, cfg.rollouts_per_task, cfg.seed) == (32, 4, 5, 3)
+    assert encoder_method.encoder_config(run, z_dim=4).z_dim == 4  # overrides come last
+    monkeypatch.setattr(
+        encoder_method, "shipped_settings", lambda env, algo: {"z_dim": 32, "meta_batch_size": 9}
+    )
+    with pytest.raises(ValueError, match=r"sets \['meta_batch_size'\]: the run decides those"):
+        encoder_method.encoder_config(run)

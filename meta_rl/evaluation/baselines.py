@@ -6,8 +6,9 @@
 * the stable-baselines3 ones (``baselines/NAME.zip``): SB3 PPO and sb3-contrib's RecurrentPPO,
   given the run's env steps.
 
-A cached baseline trained with another budget than the run's is refused with a message that
-names the file to delete. The evaluation trains the missing ones, each in its own job
+A cached baseline trained with another budget than the run's, or (ours) with other settings
+than those the run derives today (e.g. after a shipped config changed), is refused with a
+message that names the file to delete. The evaluation trains the missing ones, each in its own job
 (:mod:`meta_rl.evaluation.parallel`).
 """
 
@@ -22,6 +23,7 @@ from envs.profiles import ProfileDistribution
 from meta_rl.algorithms import derived_config
 from meta_rl.algorithms.derive import predicted_env_steps
 from meta_rl.checkpoint import load_checkpoint, load_policy
+from meta_rl.config import TrainConfig, make_config
 from meta_rl.evaluation import sb3_baseline
 from meta_rl.runlock import run_lock
 from meta_rl.trainer import Trainer
@@ -71,9 +73,30 @@ def train_our_baseline(
             (out / "done").write_text("")
 
 
-def our_baseline_policy(run: Path, name: str) -> TutorPolicy:
-    """The trained baseline ``name`` of the finished run ``run``; an error naming the folder
-    to delete when it was trained for another number of iterations than the run has now."""
+def check_cached_settings(out: Path, wanted: TrainConfig) -> None:
+    """Refuse the cached run in ``out`` unless its config is ``wanted`` (the settings the
+    evaluation derives today): a shipped config that changed since it was trained would
+    otherwise be evaluated with the old settings, silently. The error names the first
+    differing keys and the folder to delete."""
+    stored = dict(load_checkpoint(out / "checkpoint.pt")["config"])
+    try:
+        cached = make_config(stored).to_dict()
+    except ValueError as e:  # a key this version no longer knows
+        raise ValueError(
+            f"{out} was trained by another version of meta-tutor ({e}): delete {out} to retrain it"
+        ) from None
+    now = wanted.to_dict()
+    diff = sorted(k for k in cached.keys() | now.keys() if cached.get(k) != now.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {cached.get(k)!r} then, {now.get(k)!r} now" for k in diff[:4])
+        more = f" and {len(diff) - 4} more" if len(diff) > 4 else ""
+        raise ValueError(f"{out} was trained with other settings ({shown}{more}): delete {out} to retrain it")
+
+
+def our_baseline_policy(run: Path, name: str, *, algo: str = "ppo", privileged: bool = False) -> TutorPolicy:
+    """The trained baseline ``name`` (``algo``, ``privileged``) of the finished run ``run``; an
+    error naming the folder to delete when it was trained for another number of iterations
+    than the run has now, or with other settings than :func:`derived_config` gives today."""
     out = our_baseline_dir(run, name)
     done_iterations = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
     run_iterations = int(load_checkpoint(run / "checkpoint.pt")["iteration"])
@@ -82,6 +105,7 @@ def our_baseline_policy(run: Path, name: str) -> TutorPolicy:
             f"{out} was trained for {done_iterations} iterations but {run} now has "
             f"{run_iterations}: delete {out} to retrain the baseline with the same budget"
         )
+    check_cached_settings(out, derived_config(run_config(run), algo, privileged=privileged))
     return load_policy(out)
 
 

@@ -3,7 +3,8 @@
 Encoder-PPO (:mod:`meta_rl.algorithms.encoder_ppo`) is trained with the meta-training run's
 budget — its shared settings, the same students and episodes per iteration (``inner_steps +
 1`` rounds of ``rollouts_per_task`` episodes per student) and the same number of iterations
-(:func:`encoder_config`) — cached in ``RUN_DIR/baselines/encoder_ppo``, and evaluated in the
+(:func:`encoder_config`), plus the ``algorithms.encoder_ppo`` section of the env's shipped config
+(its encoder settings, e.g. ``z_dim``) — cached in ``RUN_DIR/baselines/encoder_ppo``, and evaluated in the
 protocol of every method: adaptation step ``k`` is ``k`` sessions of ``rollouts`` episodes of
 context with the student, pooled into the encoding (no gradient step), measured on fresh
 episodes with that context (:meth:`meta_rl.encoder_tutor.EncoderTutor.context_adaptation_curve`,
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meta_rl.algorithms.derive import RUN_KEYS, shipped_settings
 from meta_rl.checkpoint import load_checkpoint, load_policy
 from meta_rl.config import EncoderPPOConfig
+from meta_rl.evaluation.baselines import check_cached_settings
 from meta_rl.evaluation.learned import own_adaptation
 from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run
 from meta_rl.tutor import TutorPolicy
@@ -26,9 +29,20 @@ from meta_rl.tutor import TutorPolicy
 
 def encoder_config(run_config: Mapping[str, Any], **overrides: Any) -> EncoderPPOConfig:
     """The config that trains encoder-PPO with the budget of the run whose config is
-    ``run_config`` (``TrainConfig.to_dict()``); ``overrides`` set encoder keys."""
+    ``run_config`` (``TrainConfig.to_dict()``): its keys that encoder-PPO shares, then the
+    ``algorithms.encoder_ppo`` section of the env's shipped config (encoder settings only: a
+    key that makes runs comparable or sets the budget is refused there), then ``overrides``."""
     fields = EncoderPPOConfig.__dataclass_fields__
     base = {k: v for k, v in run_config.items() if k in fields}
+    shipped = shipped_settings(str(run_config["env"]), "encoder_ppo")
+    fixed = set(RUN_KEYS) | _BUDGET_KEYS
+    wrong = sorted(k for k in shipped if k in fixed)
+    if wrong:
+        raise ValueError(
+            f"algorithms.encoder_ppo of {run_config['env']}'s shipped config sets {wrong}: the run "
+            f"decides those (they make the comparison fair); set only encoder settings there"
+        )
+    base.update(shipped)
     base.update(
         algo="encoder_ppo",
         privileged=False,
@@ -42,13 +56,18 @@ def encoder_config(run_config: Mapping[str, Any], **overrides: Any) -> EncoderPP
     return EncoderPPOConfig(**base)
 
 
+#: what sets encoder-PPO's episodes per iteration (``meta_batch_size · rollouts_per_task ·
+#: (inner_steps + 1)``, equal to the run's): the run's, never a shipped section's
+_BUDGET_KEYS = {"meta_batch_size", "inner_steps", "pretrain_iterations"}
+
+
 def baseline_dir(run: Path, name: str) -> Path:
     return run / "baselines" / name
 
 
 def train_encoder(run: Path, name: str, log: Callable[[str], None]) -> TutorPolicy:
     """The encoder tutor of ``run`` (trained, or resumed, into ``RUN_DIR/baselines/NAME`` first
-    unless done there already with the run's number of iterations)."""
+    unless done there already with the run's number of iterations and today's settings)."""
     from meta_rl.trainer import Trainer
 
     out = baseline_dir(run, name)
@@ -60,6 +79,7 @@ def train_encoder(run: Path, name: str, log: Callable[[str], None]) -> TutorPoli
                 f"{out} was trained for {done} iterations but {run} now has {state['iteration']}: "
                 f"delete {out} to retrain it with the same budget"
             )
+        check_cached_settings(out, encoder_config(state["config"]))
         return load_policy(out)
     cfg = encoder_config(state["config"])
     log(f"training {name} ({cfg.n_iterations} iterations, cached in {out}) …")

@@ -129,7 +129,7 @@ class TrainedBaseline(Method):
     def policy(self, run: Path, log: Callable[[str], None]) -> TutorPolicy:
         """The trained baseline (trained first if it is not cached yet)."""
         baselines.train_our_baseline(run, self.name, log, algo=self.algo, privileged=self.privileged)
-        return baselines.our_baseline_policy(run, self.name)
+        return baselines.our_baseline_policy(run, self.name, algo=self.algo, privileged=self.privileged)
 
     def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
         assert run is not None
