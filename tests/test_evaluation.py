@@ -557,3 +557,32 @@ def test_encoder_config_takes_the_shipped_encoder_section(monkeypatch) -> None:
     )
     with pytest.raises(ValueError, match=r"sets \['meta_batch_size'\]: the run decides those"):
         encoder_method.encoder_config(run)
+
+
+def test_encoder_ppo_is_evaluated_end_to_end_and_a_stale_cache_is_refused(run_dir, tmp_path, capsys) -> None:
+    """``--methods encoder_ppo`` trains encoder-PPO with the run's budget into
+    ``baselines/encoder_ppo`` and adapts by context (no step size); an encoder cached with other
+    settings is refused, naming the folder to delete, instead of being evaluated silently."""
+    import shutil
+
+    from meta_rl.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    args = [
+        "evaluate", "--checkpoint", str(run), "--n", "3", "--adapt-steps", "1", "--eval-episodes", "2",
+        "--rollouts-per-step", "2", "--val-profiles", "2", "--workers", "1", "--methods", "encoder_ppo", "random",
+    ]  # fmt: skip
+    assert cli_main([*args, "--out", str(tmp_path / "e1")]) == 0
+    res = json.loads((tmp_path / "e1" / "results.json").read_text())
+    assert res["details"]["inner_lr"]["encoder_ppo"] == ["context"]
+    assert len(res["methods"]["encoder_ppo"]["mean"]) == 2  # k = 0 and k = 1
+    out = run / "baselines" / "encoder_ppo"
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["config"]["algo"] == "encoder_ppo" and state["iteration"] == 2  # the run's budget
+    state["config"] = {**state["config"], "z_dim": state["config"]["z_dim"] + 1}
+    save_checkpoint(out / "checkpoint.pt", state)
+    capsys.readouterr()
+    assert cli_main([*args, "--out", str(tmp_path / "e2")]) == 2
+    err = capsys.readouterr().err
+    assert "z_dim" in err and f"delete {out}" in err
