@@ -571,7 +571,8 @@ def test_encoder_ppo_is_evaluated_end_to_end_and_a_stale_cache_is_refused(run_di
     shutil.copytree(run_dir, run)
     args = [
         "evaluate", "--checkpoint", str(run), "--n", "3", "--adapt-steps", "1", "--eval-episodes", "2",
-        "--rollouts-per-step", "2", "--val-profiles", "2", "--workers", "1", "--methods", "encoder_ppo", "random",
+        "--rollouts-per-step", "2", "--val-profiles", "2", "--workers", "1",
+        "--methods", "encoder_ppo", "random",
     ]  # fmt: skip
     assert cli_main([*args, "--out", str(tmp_path / "e1")]) == 0
     res = json.loads((tmp_path / "e1" / "results.json").read_text())
