@@ -542,8 +542,9 @@ def test_cached_baseline_trained_with_other_settings_is_refused(run_dir, tmp_pat
 
 
 def test_encoder_config_takes_the_shipped_encoder_section(monkeypatch) -> None:
-    """``algorithms.encoder_ppo`` of the env's shipped config sets encoder keys; a key that sets
-    the budget or the comparison there is refused by name."""
+    """``algorithms.encoder_ppo`` of the env's shipped config sets encoder keys; a key that makes
+    runs comparable is refused by name there, and a reshaped iteration must keep the run's
+    episodes per iteration."""
     from meta_rl.evaluation import encoder_method
 
     run = MAMLPPOConfig(env_kwargs=KW, meta_batch_size=4, rollouts_per_task=5, seed=3).to_dict()
@@ -552,10 +553,18 @@ def test_encoder_config_takes_the_shipped_encoder_section(monkeypatch) -> None:
     cfg = encoder_method.encoder_config(run)
     assert (cfg.z_dim, cfg.meta_batch_size, cfg.rollouts_per_task, cfg.seed) == (32, 4, 5, 3)
     assert encoder_method.encoder_config(run, z_dim=4).z_dim == 4  # overrides come last
+    # more rounds of context with fewer students: allowed while the episodes per iteration stay
+    # the run's (4 students x 5 episodes x 2 rounds = 2 students x 5 x 4 rounds)
     monkeypatch.setattr(
-        encoder_method, "shipped_settings", lambda env, algo: {"z_dim": 32, "meta_batch_size": 9}
+        encoder_method, "shipped_settings", lambda env, algo: {"inner_steps": 3, "meta_batch_size": 2}
     )
-    with pytest.raises(ValueError, match=r"sets \['meta_batch_size'\]: the run decides those"):
+    cfg = encoder_method.encoder_config(run)
+    assert (cfg.inner_steps, cfg.meta_batch_size, cfg.pooled_episodes) == (3, 2, 40)
+    monkeypatch.setattr(encoder_method, "shipped_settings", lambda env, algo: {"meta_batch_size": 9})
+    with pytest.raises(ValueError, match="gives 90 episodes per iteration, the run 40"):
+        encoder_method.encoder_config(run)
+    monkeypatch.setattr(encoder_method, "shipped_settings", lambda env, algo: {"seed": 9})
+    with pytest.raises(ValueError, match=r"sets \['seed'\]: the run decides those"):
         encoder_method.encoder_config(run)
 
 

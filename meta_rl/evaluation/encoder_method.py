@@ -20,7 +20,7 @@ from typing import Any
 
 from meta_rl.algorithms.derive import RUN_KEYS, shipped_settings
 from meta_rl.checkpoint import load_checkpoint, load_policy
-from meta_rl.config import EncoderPPOConfig
+from meta_rl.config import EncoderPPOConfig, make_config
 from meta_rl.evaluation.baselines import check_cached_settings
 from meta_rl.evaluation.learned import own_adaptation
 from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run
@@ -30,18 +30,17 @@ from meta_rl.tutor import TutorPolicy
 def encoder_config(run_config: Mapping[str, Any], **overrides: Any) -> EncoderPPOConfig:
     """The config that trains encoder-PPO with the budget of the run whose config is
     ``run_config`` (``TrainConfig.to_dict()``): its keys that encoder-PPO shares, then the
-    ``algorithms.encoder_ppo`` section of the env's shipped config (encoder settings only: a
-    key that makes runs comparable or sets the budget is refused there), then ``overrides``."""
+    ``algorithms.encoder_ppo`` section of the env's shipped config, then ``overrides``. The
+    section may not set what makes runs comparable (:data:`RUN_KEYS`) and may reshape an
+    iteration (e.g. more rounds of context with fewer students: ``inner_steps``,
+    ``meta_batch_size``) only if it keeps the run's episodes per iteration."""
     fields = EncoderPPOConfig.__dataclass_fields__
     base = {k: v for k, v in run_config.items() if k in fields}
     shipped = shipped_settings(str(run_config["env"]), "encoder_ppo")
-    fixed = set(RUN_KEYS) | _BUDGET_KEYS
-    wrong = sorted(k for k in shipped if k in fixed)
+    where = f"algorithms.encoder_ppo of {run_config['env']}'s shipped config"
+    wrong = sorted(k for k in shipped if k in RUN_KEYS)
     if wrong:
-        raise ValueError(
-            f"algorithms.encoder_ppo of {run_config['env']}'s shipped config sets {wrong}: the run "
-            f"decides those (they make the comparison fair); set only encoder settings there"
-        )
+        raise ValueError(f"{where} sets {wrong}: the run decides those (they make the comparison fair)")
     base.update(shipped)
     base.update(
         algo="encoder_ppo",
@@ -53,12 +52,19 @@ def encoder_config(run_config: Mapping[str, Any], **overrides: Any) -> EncoderPP
         select_on="post",
     )
     base.update(overrides)
-    return EncoderPPOConfig(**base)
+    cfg = EncoderPPOConfig(**base)
+    run_episodes = make_config(dict(run_config)).pooled_episodes
+    if any(k in shipped for k in _BUDGET_KEYS) and cfg.pooled_episodes != run_episodes:
+        raise ValueError(
+            f"{where} gives {cfg.pooled_episodes} episodes per iteration, the run {run_episodes}: "
+            f"keep meta_batch_size * rollouts_per_task * (inner_steps + 1) equal to the run's"
+        )
+    return cfg
 
 
-#: what sets encoder-PPO's episodes per iteration (``meta_batch_size · rollouts_per_task ·
-#: (inner_steps + 1)``, equal to the run's): the run's, never a shipped section's
-_BUDGET_KEYS = {"meta_batch_size", "inner_steps", "pretrain_iterations"}
+#: what shapes encoder-PPO's episodes per iteration (``meta_batch_size · rollouts_per_task ·
+#: (inner_steps + 1)``), which a shipped section may set only if the product stays the run's
+_BUDGET_KEYS = {"meta_batch_size", "inner_steps", "rollouts_per_task"}
 
 
 def baseline_dir(run: Path, name: str) -> Path:
