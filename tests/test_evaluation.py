@@ -515,8 +515,9 @@ def test_derived_config_matches_the_runs_budget_in_episodes() -> None:
 
 
 def test_cached_baseline_trained_with_other_settings_is_refused(run_dir, tmp_path) -> None:
-    """A cached baseline whose config is not what the run derives today (say a shipped config
-    changed after it was trained) is refused, naming the key and the folder to delete."""
+    """A cached baseline trained for another number of iterations than the run has, or whose
+    config is not what the run derives today (say a shipped config changed after it was
+    trained), is refused, naming the difference and the folder to delete."""
     import shutil
 
     from meta_rl.checkpoint import load_checkpoint, save_checkpoint
@@ -527,6 +528,12 @@ def test_cached_baseline_trained_with_other_settings_is_refused(run_dir, tmp_pat
     baselines.train_our_baseline(run, "pooled_ppo", lambda _: None)
     baselines.our_baseline_policy(run, "pooled_ppo")  # today's settings: accepted
     out = run / "baselines" / "pooled_ppo"
+    # a run that went on training after its baseline was cached: another budget
+    run_state = load_checkpoint(run / "checkpoint.pt")
+    save_checkpoint(run / "checkpoint.pt", {**run_state, "iteration": run_state["iteration"] + 1})
+    with pytest.raises(ValueError, match=rf"trained for 2 iterations but {run} now has 3: delete {out}"):
+        baselines.our_baseline_policy(run, "pooled_ppo")
+    save_checkpoint(run / "checkpoint.pt", run_state)
     for f in ("checkpoint.pt", "best.pt"):
         state = load_checkpoint(out / f)
         state["config"] = {**state["config"], "clip_eps": 0.3}

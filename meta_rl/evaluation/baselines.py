@@ -73,14 +73,22 @@ def train_our_baseline(
             (out / "done").write_text("")
 
 
-def check_cached_settings(out: Path, wanted: TrainConfig) -> None:
-    """Refuse the cached run in ``out`` unless its config is ``wanted`` (the settings the
-    evaluation derives today): a shipped config that changed since it was trained would
-    otherwise be evaluated with the old settings, silently. The error names the first
-    differing keys and the folder to delete."""
-    stored = dict(load_checkpoint(out / "checkpoint.pt")["config"])
+def check_cached_run(out: Path, run: Path, run_state: Mapping[str, Any], wanted: TrainConfig) -> None:
+    """Refuse the cached run in ``out`` (a baseline of ``run``, whose checkpoint state is
+    ``run_state``) unless it was trained for the run's number of iterations and with config
+    ``wanted`` (the settings the evaluation derives today): a run that went on training, or a
+    shipped config that changed since the cache was trained, would otherwise be evaluated with
+    the old budget or settings, silently. The error names the differing keys and the folder to
+    delete."""
+    state = load_checkpoint(out / "checkpoint.pt")
+    done, now_iterations = int(state["iteration"]), int(run_state["iteration"])
+    if done != now_iterations:
+        raise ValueError(
+            f"{out} was trained for {done} iterations but {run} now has {now_iterations}: "
+            f"delete {out} to retrain it with the same budget"
+        )
     try:
-        cached = make_config(stored).to_dict()
+        cached = make_config(dict(state["config"])).to_dict()
     except ValueError as e:  # a key this version no longer knows
         raise ValueError(
             f"{out} was trained by another version of meta-tutor ({e}): delete {out} to retrain it"
@@ -94,18 +102,11 @@ def check_cached_settings(out: Path, wanted: TrainConfig) -> None:
 
 
 def our_baseline_policy(run: Path, name: str, *, algo: str = "ppo", privileged: bool = False) -> TutorPolicy:
-    """The trained baseline ``name`` (``algo``, ``privileged``) of the finished run ``run``; an
-    error naming the folder to delete when it was trained for another number of iterations
-    than the run has now, or with other settings than :func:`derived_config` gives today."""
+    """The trained baseline ``name`` (``algo``, ``privileged``) of the finished run ``run``
+    (:func:`check_cached_run` against :func:`derived_config`)."""
     out = our_baseline_dir(run, name)
-    done_iterations = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
-    run_iterations = int(load_checkpoint(run / "checkpoint.pt")["iteration"])
-    if done_iterations != run_iterations:
-        raise ValueError(
-            f"{out} was trained for {done_iterations} iterations but {run} now has "
-            f"{run_iterations}: delete {out} to retrain the baseline with the same budget"
-        )
-    check_cached_settings(out, derived_config(run_config(run), algo, privileged=privileged))
+    state = load_checkpoint(run / "checkpoint.pt")
+    check_cached_run(out, run, state, derived_config(dict(state["config"]), algo, privileged=privileged))
     return load_policy(out)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from meta_rl.algorithms.derive import RUN_KEYS, shipped_settings
 from meta_rl.checkpoint import load_checkpoint, load_policy
 from meta_rl.config import EncoderPPOConfig, make_config
-from meta_rl.evaluation.baselines import check_cached_settings
+from meta_rl.evaluation.baselines import check_cached_run
 from meta_rl.evaluation.learned import own_adaptation
 from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run
 from meta_rl.tutor import TutorPolicy
@@ -53,12 +53,13 @@ def encoder_config(run_config: Mapping[str, Any], **overrides: Any) -> EncoderPP
     )
     base.update(overrides)
     cfg = EncoderPPOConfig(**base)
-    run_episodes = make_config(dict(run_config)).pooled_episodes
-    if any(k in shipped for k in _BUDGET_KEYS) and cfg.pooled_episodes != run_episodes:
-        raise ValueError(
-            f"{where} gives {cfg.pooled_episodes} episodes per iteration, the run {run_episodes}: "
-            f"keep meta_batch_size * rollouts_per_task * (inner_steps + 1) equal to the run's"
-        )
+    if any(k in shipped for k in _BUDGET_KEYS):
+        run_episodes = make_config(dict(run_config)).pooled_episodes
+        if cfg.pooled_episodes != run_episodes:
+            raise ValueError(
+                f"{where} gives {cfg.pooled_episodes} episodes per iteration, the run {run_episodes}: "
+                f"keep meta_batch_size * rollouts_per_task * (inner_steps + 1) equal to the run's"
+            )
     return cfg
 
 
@@ -79,13 +80,7 @@ def train_encoder(run: Path, name: str, log: Callable[[str], None]) -> TutorPoli
     out = baseline_dir(run, name)
     state = load_checkpoint(run / "checkpoint.pt")
     if (out / "done").is_file():
-        done = int(load_checkpoint(out / "checkpoint.pt")["iteration"])
-        if done != int(state["iteration"]):
-            raise ValueError(
-                f"{out} was trained for {done} iterations but {run} now has {state['iteration']}: "
-                f"delete {out} to retrain it with the same budget"
-            )
-        check_cached_settings(out, encoder_config(state["config"]))
+        check_cached_run(out, run, state, encoder_config(state["config"]))
         return load_policy(out)
     cfg = encoder_config(state["config"])
     log(f"training {name} ({cfg.n_iterations} iterations, cached in {out}) …")
