@@ -135,8 +135,11 @@ def adaptation_curve(
         eval_episodes: evaluation episodes per profile at each ``k = 0 … K`` (0: none).
         seed: seed of all env and action randomness.
         inner: override the policy's inner-update settings (objective, entropy, lr).
-        lr: override only the scalar step size (e.g. to choose it on validation
-            students for a pooled policy); ignored learned Meta-SGD rates.
+        lr: override only the step size with a scalar (e.g. to choose it on validation
+            students for a pooled policy), in place of learned Meta-SGD rates too.
+            An encoder tutor adapts by context alone unless ``inner`` or ``lr`` is given;
+            then each session of context is also a gradient step
+            (:meth:`meta_rl.encoder_tutor.EncoderTutor.context_adaptation_curve`).
         env_id, env_kwargs: evaluate in another env configuration with the same spaces
             (default: the policy's).
         sampler: reuse a sampler (and its vector envs) of the same env and policy.
@@ -145,12 +148,13 @@ def adaptation_curve(
         :class:`AdaptationResult` with per-profile × step returns and education metrics.
     """
     context_curve = getattr(policy, "context_adaptation_curve", None)
-    if context_curve is not None:  # an encoder tutor adapts by context (meta_rl.encoder_tutor)
-        if inner is not None or lr is not None:
-            raise ValueError(f"a {policy.algo} tutor adapts by context, not by gradient steps: no inner/lr")
+    if context_curve is not None:
+        # an encoder tutor adapts by context (meta_rl.encoder_tutor); given inner or lr, each
+        # session of context is also one gradient step on its policy network
         return context_curve(
-            profiles, steps, rollouts_per_step, eval_episodes, seed, env_id, env_kwargs, sampler
-        )
+            profiles, steps, rollouts_per_step, eval_episodes, seed, env_id, env_kwargs, sampler,
+            inner=inner, lr=lr,
+        )  # fmt: skip
     env, sampler, profs, k_max, e_adapt = curve_setup(
         policy, profiles, steps, rollouts_per_step, env_id, env_kwargs, sampler
     )

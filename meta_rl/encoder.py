@@ -345,11 +345,23 @@ def conditioned_logits(
     (say, the cards of the student's goal chapter, which ``x_j`` names) only through the
     nonlinear interplay of that offset with each item's features in the hidden units.
     """
-    logits = mlp(policy, theta, obs, bias0=z @ params["cond.weight"].T)
-    if "cond.item" in params:
-        u_z = params["cond.item"] @ z.unsqueeze(-1)  # (..., M, F, 1)
-        logits = logits + (item_inputs(policy, obs) @ u_z).squeeze(-1)
-    return logits
+    bias0, offset = conditioning(policy, params, obs, z)
+    logits = mlp(policy, theta, obs, bias0=bias0)
+    return logits if offset is None else logits + offset
+
+
+def conditioning(
+    policy: PolicySpec, params: Mapping[str, Tensor], obs: Tensor, z: Tensor
+) -> tuple[Tensor, Tensor | None]:
+    """What ``z`` adds to the policy network ``θ`` in :func:`conditioned_logits`: the first
+    layer's offset ``W_z z`` ``(..., M, hidden)`` and, with the item term, the logits' offset
+    ``x_jᵀ U z`` ``(..., M, K)`` (else ``None``). Neither depends on ``θ``: a gradient step on
+    ``θ`` with ``z`` fixed treats them as constants (:class:`meta_rl.maml.StepData`)."""
+    bias0 = z @ params["cond.weight"].T
+    if "cond.item" not in params:
+        return bias0, None
+    u_z = params["cond.item"] @ z.unsqueeze(-1)  # (..., M, F, 1)
+    return bias0, (item_inputs(policy, obs) @ u_z).squeeze(-1)
 
 
 def prototypical_loss(queries: Tensor, prototypes: Tensor, temperature: float) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,7 @@ teaching action out, at a constant cost per step (a running sum per student; no 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -23,17 +23,20 @@ import torch
 from torch import Tensor
 
 from envs.profiles import StudentProfile
+from meta_rl.adaptation import AdaptationResult, curve_setup, rollout_step_data, run_curve
 from meta_rl.encoder import (
     EncoderSpec,
     EncoderState,
     check_params,
     conditioned_logits,
+    conditioning,
     decode,
     episode_encodings,
     phi,
     session_summary,
     transition_features,
 )
+from meta_rl.maml import InnerUpdate, StepData, inner_step
 from meta_rl.policy import expand_params, log_prob, mode, sample
 from meta_rl.sampler import Rollouts, Sampler
 from meta_rl.tutor import TutorPolicy
@@ -117,12 +120,20 @@ class EncoderTutor(TutorPolicy):
         episodes: int,
         seed: int,
         state: EncoderState,
+        params: Mapping[str, Tensor] | None = None,
+        z_out: list[Tensor] | None = None,
     ) -> Rollouts:
         """``episodes`` fresh sessions per student, each conditioned on the student's earlier
-        sessions (``state``, one row per student; not modified) and on its own steps so far."""
+        sessions (``state``, one row per student; not modified) and on its own steps so far.
+
+        ``params``: the policy network's parameters, shared or batched over the students
+        (default: the tutor's own). ``z_out``, if given, receives the embedding the tutor
+        acted on at each step, ``(T, E, z_dim)`` per step (fewer than the horizon when every
+        episode ended earlier)."""
         n_t, n_e, d = len(profiles), int(episodes), self.spec.obs_dim
         rows = state.expand_to(n_e)
         spec, enc = self.espec, self.encoder
+        theta = self.params if params is None else params
 
         def act(
             t: int, obs: np.ndarray, actions: np.ndarray, rewards: np.ndarray, mask: np.ndarray
@@ -137,9 +148,26 @@ class EncoderTutor(TutorPolicy):
                 )
                 rows.add_steps(phi(enc, x), torch.from_numpy(mask[:, t - 1]))
             z = rows.z(enc).reshape(n_t, n_e, -1)
-            return self.logits(torch.from_numpy(obs[:, t]).reshape(n_t, n_e, d), z)
+            if z_out is not None:
+                z_out.append(z)
+            o = torch.from_numpy(obs[:, t]).reshape(n_t, n_e, d)
+            return conditioned_logits(self.spec, theta, enc, o, z)
 
-        return sampler.collect(self.params, profiles, n_e, seed=seed, act=act)
+        return sampler.collect(theta, profiles, n_e, seed=seed, act=act)
+
+    def step_data(self, roll: Rollouts, z_steps: Sequence[Tensor]) -> StepData:
+        """The :class:`~meta_rl.maml.StepData` of collected sessions for a gradient step on the
+        policy network ``θ``: advantages as in training, and the conditioning by the
+        embeddings ``z_steps`` the tutor acted on (:meth:`collect`'s ``z_out``), constants of
+        ``θ`` (the encoder is not adapted)."""
+        data, _ = rollout_step_data(self.spec, roll, self.advantage, self.value_params)
+        z = torch.stack(list(z_steps), dim=2)  # (T, E, H', z_dim)
+        h = data.obs.shape[2]
+        if z.shape[2] < h:  # every episode had ended: those steps are masked out
+            z = torch.cat([z, z.new_zeros(*z.shape[:2], h - z.shape[2], z.shape[-1])], dim=2)
+        with torch.no_grad():
+            bias0, offset = conditioning(self.spec, self.encoder, data.obs, z)
+        return data._replace(bias0=bias0, logit_offset=offset)
 
     # ------------------------------------------------------------ evaluation protocol
     def context_adaptation_curve(
@@ -153,28 +181,46 @@ class EncoderTutor(TutorPolicy):
         env_kwargs: Mapping[str, Any] | None = None,
         sampler: Sampler | None = None,
         context_from: Sequence[int] | None = None,
-    ) -> Any:
+        inner: InnerUpdate | None = None,
+        lr: float | None = None,
+    ) -> AdaptationResult:
         """:func:`meta_rl.adaptation.adaptation_curve` for this tutor: adaptation step ``k`` is
         ``k`` sessions of ``rollouts_per_step`` episodes of context (no gradient step); the
         evaluation after step ``k`` runs on ``eval_episodes`` fresh episodes with that context.
         Same seeds as the gradient-based curve (common random numbers).
 
+        With ``inner`` or ``lr`` (the step size of the tutor's inner update) each session of
+        context is also used for one gradient step on the policy network of each student,
+        ``θ_i ← θ_i − α ∇_θ L_inner(θ_i; session, z)`` (:func:`meta_rl.maml.inner_step`, the
+        embeddings ``z`` the tutor acted on held fixed, the encoder not adapted): the
+        gradient step refines what the encoder inferred, on the same data.
+
         ``context_from`` is a diagnostic: student ``i``'s earlier sessions are replaced by
         those played with student ``context_from[i]`` (the running session stays its own).
         If the curve does not drop, the tutor does not act on what the context says about
         the student."""
-        from meta_rl.adaptation import AdaptationResult, curve_setup, run_curve
-
         env, sampler, profs, k_max, e_adapt = curve_setup(
             self, profiles, steps, rollouts_per_step, env_id, env_kwargs, sampler
         )
         state = EncoderState.empty(len(profs), self.espec)
         source = _context_source(context_from, len(profs))
+        params = expand_params({k: v.detach() for k, v in self.params.items()}, len(profs))
+        step = None
+        if inner is not None or lr is not None:
+            step = (inner or self.inner).detached()
+            if lr is not None:
+                step = replace(step, lr=float(lr))
+        z_steps: list[Tensor] = []
 
         def collect(n_episodes: int, seed: int) -> Rollouts:
-            return self.collect(sampler, profs, n_episodes, seed, state)
+            z_steps.clear()
+            return self.collect(sampler, profs, n_episodes, seed, state, params, z_steps)
 
         def update(k: int, roll: Rollouts) -> None:
+            nonlocal params
+            if step is not None:  # z_steps: the embeddings this session was played with
+                data = self.step_data(roll, z_steps)
+                params = inner_step(self.spec, params, data, step, create_graph=False, step=k)
             summaries, valid = self.summaries(roll), roll.mask.any(-1)
             if source is not None:
                 summaries, valid = summaries[source], valid[source]
@@ -183,7 +229,6 @@ class EncoderTutor(TutorPolicy):
         returns, metrics, adapt_returns, env_steps = run_curve(
             k_max, eval_episodes, e_adapt, seed, env.metric_names, len(profs), collect, update
         )
-        params = expand_params({k: v.detach() for k, v in self.params.items()}, len(profs))
         return AdaptationResult(returns, metrics, adapt_returns, params, profs, env_steps)
 
 

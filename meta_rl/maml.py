@@ -180,19 +180,39 @@ class StepData(NamedTuple):
     mask: Tensor  # (T, E, H) bool: valid (non-padding) steps
     logp_old: Tensor  # (T, E, H): log-probability under the sampling policy
     logits_old: Tensor | None = None  # (T, E, H, n_logits) of the sampling policy
+    #: a tutor conditioned on a student encoding ``z`` (:mod:`meta_rl.encoder`): the first
+    #: layer's offset ``W_z z`` (T, E, H, hidden) and the logits' offset (T, E, H, n_logits)
+    #: at every step, constants of the policy network's parameters (``None``: unconditioned)
+    bias0: Tensor | None = None
+    logit_offset: Tensor | None = None
 
 
-def policy_logits(spec: PolicySpec, params: Mapping[str, Tensor], obs: Tensor) -> Tensor:
-    """Logits for ``obs`` of shape ``(T, E, H, d)``; params batched over ``T`` or shared."""
+def policy_logits(
+    spec: PolicySpec,
+    params: Mapping[str, Tensor],
+    obs: Tensor,
+    bias0: Tensor | None = None,
+    logit_offset: Tensor | None = None,
+) -> Tensor:
+    """Logits for ``obs`` of shape ``(T, E, H, d)``; params batched over ``T`` or shared.
+    ``bias0`` and ``logit_offset`` (``(T, E, H, ·)``) condition the network
+    (:class:`StepData`)."""
     t, e, h, d = obs.shape
-    return mlp(spec, params, obs.reshape(t, e * h, d)).reshape(t, e, h, -1)
+    b0 = None if bias0 is None else bias0.reshape(t, e * h, -1)
+    logits = mlp(spec, params, obs.reshape(t, e * h, d), bias0=b0).reshape(t, e, h, -1)
+    return logits if logit_offset is None else logits + logit_offset
+
+
+def step_logits(spec: PolicySpec, params: Mapping[str, Tensor], data: StepData) -> Tensor:
+    """:func:`policy_logits` of ``data``'s observations with its conditioning, if any."""
+    return policy_logits(spec, params, data.obs, data.bias0, data.logit_offset)
 
 
 def inner_losses(
     spec: PolicySpec, params: Mapping[str, Tensor], data: StepData, objective: str, ent_coef: float
 ) -> Tensor:
     """Per-task inner losses, shape ``(T,)`` (each a masked mean over the task's steps)."""
-    logits = policy_logits(spec, params, data.obs)
+    logits = step_logits(spec, params, data)
     logp = log_prob(spec, logits, data.actions)
     if objective == "vpg":
         surr = logp * data.adv
@@ -285,7 +305,7 @@ def _ppo_objective(
     spec: PolicySpec, params: Mapping[str, Tensor], data: StepData, outer: OuterSettings
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """``L_clip − c_H H`` of ``params`` on ``data`` (pooled over all valid steps) and its parts."""
-    logits = policy_logits(spec, params, data.obs)
+    logits = step_logits(spec, params, data)
     log_probs = log_softmax_factors(spec, logits)
     logp = log_prob_of_factors(log_probs, factor_actions(spec, data.actions))
     mask = data.mask
@@ -320,7 +340,7 @@ def _with_kl_penalty(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Add ``β KL(π_θ_sample ‖ π_θ)`` on the pre-update data ``d0`` (if ``β > 0``)."""
     if outer.kl_coef and d0.logits_old is not None:
-        pre_logits = policy_logits(spec, theta, d0.obs)
+        pre_logits = step_logits(spec, theta, d0)
         kl_pre = masked_mean(kl_divergence(spec, d0.logits_old.to(pre_logits.dtype), pre_logits), d0.mask)
         loss = loss + outer.kl_coef * kl_pre
         stats["kl_pre"] = kl_pre.detach()

@@ -77,7 +77,7 @@ def test_batched_inner_epochs_equal_a_loop_over_students() -> None:
     phi, _ = ppo_inner_epochs(SPEC, expand_params(theta, T), data, 0.8, epochs=3, clip_eps=0.1, ent_coef=0.01)
     for i in range(T):
         alone = {k: v.clone() for k, v in theta.items()}
-        one = StepData(*(x[i : i + 1] for x in data))
+        one = StepData(*(None if x is None else x[i : i + 1] for x in data))
         for _ in range(3):
             leaves = {k: v.unsqueeze(0).requires_grad_(True) for k, v in alone.items()}
             loss = per_task_ppo_losses(SPEC, leaves, one, 0.1, 0.01)[0].sum()

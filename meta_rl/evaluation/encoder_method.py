@@ -22,7 +22,7 @@ from meta_rl.algorithms.derive import RUN_KEYS, shipped_settings
 from meta_rl.checkpoint import load_checkpoint, load_policy
 from meta_rl.config import EncoderPPOConfig, make_config
 from meta_rl.evaluation.baselines import check_cached_run
-from meta_rl.evaluation.learned import own_adaptation
+from meta_rl.evaluation.learned import fine_tuned, own_adaptation
 from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run
 from meta_rl.tutor import TutorPolicy
 
@@ -95,19 +95,37 @@ def train_encoder(run: Path, name: str, log: Callable[[str], None]) -> TutorPoli
 
 @dataclass(frozen=True)
 class EncoderBaseline(Method):
-    """Encoder-PPO trained from the run (module docstring)."""
+    """Encoder-PPO trained from the run (module docstring), adapted by context alone; with
+    ``fine_tune`` each session of context is also a gradient step on the policy network of
+    each student (:meth:`meta_rl.encoder_tutor.EncoderTutor.context_adaptation_curve`), its
+    step size chosen on val students like pooled PPO's (:func:`fine_tuned`). ``trains``: the
+    method whose cached encoder tutor it uses (default: its own name)."""
+
+    fine_tune: bool = False
+    trains: str = ""
+
+    def baseline_name(self) -> str:
+        return self.trains or self.name
 
     def needs_training(self, run: Path) -> bool:
-        return not (baseline_dir(run, self.name) / "done").is_file()
+        return not (baseline_dir(run, self.baseline_name()) / "done").is_file()
+
+    def cost(self) -> float:
+        return 2.0 if self.fine_tune else 1.0
 
     def train(
         self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
     ) -> None:
-        train_encoder(run, self.name, log)
+        train_encoder(run, self.baseline_name(), log)
 
     def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
         assert run is not None
-        pol = train_encoder(run.path, self.name, ctx.log)
-        res = own_adaptation(pol, ctx)
-        env_steps = int(load_checkpoint(baseline_dir(run.path, self.name) / "checkpoint.pt")["env_steps"])
-        return Curve(res.returns, res.metrics, env_steps=env_steps, step_size="context")
+        out = baseline_dir(run.path, self.baseline_name())
+        pol = train_encoder(run.path, self.baseline_name(), ctx.log)
+        env_steps = int(load_checkpoint(out / "checkpoint.pt")["env_steps"])
+        if not self.fine_tune:
+            res = own_adaptation(pol, ctx)
+            return Curve(res.returns, res.metrics, env_steps=env_steps, step_size="context")
+        # load_policy reads best.pt, else checkpoint.pt: hash both
+        res, step = fine_tuned(self.name, pol, [out / "best.pt", out / "checkpoint.pt"], ctx, run)
+        return Curve(res.returns, res.metrics, env_steps=env_steps, step_size=step)

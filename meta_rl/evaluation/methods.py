@@ -135,6 +135,11 @@ class Method(ABC):
         """Whether its baseline for ``run`` is missing (then :meth:`train` is called first)."""
         return False
 
+    def baseline_name(self) -> str:
+        """The baseline its :meth:`train` produces (``RUN_DIR/baselines/NAME``): methods that
+        share one (say, a tutor adapted in two ways) are trained once, by one job."""
+        return self.name
+
     def train(
         self, run: Path, env_id: str, env_kwargs: Mapping[str, Any], log: Callable[[str], None]
     ) -> None:

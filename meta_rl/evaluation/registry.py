@@ -130,3 +130,6 @@ register(SB3Baseline("recurrent_ppo", recurrent=True, optional=True))
 # issue 16: the student-encoder tutor (adapts by context, no gradient step); trains a model per
 # run with the run's budget, so only when asked for (--methods ... encoder_ppo)
 register(EncoderBaseline("encoder_ppo", optional=True))
+# the same encoder tutor, each session of context also a gradient step on its policy network
+# (step size chosen on val students, like pooled PPO's): does the step refine what z inferred?
+register(EncoderBaseline("encoder_ppo_ft", optional=True, fine_tune=True, trains="encoder_ppo"))

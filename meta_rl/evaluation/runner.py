@@ -273,7 +273,13 @@ def _jobs(
     )
     first = (0,) if trainer is not None else ()
     config_of = dict(zip(paths, configs))
-    missing = [(m, p) for p in paths for m in learned if m.needs_training(p)]
+    missing, seen = [], set()
+    for p in paths:
+        for m in learned:
+            # methods sharing a baseline train it once: the others' curves wait for that job
+            if m.needs_training(p) and (m.baseline_name(), p) not in seen:
+                seen.add((m.baseline_name(), p))
+                missing.append((m, p))
     # while the trainer's run is still to train (not on a rerun of a finished one, whose
     # measured counts are on disk)
     training = trainer is not None and trainer.iteration < trainer.cfg.n_iterations
@@ -281,7 +287,7 @@ def _jobs(
     missing.sort(key=lambda mp: (before[mp[0].name, mp[1]], -mp[0].cost()))  # stable otherwise
     trained_at: dict[tuple[str, Path], int] = {}
     for m, p in missing:
-        trained_at[m.name, p] = len(jobs)
+        trained_at[m.baseline_name(), p] = len(jobs)
         early = before[m.name, p]
         jobs.append(
             Job(
@@ -292,7 +298,8 @@ def _jobs(
             )
         )
     for m, p in _curve_order(learned, paths):
-        after = first + ((trained_at[m.name, p],) if (m.name, p) in trained_at else ())
+        key = (m.baseline_name(), p)
+        after = first + ((trained_at[key],) if key in trained_at else ())
         jobs.append(Job(method_curve, (m, p, ctx), after, label=f"curve {m.name} ({_short(p)})"))
     return jobs
 
