@@ -60,3 +60,30 @@ TINY_ITEMWISE = {
     "n_iterations": 2,
     "tensorboard": False,
 }
+
+
+def check_step_data_reproduces_the_tutors_logits(policy, n_students: int = 3, episodes: int = 2) -> None:
+    """An encoder tutor's :meth:`~meta_rl.encoder_tutor.EncoderTutor.step_data` of sessions it
+    played (with earlier context) carries the conditioning it acted on: the network's logits
+    on that data, through :func:`meta_rl.maml.step_logits`, are the logits it sampled from."""
+    import torch
+
+    from meta_rl.encoder import EncoderState
+    from meta_rl.maml import step_logits
+    from meta_rl.policy import expand_params
+    from meta_rl.sampler import Sampler
+
+    profiles = policy.env.distribution().sample(n_students, "test", seed=11)
+    sampler = Sampler(policy.env, policy.spec)
+    state = EncoderState.empty(n_students, policy.espec)
+    first = policy.collect(sampler, profiles, episodes, 1, state)
+    state.add_sessions(policy.summaries(first), first.mask.any(-1))
+    params = expand_params(policy.params, n_students)
+    z_steps: list = []
+    roll = policy.collect(sampler, profiles, episodes, 2, state, params, z_steps)
+    data = policy.step_data(roll, z_steps)
+    assert data.bias0 is not None
+    with torch.no_grad():
+        logits = step_logits(policy.spec, params, data)
+    m = roll.mask
+    torch.testing.assert_close(logits[m], roll.logits[m], rtol=1e-5, atol=1e-5)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_ENCODER_SETS
+from helpers import TINY_ENCODER_SETS, check_step_data_reproduces_the_tutors_logits
 
 from envs.calibration.logs import read_kt_log
-from meta_rl.adaptation import adapt
+from meta_rl.adaptation import adapt, rollout_step_data
 from meta_rl.algorithms.encoder_ppo import Batch, encode_batch
 from meta_rl.checkpoint import export_policy, load_checkpoint, load_policy
 from meta_rl.config import load_config
@@ -21,6 +21,7 @@ from meta_rl.encoder import (
     EncoderSpec,
     EncoderState,
     causal_mean,
+    conditioned_logits,
     embed,
     episode_encodings,
     init_encoder,
@@ -241,6 +242,46 @@ def test_context_from_swaps_earlier_sessions_only(tiny_run: Path, monkeypatch) -
     for bad in ([0, 1, 2], [0, 1, 2, 4]):
         with pytest.raises(ValueError, match="context_from must give one student index"):
             pol.context_adaptation_curve(profiles, 1, 3, eval_episodes=2, seed=5, context_from=bad)
+
+
+def test_step_data_carries_the_conditioning_the_tutor_acted_on(tiny_run: Path) -> None:
+    check_step_data_reproduces_the_tutors_logits(load_policy(tiny_run))
+
+
+def test_a_gradient_step_per_session_is_the_gradient_of_the_conditioned_loss(tiny_run: Path) -> None:
+    """With a step size, each session of context is also one gradient step per student on the
+    policy network, ``θ_i − α ∇L_inner(θ_i)``: the same as autograd of the inner objective
+    written directly with :func:`~meta_rl.encoder.conditioned_logits` (``z`` and the encoder
+    fixed); ``k = 0`` is the context-only curve's, the students' networks move apart."""
+    pol = load_policy(tiny_run)
+    profiles = pol.env.distribution().sample(3, "test", seed=3)
+    plain = pol.context_adaptation_curve(profiles, 1, 3, eval_episodes=2, seed=5)
+    steps: list = []
+    collect = EncoderTutor.collect
+
+    def spy(self, *a, **kw):
+        roll = collect(self, *a, **kw)
+        steps.append((roll, list(a[6])))
+        return roll
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(EncoderTutor, "collect", spy)
+        tuned = pol.context_adaptation_curve(profiles, 1, 3, eval_episodes=2, seed=5, lr=0.3)
+    np.testing.assert_array_equal(plain.returns[:, 0], tuned.returns[:, 0])
+    roll, z_steps = steps[1]  # the adaptation session of step k = 0 (after the k = 0 evaluation)
+    z = torch.stack(z_steps, 2)
+    z = torch.cat([z, z.new_zeros(*z.shape[:2], roll.actions.shape[2] - z.shape[2], z.shape[-1])], 2)
+    data, _ = rollout_step_data(pol.spec, roll, pol.advantage, pol.value_params)
+    for i in range(3):
+        theta = {k: v.detach().clone().requires_grad_(True) for k, v in pol.params.items()}
+        logits = conditioned_logits(pol.spec, theta, pol.encoder, data.obs[i], z[i])
+        ratio = torch.exp(log_prob(pol.spec, logits, data.actions[i]) - data.logp_old[i])
+        m = data.mask[i].float()
+        loss = -(ratio * data.adv[i] * m).sum() / m.sum()
+        grads = torch.autograd.grad(loss, list(theta.values()))
+        for (k, v), g in zip(theta.items(), grads):
+            torch.testing.assert_close(tuned.params[k][i], v.detach() - 0.3 * g, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(tuned.params["l0.weight"][0], tuned.params["l0.weight"][1])
 
 
 def _rows(run: Path) -> list[dict[str, str]]:

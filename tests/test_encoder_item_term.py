@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_ENCODER_SETS
+from helpers import TINY_ENCODER_SETS, check_step_data_reproduces_the_tutors_logits
 
 from meta_rl.checkpoint import export_policy, load_policy
 from meta_rl.config import load_config
@@ -105,3 +105,4 @@ def test_a_trained_item_term_moves_and_survives_export(tmp_path: Path) -> None:
     obs = torch.rand(5, policy.spec.obs_dim, generator=gen)
     z = torch.randn(5, policy.espec.z_dim, generator=gen)
     torch.testing.assert_close(loaded.logits(obs, z), policy.logits(obs, z))
+    check_step_data_reproduces_the_tutors_logits(policy)  # the item term's offset included

@@ -577,7 +577,8 @@ def test_encoder_config_takes_the_shipped_encoder_section(monkeypatch) -> None:
 
 def test_encoder_ppo_is_evaluated_end_to_end_and_a_stale_cache_is_refused(run_dir, tmp_path, capsys) -> None:
     """``--methods encoder_ppo`` trains encoder-PPO with the run's budget into
-    ``baselines/encoder_ppo`` and adapts by context (no step size); an encoder cached with other
+    ``baselines/encoder_ppo`` and adapts by context (no step size), ``encoder_ppo_ft`` fine-tunes
+    that tutor (trained once for both) with a step size chosen on val; an encoder cached with other
     settings is refused, naming the folder to delete, instead of being evaluated silently."""
     import shutil
 
@@ -588,12 +589,20 @@ def test_encoder_ppo_is_evaluated_end_to_end_and_a_stale_cache_is_refused(run_di
     args = [
         "evaluate", "--checkpoint", str(run), "--n", "3", "--adapt-steps", "1", "--eval-episodes", "2",
         "--rollouts-per-step", "2", "--val-profiles", "2", "--workers", "1",
-        "--methods", "encoder_ppo", "random",
+        "--methods", "encoder_ppo", "encoder_ppo_ft", "random",
     ]  # fmt: skip
     assert cli_main([*args, "--out", str(tmp_path / "e1")]) == 0
     res = json.loads((tmp_path / "e1" / "results.json").read_text())
+    # encoder_ppo_ft fine-tunes the same cached encoder tutor: one training job, not two
+    assert [j["label"] for j in res["details"]["jobs"] if j["label"].startswith("train")] == [
+        f"train encoder_ppo ({tmp_path.name}/run)"
+    ]
     assert res["details"]["inner_lr"]["encoder_ppo"] == ["context"]
     assert len(res["methods"]["encoder_ppo"]["mean"]) == 2  # k = 0 and k = 1
+    (step,) = res["details"]["inner_lr"]["encoder_ppo_ft"]  # chosen on val from the grid
+    assert isinstance(step, float) and step > 0
+    # the same tutor before any step: the same students, seeds and returns at k = 0
+    assert res["methods"]["encoder_ppo_ft"]["mean"][0] == res["methods"]["encoder_ppo"]["mean"][0]
     out = run / "baselines" / "encoder_ppo"
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["config"]["algo"] == "encoder_ppo" and state["iteration"] == 2  # the run's budget
