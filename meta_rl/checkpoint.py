@@ -274,7 +274,11 @@ def policy_from_state(state: Mapping[str, Any]) -> TutorPolicy:
         from meta_rl.encoder_tutor import EncoderTutor
 
         return EncoderTutor.from_parts(
-            state["policy_meta"], state["params"], state.get("encoder"), state.get("value_params")
+            state["policy_meta"],
+            state["params"],
+            state.get("encoder"),
+            state.get("value_params"),
+            state.get("inner_lrs"),
         )
     return TutorPolicy.from_meta(
         state["policy_meta"], state["params"], state.get("inner_lrs"), state.get("value_params")
@@ -332,7 +336,9 @@ def _load_export(directory: Path) -> TutorPolicy:
 
         if meta.get("encoder") is None:
             raise ValueError(f"{directory}: encoder tensors but no encoder in {EXPORT_META}")
-        return EncoderTutor.from_parts(meta, groups["policy"], groups["encoder"], groups["value"] or None)
+        return EncoderTutor.from_parts(
+            meta, groups["policy"], groups["encoder"], groups["value"] or None, lrs
+        )
     return TutorPolicy.from_meta(meta, groups["policy"], lrs, groups["value"] or None)
 
 

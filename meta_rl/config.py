@@ -418,6 +418,35 @@ class EncoderPPOConfig(TrainConfig):
             raise ValueError("z_item_logits needs architecture: itemwise")
 
 
+@dataclass
+class EncoderMAMLPPOConfig(EncoderPPOConfig):
+    """Encoder-PPO whose policy network is also MAML's initialisation
+    (:mod:`meta_rl.algorithms.encoder_maml_ppo`): round ``r`` of an iteration is played by
+    ``θ_i^r``, ``r`` inner steps on the student's earlier rounds, each conditioned on the
+    embedding of the student's history; the gradient step refines what the encoder inferred.
+    """
+
+    ALGO: ClassVar[str] = "encoder_maml_ppo"
+
+    algo: str = _f("encoder_maml_ppo", "algorithm: encoder_maml_ppo (student encoder + MAML-PPO)")
+    first_order: bool = _f(False, "first-order meta-gradient (FOMAML) instead of full second order")
+    meta_sgd: bool = _f(False, "learn a per-parameter inner step size (Meta-SGD), initialised to inner_lr")
+    item_bias_lr: float = _f(
+        0.0,
+        "meta_sgd with item_bias only: initial Meta-SGD step size of the per-item logit offsets "
+        "(0: inner_lr)",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.inner_steps < 1:
+            raise ValueError("encoder_maml_ppo needs inner_steps >= 1")
+        if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
+            raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
+        if self.item_bias_lr > 0 and not (self.meta_sgd and self.item_bias):
+            raise ValueError("item_bias_lr needs meta_sgd: true and item_bias: true")
+
+
 def config_classes() -> dict[str, type[TrainConfig]]:
     """``{algo: config dataclass}`` of every registered algorithm
     (:data:`meta_rl.algorithms.ALGORITHMS` is the one registry)."""

@@ -41,6 +41,11 @@ from meta_rl.policy import expand_params, log_prob, mode, sample
 from meta_rl.sampler import Rollouts, Sampler
 from meta_rl.tutor import TutorPolicy
 
+#: the algorithms whose encoder tutors were meta-trained to take an inner step on each
+#: session of context (:mod:`meta_rl.algorithms.encoder_maml_ppo`): their adaptation curve
+#: takes it by default, with their own (possibly learned) step sizes
+META_LEARNED_STEP = ("encoder_maml_ppo",)
+
 
 @dataclass
 class EncoderTutor(TutorPolicy):
@@ -69,14 +74,16 @@ class EncoderTutor(TutorPolicy):
         params: Mapping[str, Tensor],
         encoder: Mapping[str, Tensor] | None,
         value_params: Mapping[str, Tensor] | None = None,
+        inner_lrs: Mapping[str, Tensor] | Sequence[Mapping[str, Tensor]] | None = None,
     ) -> EncoderTutor:
-        """Rebuild from :meth:`meta` and the tensors (a checkpoint or an export)."""
+        """Rebuild from :meth:`meta` and the tensors (a checkpoint or an export); ``inner_lrs``:
+        learned inner step sizes (a tutor meta-trained with a gradient step)."""
         if not isinstance(encoder, Mapping) or not encoder:
             raise ValueError(
                 "the policy description names a student encoder but no encoder tensors are stored"
             )
         spec = EncoderSpec.from_dict(meta["encoder"])
-        base = TutorPolicy.from_meta(meta, params, None, value_params)
+        base = TutorPolicy.from_meta(meta, params, inner_lrs, value_params)
         if spec.obs_dim != base.spec.obs_dim or spec.cond_dim != base.spec.hidden_sizes[0]:
             raise ValueError(f"the encoder {spec} does not fit the policy {base.spec}")
         return cls.wrap(base, spec, encoder)
@@ -155,19 +162,19 @@ class EncoderTutor(TutorPolicy):
 
         return sampler.collect(theta, profiles, n_e, seed=seed, act=act)
 
-    def step_data(self, roll: Rollouts, z_steps: Sequence[Tensor]) -> StepData:
+    def step_data(self, roll: Rollouts, z_steps: Sequence[Tensor]) -> tuple[StepData, Tensor]:
         """The :class:`~meta_rl.maml.StepData` of collected sessions for a gradient step on the
-        policy network ``θ``: advantages as in training, and the conditioning by the
+        policy network ``θ`` — advantages as in training, and the conditioning by the
         embeddings ``z_steps`` the tutor acted on (:meth:`collect`'s ``z_out``), constants of
-        ``θ`` (the encoder is not adapted)."""
-        data, _ = rollout_step_data(self.spec, roll, self.advantage, self.value_params)
+        ``θ`` (the encoder is not adapted) — and the returns-to-go."""
+        data, returns = rollout_step_data(self.spec, roll, self.advantage, self.value_params)
         z = torch.stack(list(z_steps), dim=2)  # (T, E, H', z_dim)
         h = data.obs.shape[2]
         if z.shape[2] < h:  # every episode had ended: those steps are masked out
             z = torch.cat([z, z.new_zeros(*z.shape[:2], h - z.shape[2], z.shape[-1])], dim=2)
         with torch.no_grad():
             bias0, offset = conditioning(self.spec, self.encoder, data.obs, z)
-        return data._replace(bias0=bias0, logit_offset=offset)
+        return data._replace(bias0=bias0, logit_offset=offset), returns
 
     # ------------------------------------------------------------ evaluation protocol
     def context_adaptation_curve(
@@ -189,8 +196,10 @@ class EncoderTutor(TutorPolicy):
         evaluation after step ``k`` runs on ``eval_episodes`` fresh episodes with that context.
         Same seeds as the gradient-based curve (common random numbers).
 
-        With ``inner`` or ``lr`` (the step size of the tutor's inner update) each session of
-        context is also used for one gradient step on the policy network of each student,
+        With ``inner`` or ``lr`` (the step size of the tutor's inner update), and always for a
+        tutor meta-trained with that step (:data:`META_LEARNED_STEP`, with its own inner
+        update by default), each session of context is also one gradient step on the policy
+        network of each student,
         ``θ_i ← θ_i − α ∇_θ L_inner(θ_i; session, z)`` (:func:`meta_rl.maml.inner_step`, the
         embeddings ``z`` the tutor acted on held fixed, the encoder not adapted): the
         gradient step refines what the encoder inferred, on the same data.
@@ -206,7 +215,7 @@ class EncoderTutor(TutorPolicy):
         source = _context_source(context_from, len(profs))
         params = expand_params({k: v.detach() for k, v in self.params.items()}, len(profs))
         step = None
-        if inner is not None or lr is not None:
+        if inner is not None or lr is not None or self.algo in META_LEARNED_STEP:
             step = (inner or self.inner).detached()
             if lr is not None:
                 step = replace(step, lr=float(lr))
@@ -219,7 +228,7 @@ class EncoderTutor(TutorPolicy):
         def update(k: int, roll: Rollouts) -> None:
             nonlocal params
             if step is not None:  # z_steps: the embeddings this session was played with
-                data = self.step_data(roll, z_steps)
+                data, _ = self.step_data(roll, z_steps)
                 params = inner_step(self.spec, params, data, step, create_graph=False, step=k)
             summaries, valid = self.summaries(roll), roll.mask.any(-1)
             if source is not None:

@@ -81,7 +81,7 @@ def check_step_data_reproduces_the_tutors_logits(policy, n_students: int = 3, ep
     params = expand_params(policy.params, n_students)
     z_steps: list = []
     roll = policy.collect(sampler, profiles, episodes, 2, state, params, z_steps)
-    data = policy.step_data(roll, z_steps)
+    data, _ = policy.step_data(roll, z_steps)
     assert data.bias0 is not None
     with torch.no_grad():
         logits = step_logits(policy.spec, params, data)

@@ -589,14 +589,18 @@ def test_encoder_ppo_is_evaluated_end_to_end_and_a_stale_cache_is_refused(run_di
     args = [
         "evaluate", "--checkpoint", str(run), "--n", "3", "--adapt-steps", "1", "--eval-episodes", "2",
         "--rollouts-per-step", "2", "--val-profiles", "2", "--workers", "1",
-        "--methods", "encoder_ppo", "encoder_ppo_ft", "random",
+        "--methods", "encoder_ppo", "encoder_ppo_ft", "encoder_maml_ppo", "random",
     ]  # fmt: skip
     assert cli_main([*args, "--out", str(tmp_path / "e1")]) == 0
     res = json.loads((tmp_path / "e1" / "results.json").read_text())
     # encoder_ppo_ft fine-tunes the same cached encoder tutor: one training job, not two
-    assert [j["label"] for j in res["details"]["jobs"] if j["label"].startswith("train")] == [
-        f"train encoder_ppo ({tmp_path.name}/run)"
-    ]
+    trained = sorted(j["label"] for j in res["details"]["jobs"] if j["label"].startswith("train"))
+    assert trained == [f"train {m} ({tmp_path.name}/run)" for m in ("encoder_maml_ppo", "encoder_ppo")]
+    # encoder-MAML-PPO: its own algorithm and budget, adapting with its learned step sizes
+    maml_state = load_checkpoint(run / "baselines" / "encoder_maml_ppo" / "checkpoint.pt")
+    assert maml_state["config"]["algo"] == "encoder_maml_ppo" and maml_state["iteration"] == 2
+    cfg = maml_state["config"]
+    assert res["details"]["inner_lr"]["encoder_maml_ppo"] == ["meta-sgd" if cfg["meta_sgd"] else cfg["inner_lr"]]
     assert res["details"]["inner_lr"]["encoder_ppo"] == ["context"]
     assert len(res["methods"]["encoder_ppo"]["mean"]) == 2  # k = 0 and k = 1
     (step,) = res["details"]["inner_lr"]["encoder_ppo_ft"]  # chosen on val from the grid

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from meta_rl.algorithms.base import Algorithm, Context, TrainingDiverged
 from meta_rl.algorithms.derive import derived_config
+from meta_rl.algorithms.encoder_maml_ppo import EncoderMAMLPPO
 from meta_rl.algorithms.encoder_ppo import EncoderPPO
 from meta_rl.algorithms.maml_ppo import MAMLPPO
 from meta_rl.algorithms.mamlpp_ppo import MAMLPlusPlusPPO
@@ -18,7 +19,7 @@ from meta_rl.algorithms.reptile_ppo import ReptilePPO
 
 #: every training algorithm by its ``algo`` name
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (MAMLPPO, PooledPPO, ReptilePPO, MAMLPlusPlusPPO, EncoderPPO)
+    cls.name: cls for cls in (MAMLPPO, PooledPPO, ReptilePPO, MAMLPlusPlusPPO, EncoderPPO, EncoderMAMLPPO)
 }
 
 __all__ = [

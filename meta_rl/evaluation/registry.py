@@ -133,3 +133,5 @@ register(EncoderBaseline("encoder_ppo", optional=True))
 # the same encoder tutor, each session of context also a gradient step on its policy network
 # (step size chosen on val students, like pooled PPO's): does the step refine what z inferred?
 register(EncoderBaseline("encoder_ppo_ft", optional=True, fine_tune=True, trains="encoder_ppo"))
+# the encoder-conditioned policy as MAML's initialisation (meta-trained through the step)
+register(EncoderBaseline("encoder_maml_ppo", optional=True, algo="encoder_maml_ppo"))
