@@ -600,7 +600,8 @@ def test_encoder_ppo_is_evaluated_end_to_end_and_a_stale_cache_is_refused(run_di
     maml_state = load_checkpoint(run / "baselines" / "encoder_maml_ppo" / "checkpoint.pt")
     assert maml_state["config"]["algo"] == "encoder_maml_ppo" and maml_state["iteration"] == 2
     cfg = maml_state["config"]
-    assert res["details"]["inner_lr"]["encoder_maml_ppo"] == ["meta-sgd" if cfg["meta_sgd"] else cfg["inner_lr"]]
+    own_step = "meta-sgd" if cfg["meta_sgd"] else cfg["inner_lr"]
+    assert res["details"]["inner_lr"]["encoder_maml_ppo"] == [own_step]
     assert res["details"]["inner_lr"]["encoder_ppo"] == ["context"]
     assert len(res["methods"]["encoder_ppo"]["mean"]) == 2  # k = 0 and k = 1
     (step,) = res["details"]["inner_lr"]["encoder_ppo_ft"]  # chosen on val from the grid
