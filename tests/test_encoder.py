@@ -284,6 +284,24 @@ def test_a_gradient_step_per_session_is_the_gradient_of_the_conditioned_loss(tin
     assert not torch.allclose(tuned.params["l0.weight"][0], tuned.params["l0.weight"][1])
 
 
+def test_a_per_group_step_size_fine_tunes_an_encoder_tutor_too(tiny_run: Path) -> None:
+    """The evaluation's (shared, per-item) step-size pairs reach an encoder tutor as learned
+    per-parameter rates (no scalar ``lr``): it must still take the step. This network has no
+    per-item offsets, so the pair (0.3, ·) is the scalar 0.3."""
+    from meta_rl.adaptation import adaptation_curve
+    from meta_rl.evaluation.step_sizes import with_step_size
+
+    pol = load_policy(tiny_run)
+    profiles = pol.env.distribution().sample(3, "test", seed=3)
+    curves = []
+    for step in ((0.3, 0.9), 0.3):
+        p, lr = with_step_size(pol, step)
+        curves.append(adaptation_curve(p, profiles, 1, 3, 2, seed=5, inner=p.inner, lr=lr))
+    for k in pol.params:
+        torch.testing.assert_close(curves[0].params[k], curves[1].params[k], rtol=1e-6, atol=1e-7)
+    assert not torch.equal(curves[0].params["l0.weight"][0], pol.params["l0.weight"])
+
+
 def _rows(run: Path) -> list[dict[str, str]]:
     with open(run / "metrics.csv", newline="") as f:
         return [{k: v for k, v in r.items() if k not in WALL_COLUMNS} for r in csv.DictReader(f)]

@@ -68,8 +68,9 @@ def fine_tuned(
         partial(step_sizes.choose_lr, policy, ctx.val, s, ctx.rollouts, grid),
     )  # fmt: skip
     pol, lr = step_sizes.with_step_size(policy, step)
+    # inner=pol.inner: the same update as without it, and an encoder tutor takes the step
     res = adaptation_curve(
-        pol, ctx.profiles, ctx.adapt_steps, ctx.rollouts, s.eval_episodes, seed=s.seed, lr=lr
+        pol, ctx.profiles, ctx.adapt_steps, ctx.rollouts, s.eval_episodes, seed=s.seed, inner=pol.inner, lr=lr
     )
     return res, list(step) if isinstance(step, tuple) else step
 

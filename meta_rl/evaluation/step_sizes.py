@@ -89,7 +89,9 @@ def fine_tuning_grid(run_config: Mapping[str, Any]) -> list[StepSize]:
 
 
 def with_step_size(policy: TutorPolicy, step: StepSize) -> tuple[TutorPolicy, float | None]:
-    """``(policy, lr)`` for :func:`adaptation_curve`: a pair becomes per-parameter step sizes."""
+    """``(policy, lr)`` for :func:`adaptation_curve`: a pair becomes per-parameter step sizes
+    (then ``lr`` is ``None``: pass ``inner=policy.inner`` too, which an encoder tutor needs to
+    take a gradient step at all)."""
     if isinstance(step, tuple):
         shared, item = step
         lrs = {k: torch.full_like(v, item if k == "item_bias" else shared) for k, v in policy.params.items()}
@@ -104,7 +106,9 @@ def choose_lr(
 
     def final_return(step: StepSize) -> float:
         pol, lr = with_step_size(policy, step)
-        res = adaptation_curve(pol, val, s.adapt_steps, rollouts, s.eval_episodes, seed=s.seed + 1, lr=lr)
+        res = adaptation_curve(
+            pol, val, s.adapt_steps, rollouts, s.eval_episodes, seed=s.seed + 1, inner=pol.inner, lr=lr
+        )
         return float(res.returns[:, -1].mean())
 
     return best_on_val(grid, final_return)
