@@ -28,7 +28,8 @@ ENVS += ["MetaTutor/SpacedRepetitionGoals-v0"]
 
 
 def test_one_registry_names_every_algorithm_and_its_config() -> None:
-    assert set(ALGORITHMS) == {"maml_ppo", "ppo", "reptile_ppo", "mamlpp_ppo", "encoder_ppo"}
+    names = {"maml_ppo", "ppo", "reptile_ppo", "mamlpp_ppo", "encoder_ppo", "encoder_maml_ppo"}
+    assert set(ALGORITHMS) == names
     assert {k: v.config_class for k, v in ALGORITHMS.items()} == CONFIGS
     assert isinstance(load_config(None, ["algo=reptile_ppo"]), ReptilePPOConfig)
     assert isinstance(load_config(None, ["algo=mamlpp_ppo"]), MAMLPlusPlusPPOConfig)
