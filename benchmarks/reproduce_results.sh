@@ -36,10 +36,10 @@ train() {  # NAME SEED: train, or resume an interrupted run
   fi
   echo "trained $1 seed $2"
 }
-methods_of() {  # the default methods and the optional encoder-PPO, plus the recurrent baseline on SkillGraph
+methods_of() {  # the default methods and the optional encoder tutors, plus the recurrent baseline on SkillGraph
   case "$1" in
-    skill_graph) echo default recurrent_ppo encoder_ppo ;;
-    *) echo default encoder_ppo ;;
+    skill_graph) echo default recurrent_ppo encoder_ppo encoder_ppo_ft encoder_maml_ppo ;;
+    *) echo default encoder_ppo encoder_ppo_ft encoder_maml_ppo ;;
   esac
 }
 export -f env_id train
