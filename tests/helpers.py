@@ -87,3 +87,58 @@ def check_step_data_reproduces_the_tutors_logits(policy, n_students: int = 3, ep
         logits = step_logits(policy.spec, params, data)
     m = roll.mask
     torch.testing.assert_close(logits[m], roll.logits[m], rtol=1e-5, atol=1e-5)
+
+
+def kill_and_resume(cfg, out, monkeypatch, at_call: int) -> None:
+    """Train ``cfg`` into ``out``, killed (``KeyboardInterrupt``) at the ``at_call``-th rollout
+    collection (mid-run: the checkpoint on disk is then between iterations), then resumed to
+    the end — for tests that the result equals an uninterrupted run's."""
+    import pytest
+
+    from meta_rl.checkpoint import load_checkpoint
+    from meta_rl.sampler import Sampler
+    from meta_rl.trainer import Trainer
+
+    calls = {"n": 0}
+    original = Sampler.collect
+
+    def dying_collect(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "collect", dying_collect)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, out, progress=False).train()
+    monkeypatch.setattr(Sampler, "collect", original)
+    assert 0 < load_checkpoint(out / "checkpoint.pt")["iteration"] < cfg.n_iterations
+    resumed = Trainer(cfg, out, resume=True, progress=False)
+    resumed.train()
+    resumed.close()
+
+
+def central_fd(f, x, h: float = 1e-6):
+    """Central finite differences of the scalar function ``f`` at the vector ``x``."""
+    import torch
+
+    grad = torch.zeros_like(x)
+    for i in range(len(x)):
+        e = torch.zeros_like(x)
+        e[i] = h
+        grad[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return grad
+
+
+def train_tiny(out, sets):
+    """Train the config of the ``--set`` strings ``sets`` into ``out`` on one thread; returns ``out``."""
+    import torch
+
+    from meta_rl.config import load_config
+    from meta_rl.trainer import Trainer
+
+    torch.set_num_threads(1)
+    t = Trainer(load_config(None, sets), out, progress=False)
+    t.train()
+    t.close()
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_ENCODER_SETS, check_step_data_reproduces_the_tutors_logits
+from helpers import TINY_ENCODER_SETS, check_step_data_reproduces_the_tutors_logits, kill_and_resume
 
 from envs.calibration.logs import read_kt_log
 from meta_rl.adaptation import adapt, rollout_step_data
@@ -308,24 +308,7 @@ def _rows(run: Path) -> list[dict[str, str]]:
 
 
 def test_resume_of_a_killed_run_is_bit_identical(tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
-    cfg = load_config(None, TINY_ENCODER)
-    calls = {"n": 0}
-    original = Sampler.collect
-
-    def dying_collect(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:  # in the middle of the third iteration
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Sampler, "collect", dying_collect)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tmp_path / "killed", progress=False).train()
-    monkeypatch.setattr(Sampler, "collect", original)
-    assert 0 < load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["iteration"] < 4
-    resumed = Trainer(cfg, tmp_path / "killed", resume=True, progress=False)
-    resumed.train()
-    resumed.close()
+    kill_and_resume(load_config(None, TINY_ENCODER), tmp_path / "killed", monkeypatch, at_call=8)
     assert _rows(tmp_path / "killed") == _rows(tiny_run)
     a = load_checkpoint(tiny_run / "checkpoint.pt")
     b = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")

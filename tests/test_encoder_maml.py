@@ -7,15 +7,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_ENCODER_SETS, check_step_data_reproduces_the_tutors_logits
+from helpers import (
+    TINY_ENCODER_SETS,
+    central_fd,
+    check_step_data_reproduces_the_tutors_logits,
+    kill_and_resume,
+    train_tiny,
+)
 
 from meta_rl.checkpoint import export_policy, load_checkpoint, load_policy
 from meta_rl.config import load_config
 from meta_rl.encoder_tutor import EncoderTutor
 from meta_rl.maml import InnerUpdate, OuterSettings, StepData, adapt_params, meta_loss, policy_logits
 from meta_rl.policy import PolicySpec, init_params, log_prob
-from meta_rl.sampler import Sampler
-from meta_rl.trainer import WALL_COLUMNS, Trainer
+from meta_rl.trainer import WALL_COLUMNS
 
 TINY = [
     *TINY_ENCODER_SETS,
@@ -31,22 +36,9 @@ SPEC = PolicySpec(obs_dim=3, action_nvec=(2, 3), hidden_sizes=(4,))
 T, E, H = 2, 3, 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("encmaml") / "run"
-    t = Trainer(load_config(None, TINY), out, progress=False)
-    t.train()
-    t.close()
-    return out
+    return train_tiny(tmp_path_factory.mktemp("encmaml") / "run", TINY)
 
 
 def _conditioned_data(theta: dict, seed: int, logits_from: dict | None = None) -> StepData:
@@ -89,11 +81,7 @@ def test_meta_gradient_through_a_conditioned_inner_step_equals_finite_difference
 
     x = torch.cat([v.reshape(-1) for v in theta.values()]).requires_grad_(True)
     (grad,) = torch.autograd.grad(f(x), x)
-    fd = torch.zeros_like(x)
-    for i in range(len(x)):
-        e = torch.zeros_like(x)
-        e[i] = 1e-6
-        fd[i] = (f(x.detach() + e) - f(x.detach() - e)) / 2e-6
+    fd = central_fd(lambda v: f(v).detach(), x.detach())
     assert float((grad - fd).norm() / fd.norm()) < 1e-4
     plain = [d._replace(bias0=None, logit_offset=None) for d in datas]
     (other,) = torch.autograd.grad(f(x, plain, outer_data._replace(bias0=None, logit_offset=None)), x)
@@ -135,24 +123,7 @@ def test_its_curve_takes_its_own_step_on_each_session(tiny_run: Path) -> None:
 
 
 def test_resume_of_a_killed_run_is_bit_identical(tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
-    cfg = load_config(None, TINY)
-    calls = {"n": 0}
-    original = Sampler.collect
-
-    def dying_collect(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 8:  # in the middle of the third iteration
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Sampler, "collect", dying_collect)
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, tmp_path / "killed", progress=False).train()
-    monkeypatch.setattr(Sampler, "collect", original)
-    assert 0 < load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["iteration"] < 4
-    resumed = Trainer(cfg, tmp_path / "killed", resume=True, progress=False)
-    resumed.train()
-    resumed.close()
+    kill_and_resume(load_config(None, TINY), tmp_path / "killed", monkeypatch, at_call=8)
 
     def rows(run: Path) -> list[dict[str, str]]:
         with open(run / "metrics.csv", newline="") as f:

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from helpers import central_fd
 
 from meta_rl.maml import (
     InnerUpdate,
@@ -68,15 +69,6 @@ def _setup(objective: str, steps: int):
     return theta, inner, datas, outer_data
 
 
-def _central_fd(f, x: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
-    grad = torch.zeros_like(x)
-    for i in range(len(x)):
-        e = torch.zeros_like(x)
-        e[i] = h
-        grad[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return grad
-
-
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
@@ -91,7 +83,7 @@ def test_second_order_meta_gradient_equals_finite_differences(objective: str, st
 
     x = _flat(theta).requires_grad_(True)
     (grad,) = torch.autograd.grad(f(x), x)
-    fd = _central_fd(lambda v: f(v).detach(), x.detach())
+    fd = central_fd(lambda v: f(v).detach(), x.detach())
     assert _rel_err(grad, fd) < 1e-4
     # the Hessian term matters here: first order is measurably different
     first = OuterSettings(clip_eps=5.0, ent_coef=0.01, kl_coef=0.3, first_order=True)
@@ -113,7 +105,7 @@ def test_first_order_meta_gradient_equals_gradient_with_inner_steps_frozen() -> 
         params = {k: v.unsqueeze(0) + shift[k] for k, v in _unflat(vec, theta).items()}
         return meta_loss(SPEC, params, inner, [], outer_data, outer)[0]
 
-    fd = _central_fd(f, x.detach())
+    fd = central_fd(f, x.detach())
     assert _rel_err(fo, fd) < 1e-4
 
 
@@ -127,7 +119,7 @@ def test_meta_sgd_learning_rate_gradient_equals_finite_differences() -> None:
 
     x = _flat(lrs).requires_grad_(True)
     (grad,) = torch.autograd.grad(f(x), x)
-    fd = _central_fd(lambda v: f(v).detach(), x.detach())
+    fd = central_fd(lambda v: f(v).detach(), x.detach())
     assert _rel_err(grad, fd) < 1e-4
 
 

@@ -39,12 +39,13 @@ import torch
 from torch import Tensor
 
 from meta_rl.algorithms.base import check_finite
-from meta_rl.algorithms.encoder_ppo import Batch, EncoderPPO, encode_batch, session_losses
+from meta_rl.algorithms.encoder_ppo import Batch, EncoderPPO, encode_batch, objective
+from meta_rl.algorithms.maml_ppo import initial_inner_lr
 from meta_rl.config import EncoderMAMLPPOConfig
-from meta_rl.encoder import EncoderState, conditioning, decode, decoder_loss
+from meta_rl.encoder import EncoderState, conditioning
 from meta_rl.maml import LearningRate, OuterSettings, StepData, inner_step, step_logits
 from meta_rl.policy import entropy, expand_params, kl_divergence, log_prob
-from meta_rl.ppo import approx_kl, clip_fraction, clipped_surrogate, masked_mean
+from meta_rl.ppo import masked_mean
 
 
 class EncoderMAMLPPO(EncoderPPO):
@@ -55,13 +56,7 @@ class EncoderMAMLPPO(EncoderPPO):
     cfg: EncoderMAMLPPOConfig
 
     def initial_lr(self) -> LearningRate:
-        cfg = self.cfg
-        if not cfg.meta_sgd:
-            return float(cfg.inner_lr)
-        first = {k: cfg.inner_lr for k in self.theta}
-        if cfg.item_bias_lr > 0:
-            first["item_bias"] = cfg.item_bias_lr
-        return {k: torch.full_like(v, first[k]).requires_grad_(True) for k, v in self.theta.items()}
+        return initial_inner_lr(self.cfg, self.theta)
 
     def outer_settings(self) -> OuterSettings:
         return OuterSettings(self.cfg.clip_eps, self.cfg.ent_coef, 0.0, self.cfg.first_order)
@@ -141,25 +136,7 @@ class EncoderMAMLPPO(EncoderPPO):
                         bias0=b0.detach(), logit_offset=None if off is None else off.detach()
                     )
                     params = inner_step(spec, params, inner_data, self.inner, not cfg.first_order, step=r)
-            logp, ent_all = torch.stack(logps, 1), torch.stack(ents, 1)
-            ent = masked_mean(ent_all, b.mask)
-            surr = clipped_surrogate(logp, b.logp, b.adv, cfg.clip_eps, b.mask)
-            mu, lv = decode(self.encoder, z)
-            nll = decoder_loss(mu, lv, b.target[:, None, None, None, :]).mean(-1)
-            sess = session_losses(cfg, self.encoder, encoded.summaries, b.target)
-            dec = 0.5 * (masked_mean(nll, b.mask) + sess["decoder_loss_sessions"])
-            total = surr - cfg.ent_coef * ent + cfg.metric_coef * sess["metric_loss"] + cfg.decoder_coef * dec
-            with torch.no_grad():
-                logp_d = logp.detach()
-                st = {
-                    "surrogate": surr.detach(),
-                    "entropy": ent.detach(),
-                    "approx_kl": approx_kl(logp_d, b.logp, b.mask),
-                    "clip_fraction": clip_fraction(logp_d, b.logp, cfg.clip_eps, b.mask),
-                    "metric_loss": sess["metric_loss"].detach(),
-                    "metric_acc": sess["metric_acc"],
-                    "decoder_loss": dec.detach(),
-                }
-            return total, st
+            ent = masked_mean(torch.stack(ents, 1), b.mask)
+            return objective(cfg, self.encoder, b, encoded, torch.stack(logps, 1), ent)
 
         return loss

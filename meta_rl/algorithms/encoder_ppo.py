@@ -245,23 +245,37 @@ class EncoderPPO(Algorithm):
             logits = conditioned_logits(spec, self.theta, self.encoder, b.obs[..., :-1, :], z_pol)
             logp = log_prob(spec, logits, b.actions)
             ent = masked_mean(entropy(spec, logits), b.mask)
-            surr = clipped_surrogate(logp, b.logp, b.adv, cfg.clip_eps, b.mask)
-            mu, lv = decode(self.encoder, z)
-            nll = decoder_loss(mu, lv, b.target[:, None, None, None, :]).mean(-1)
-            dec_steps = masked_mean(nll, b.mask)
-            sess = session_losses(cfg, self.encoder, encoded.summaries, b.target)
-            dec = 0.5 * (dec_steps + sess["decoder_loss_sessions"])
-            total = surr - cfg.ent_coef * ent + cfg.metric_coef * sess["metric_loss"] + cfg.decoder_coef * dec
-            with torch.no_grad():
-                st = {
-                    "surrogate": surr.detach(),
-                    "entropy": ent.detach(),
-                    "approx_kl": approx_kl(logp, b.logp, b.mask),
-                    "clip_fraction": clip_fraction(logp, b.logp, cfg.clip_eps, b.mask),
-                    "metric_loss": sess["metric_loss"].detach(),
-                    "metric_acc": sess["metric_acc"],
-                    "decoder_loss": dec.detach(),
-                }
-            return total, st
+            return objective(cfg, self.encoder, b, encoded, logp, ent)
 
         return loss
+
+
+def objective(
+    cfg: EncoderPPOConfig,
+    encoder: Mapping[str, Tensor],
+    b: Batch,
+    encoded: Encoded,
+    logp: Tensor,
+    ent: Tensor,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """``L = L_clip − c_H H + c_m L_proto + c_d L_dec`` (module docstring) of the minibatch ``b``
+    given the tutor's log-probabilities ``logp`` ``(T, R, E, H)`` of the stored actions and its
+    mean entropy ``ent``; and its parts for the log."""
+    surr = clipped_surrogate(logp, b.logp, b.adv, cfg.clip_eps, b.mask)
+    mu, lv = decode(encoder, encoded.z)
+    nll = decoder_loss(mu, lv, b.target[:, None, None, None, :]).mean(-1)
+    dec_steps = masked_mean(nll, b.mask)
+    sess = session_losses(cfg, encoder, encoded.summaries, b.target)
+    dec = 0.5 * (dec_steps + sess["decoder_loss_sessions"])
+    total = surr - cfg.ent_coef * ent + cfg.metric_coef * sess["metric_loss"] + cfg.decoder_coef * dec
+    with torch.no_grad():
+        st = {
+            "surrogate": surr.detach(),
+            "entropy": ent.detach(),
+            "approx_kl": approx_kl(logp, b.logp, b.mask),
+            "clip_fraction": clip_fraction(logp, b.logp, cfg.clip_eps, b.mask),
+            "metric_loss": sess["metric_loss"].detach(),
+            "metric_acc": sess["metric_acc"],
+            "decoder_loss": dec.detach(),
+        }
+    return total, st

@@ -23,7 +23,7 @@ the per-item logit offsets).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -38,6 +38,18 @@ from meta_rl.ppo import masked_mean
 from meta_rl.sampler import Rollouts
 
 
+def initial_inner_lr(cfg: Any, theta: Mapping[str, Tensor]) -> LearningRate:
+    """The inner step size at the start: ``cfg.inner_lr``, or with ``cfg.meta_sgd`` one learned
+    rate per element of ``θ`` initialised to it (``cfg.item_bias_lr`` for the per-item logit
+    offsets when set)."""
+    if not cfg.meta_sgd:
+        return float(cfg.inner_lr)
+    first = {k: cfg.inner_lr for k in theta}
+    if cfg.item_bias_lr > 0:
+        first["item_bias"] = cfg.item_bias_lr
+    return {k: torch.full_like(v, first[k]).requires_grad_(True) for k, v in theta.items()}
+
+
 class MAMLPPO(Algorithm):
     """MAML-PPO (module docstring)."""
 
@@ -46,13 +58,7 @@ class MAMLPPO(Algorithm):
     cfg: MAMLPPOConfig
 
     def initial_lr(self) -> LearningRate:
-        cfg = self.cfg
-        if not cfg.meta_sgd:
-            return float(cfg.inner_lr)
-        first = {k: cfg.inner_lr for k in self.theta}
-        if cfg.item_bias_lr > 0:
-            first["item_bias"] = cfg.item_bias_lr
-        return {k: torch.full_like(v, first[k]).requires_grad_(True) for k, v in self.theta.items()}
+        return initial_inner_lr(self.cfg, self.theta)
 
     def outer_settings(self) -> OuterSettings:
         cfg = self.cfg
