@@ -43,7 +43,7 @@ from meta_rl.algorithms.encoder_ppo import Batch, EncoderPPO, encode_batch, obje
 from meta_rl.algorithms.maml_ppo import initial_inner_lr
 from meta_rl.config import EncoderMAMLPPOConfig
 from meta_rl.encoder import EncoderState, conditioning
-from meta_rl.maml import LearningRate, OuterSettings, StepData, inner_step, step_logits
+from meta_rl.maml import LearningRate, StepData, inner_step, step_logits
 from meta_rl.policy import entropy, expand_params, kl_divergence, log_prob
 from meta_rl.ppo import masked_mean
 
@@ -57,9 +57,6 @@ class EncoderMAMLPPO(EncoderPPO):
 
     def initial_lr(self) -> LearningRate:
         return initial_inner_lr(self.cfg, self.theta)
-
-    def outer_settings(self) -> OuterSettings:
-        return OuterSettings(self.cfg.clip_eps, self.cfg.ent_coef, 0.0, self.cfg.first_order)
 
     # ------------------------------------------------------------ iteration
     def iteration(self, it: int) -> dict[str, Any]:
