@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY_TRAIN
-from test_maml import SPEC, _central_fd, _flat, _rel_err, _setup, _unflat
+from helpers import TINY_TRAIN, central_fd
+from test_maml import SPEC, _flat, _rel_err, _setup, _unflat
 
 from meta_rl.algorithms.mamlpp_ppo import cosine_lr
 from meta_rl.config import load_config
@@ -75,13 +75,13 @@ def test_per_step_learned_step_sizes_gradient_equals_finite_differences() -> Non
 
     x = torch.stack([r[k] for r in rates for k in names]).requires_grad_(True)
     (grad,) = torch.autograd.grad(f(x), x)
-    fd = _central_fd(lambda v: f(v).detach(), x.detach())
+    fd = central_fd(lambda v: f(v).detach(), x.detach())
     assert _rel_err(grad, fd) < 1e-4
     assert float(grad[len(names) :].abs().sum()) > 0  # step 2's rates get a gradient of their own
     # and the gradient with respect to θ through both steps (second order)
     y = _flat(theta).requires_grad_(True)
     (gt,) = torch.autograd.grad(f(x.detach(), y), y)
-    assert _rel_err(gt, _central_fd(lambda v: f(x.detach(), v).detach(), y.detach())) < 1e-4
+    assert _rel_err(gt, central_fd(lambda v: f(x.detach(), v).detach(), y.detach())) < 1e-4
 
 
 def _tiny_mamlpp(extra: list[str]):
