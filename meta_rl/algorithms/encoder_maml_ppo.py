@@ -40,11 +40,11 @@ from torch import Tensor
 
 from meta_rl.algorithms.base import check_finite
 from meta_rl.algorithms.encoder_ppo import Batch, EncoderPPO, encode_batch, objective
-from meta_rl.algorithms.maml_ppo import initial_inner_lr
+from meta_rl.algorithms.maml_ppo import adaptation_kl, initial_inner_lr
 from meta_rl.config import EncoderMAMLPPOConfig
 from meta_rl.encoder import EncoderState, conditioning
 from meta_rl.maml import LearningRate, StepData, inner_step, step_logits
-from meta_rl.policy import entropy, expand_params, kl_divergence, log_prob
+from meta_rl.policy import entropy, expand_params, log_prob
 from meta_rl.ppo import masked_mean
 
 
@@ -80,7 +80,7 @@ class EncoderMAMLPPO(EncoderPPO):
             if r < rounds - 1:
                 params = inner_step(spec, params, data, inner, create_graph=False, step=r)
                 state.add_sessions(tutor.summaries(roll), roll.mask.any(-1))
-        adapt_kl = self.adapt_kl(datas[0], params)
+        adapt_kl = adaptation_kl(spec, self.theta, datas[0], params)
         batch = Batch(
             obs=torch.stack([r.obs for r in rolls], 1),
             actions=torch.stack([r.actions for r in rolls], 1),
@@ -98,13 +98,6 @@ class EncoderMAMLPPO(EncoderPPO):
         row["_env_steps"] = env_steps + sum(r.env_steps for r in rolls)
         row["_iter_steps"] = row["_env_steps"]
         return row
-
-    def adapt_kl(self, data0: StepData, params: dict[str, Tensor]) -> float:
-        """Mean KL between the tutor before and after its inner steps on round 0 (a log column)."""
-        with torch.no_grad():
-            pre = step_logits(self.spec, {k: v.detach() for k, v in self.theta.items()}, data0)
-            post = step_logits(self.spec, params, data0)
-            return float(masked_mean(kl_divergence(self.spec, pre, post), data0.mask))
 
     def loss_fn(self, batch: Batch) -> Any:
         """The minibatch loss ``L`` (module docstring) of the students ``idx``."""
@@ -128,9 +121,8 @@ class EncoderMAMLPPO(EncoderPPO):
                 ents.append(entropy(spec, logits))
                 if r < b.actions.shape[1] - 1:
                     # the inner step sees z as the tutor did: a constant of the network
-                    b0, off = conditioning(spec, self.encoder, obs, z[:, r].detach())
                     inner_data = d._replace(
-                        bias0=b0.detach(), logit_offset=None if off is None else off.detach()
+                        bias0=bias0.detach(), logit_offset=None if offset is None else offset.detach()
                     )
                     params = inner_step(spec, params, inner_data, self.inner, not cfg.first_order, step=r)
             ent = masked_mean(torch.stack(ents, 1), b.mask)

@@ -32,8 +32,8 @@ from torch import Tensor
 from meta_rl.adaptation import rollout_step_data
 from meta_rl.algorithms.base import Algorithm, check_finite, select
 from meta_rl.config import MAMLPPOConfig
-from meta_rl.maml import LearningRate, OuterSettings, StepData, inner_step, meta_loss, policy_logits
-from meta_rl.policy import kl_divergence
+from meta_rl.maml import LearningRate, OuterSettings, StepData, inner_step, meta_loss, step_logits
+from meta_rl.policy import PolicySpec, kl_divergence
 from meta_rl.ppo import masked_mean
 from meta_rl.sampler import Rollouts
 
@@ -48,6 +48,17 @@ def initial_inner_lr(cfg: Any, theta: Mapping[str, Tensor]) -> LearningRate:
     if cfg.item_bias_lr > 0:
         first["item_bias"] = cfg.item_bias_lr
     return {k: torch.full_like(v, first[k]).requires_grad_(True) for k, v in theta.items()}
+
+
+def adaptation_kl(
+    spec: PolicySpec, theta: Mapping[str, Tensor], data0: StepData, params: Mapping[str, Tensor]
+) -> float:
+    """Mean KL between the policy before (``θ``) and after (``params``, batched) its inner
+    steps on the first inner data ``D^0``, with that data's conditioning if any (a log column)."""
+    with torch.no_grad():
+        pre = step_logits(spec, {k: v.detach() for k, v in theta.items()}, data0)
+        post = step_logits(spec, params, data0)
+        return float(masked_mean(kl_divergence(spec, pre, post), data0.mask))
 
 
 class MAMLPPO(Algorithm):
@@ -91,16 +102,9 @@ class MAMLPPO(Algorithm):
                 params = inner_step(spec, params, data, inner, create_graph=False, step=k)
         return rolls, datas, rets, params
 
-    def adapt_kl(self, data0: StepData, params: dict[str, Tensor]) -> float:
-        """Mean KL between the pre-update and adapted policies on ``D^0`` (a log column)."""
-        with torch.no_grad():
-            pre = policy_logits(self.spec, {k: v.detach() for k, v in self.theta.items()}, data0.obs)
-            post = policy_logits(self.spec, params, data0.obs)
-            return float(masked_mean(kl_divergence(self.spec, pre, post), data0.mask))
-
     def maml_iteration(self, it: int) -> dict[str, Any]:
         rolls, datas, rets, params = self.collect_adapted(it)
-        adapt_kl = self.adapt_kl(datas[0], params)
+        adapt_kl = adaptation_kl(self.spec, self.theta, datas[0], params)
         loss_fn = self.meta_loss_fn(datas)
         stats = self.optimise(it, loss_fn, self.cfg.meta_batch_size, 0, datas, rets)
         row = self.row(it, "maml", rolls[0], rolls[-1], stats)
