@@ -218,10 +218,11 @@ class TrainConfig:
 
 
 @dataclass
-class MAMLPPOConfig(TrainConfig):
-    """MAML over PPO (see :mod:`meta_rl.maml` for the objective)."""
-
-    ALGO: ClassVar[str] = "maml_ppo"
+class MetaGradientSettings:
+    """The settings of MAML's meta-gradient and learned inner step sizes, shared by the
+    algorithms that differentiate through an inner step (MAML-PPO, MAML++-PPO,
+    encoder-MAML-PPO). A mixin before the config's base class, so that these fields follow
+    the base's in every listing."""
 
     first_order: bool = _f(False, "first-order meta-gradient (FOMAML) instead of full second order")
     meta_sgd: bool = _f(False, "learn a per-parameter inner step size (Meta-SGD), initialised to inner_lr")
@@ -231,6 +232,22 @@ class MAMLPPOConfig(TrainConfig):
         "(0: inner_lr). The inner loss is a mean over all steps, so one item's offset gets a "
         "gradient ~1/n_items of a shared weight's; a larger step lets one update reweigh items",
     )
+
+    def check_item_bias_lr(self, learned: bool, needs: str) -> None:
+        """``item_bias_lr`` is a finite number ``>= 0``, set only with learned step sizes
+        (``learned``) and per-item offsets; ``needs`` says what it needs, for the error."""
+        if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
+            raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
+        if self.item_bias_lr > 0 and not (learned and getattr(self, "item_bias", False)):
+            raise ValueError(f"item_bias_lr needs {needs}")
+
+
+@dataclass
+class MAMLPPOConfig(MetaGradientSettings, TrainConfig):
+    """MAML over PPO (see :mod:`meta_rl.maml` for the objective)."""
+
+    ALGO: ClassVar[str] = "maml_ppo"
+
     kl_coef: float = _f(0.0, "penalty on KL(sampling pre-update policy || current pre-update policy)")
     pretrain_iterations: int = _f(0, "first run this many pooled PPO iterations (warm start in the same run)")
 
@@ -242,14 +259,11 @@ class MAMLPPOConfig(TrainConfig):
             raise ValueError(f"pretrain_iterations must be >= 0, got {self.pretrain_iterations}")
         if self.inner_steps < 1:
             raise ValueError("maml_ppo needs inner_steps >= 1")
-        if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
-            raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
         learned = self.meta_sgd or getattr(self, "lslr", False)  # MAML++'s per-step rates
-        if self.item_bias_lr > 0 and not (learned and self.item_bias):
-            raise ValueError(
-                "item_bias_lr needs meta_sgd: true and item_bias: true "
-                "(with mamlpp_ppo: lslr: true in place of meta_sgd)"
-            )
+        self.check_item_bias_lr(
+            learned,
+            "meta_sgd: true and item_bias: true (with mamlpp_ppo: lslr: true in place of meta_sgd)",
+        )
 
 
 @dataclass
@@ -419,7 +433,7 @@ class EncoderPPOConfig(TrainConfig):
 
 
 @dataclass
-class EncoderMAMLPPOConfig(EncoderPPOConfig):
+class EncoderMAMLPPOConfig(MetaGradientSettings, EncoderPPOConfig):
     """Encoder-PPO whose policy network is also MAML's initialisation
     (:mod:`meta_rl.algorithms.encoder_maml_ppo`): round ``r`` of an iteration is played by
     ``θ_i^r``, ``r`` inner steps on the student's earlier rounds, each conditioned on the
@@ -429,22 +443,12 @@ class EncoderMAMLPPOConfig(EncoderPPOConfig):
     ALGO: ClassVar[str] = "encoder_maml_ppo"
 
     algo: str = _f("encoder_maml_ppo", "algorithm: encoder_maml_ppo (student encoder + MAML-PPO)")
-    first_order: bool = _f(False, "first-order meta-gradient (FOMAML) instead of full second order")
-    meta_sgd: bool = _f(False, "learn a per-parameter inner step size (Meta-SGD), initialised to inner_lr")
-    item_bias_lr: float = _f(
-        0.0,
-        "meta_sgd with item_bias only: initial Meta-SGD step size of the per-item logit offsets "
-        "(0: inner_lr)",
-    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.inner_steps < 1:
             raise ValueError("encoder_maml_ppo needs inner_steps >= 1")
-        if not math.isfinite(self.item_bias_lr) or self.item_bias_lr < 0:
-            raise ValueError(f"item_bias_lr must be a finite number >= 0, got {self.item_bias_lr}")
-        if self.item_bias_lr > 0 and not (self.meta_sgd and self.item_bias):
-            raise ValueError("item_bias_lr needs meta_sgd: true and item_bias: true")
+        self.check_item_bias_lr(self.meta_sgd, "meta_sgd: true and item_bias: true")
 
 
 def config_classes() -> dict[str, type[TrainConfig]]:
