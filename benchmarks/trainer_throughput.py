@@ -106,7 +106,7 @@ PHASES = (
     ("meta_rl.sampler", "Sampler.collect", "rollout policy and buffers"),
     ("meta_rl.algorithms.maml_ppo", "rollout_step_data", "advantages (baseline fit, GAE)"),
     ("meta_rl.algorithms.maml_ppo", "inner_step", "inner step on the rollouts"),
-    ("meta_rl.algorithms.maml_ppo", "MAMLPPO.adapt_kl", "adaptation KL (log column)"),
+    ("meta_rl.algorithms.maml_ppo", "adaptation_kl", "adaptation KL (log column)"),
     ("meta_rl.algorithms.base", "Algorithm.optimise", "outer PPO epochs"),
     ("meta_rl.rundir", "RunDirectory.save_state", "checkpoint"),
     ("meta_rl.rundir", "RunDirectory.append_metrics", "metrics.csv"),
