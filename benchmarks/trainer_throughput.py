@@ -17,9 +17,14 @@ dispatched), the machine's single-thread float32 peak (best of a few large matmu
 the fraction of that peak the iteration reaches, and where its time goes: the phases
 of the iteration, and within the outer update the share of matmuls, of the other
 (element-wise, reduction) kernels and of everything between kernels (Python, autograd
-engine, dispatch), from ``torch.profiler``.
+engine, dispatch), from ``torch.profiler``. ``target_budget`` sets the 20× target
+against those phases: the CPU time an iteration may take, what the phases outside the
+outer epochs already take, and what is left for the outer epochs next to what their
+matmuls alone take now. ``--variants`` times other MAML-PPO settings beside the shipped
+ones (e.g. first-order, fewer outer epochs: what the target would cost in the algorithm).
 
     python benchmarks/trainer_throughput.py [--out benchmarks/results/trainer_throughput.json]
+        [--variants first_order=true outer_epochs=2 first_order=true,outer_epochs=2]
 """
 
 from __future__ import annotations
@@ -276,11 +281,40 @@ def measure_sb3(total_steps: int, env_kwargs: dict) -> dict[str, float]:
     }
 
 
+def target_budget(maml: dict, sb3: dict, roof: dict, speedup: float) -> dict[str, float]:
+    """What a ``speedup`` × SB3 target (per CPU second) leaves a MAML-PPO iteration: its CPU
+    seconds, those of every phase but the outer PPO epochs (as measured), the rest for the
+    outer epochs, against what the outer epochs take now and (an estimate: the profiled
+    matmul share of the outer update times their CPU seconds) their matmul kernels alone."""
+    phases = roof["phase_cpu_seconds_per_iteration"]
+    steps = maml["env_steps"] / maml["iterations"]
+    per_iteration = steps / (speedup * sb3["env_steps_per_cpu_s"])
+    outer = phases["outer PPO epochs"]
+    rest = sum(phases.values()) - outer
+    return {
+        "speedup": speedup,
+        "env_steps_per_iteration": steps,
+        "cpu_seconds_per_iteration_at_target": per_iteration,
+        "cpu_seconds_outside_the_outer_epochs": rest,
+        "cpu_seconds_left_for_the_outer_epochs": per_iteration - rest,
+        "outer_epochs_cpu_seconds_now": outer,
+        "outer_epochs_matmul_kernels_cpu_seconds_estimate": roof["outer_update"]["matmul_kernels"] * outer,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/trainer_throughput.json"))
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations of our trainers")
     parser.add_argument("--sb3-steps", type=int, default=16384, help="timed env steps of SB3 PPO")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="MAML-PPO settings to time besides the shipped ones, each against SB3 per CPU second "
+        "(e.g. first_order=true outer_epochs=2 first_order=true,outer_epochs=2)",
+    )
     args = parser.parse_args()
 
     from meta_rl.config import default_config_path, load_config
@@ -293,6 +327,7 @@ def main() -> int:
     mamlpp = measure_ours("mamlpp_ppo", args.iterations, ["first_order_iterations=0"])
     rcfg = load_config(default_config_path("MetaTutor/SkillGraph-v0"), ["algo=reptile_ppo"])
     pcfg = load_config(default_config_path("MetaTutor/SkillGraph-v0"), ["algo=mamlpp_ppo"])
+    variants = {v: measure_ours("maml_ppo", args.iterations, v.split(",")) for v in args.variants}
     sb3 = measure_sb3(args.sb3_steps, cfg.env_kwargs)
     roof = roofline(args.iterations, maml)
     result = {
@@ -332,6 +367,11 @@ def main() -> int:
         "speedup_reptile_vs_maml": reptile["env_steps_per_s"] / maml["env_steps_per_s"],
         "speedup_mamlpp_vs_maml": mamlpp["env_steps_per_s"] / maml["env_steps_per_s"],
         "roofline": roof,
+        "target_budget": target_budget(maml, sb3, roof, 20.0),
+        "maml_ppo_variants": {
+            v: {**r, "speedup_vs_sb3_cpu": r["env_steps_per_cpu_s"] / sb3["env_steps_per_cpu_s"]}
+            for v, r in variants.items()
+        },
         "machine": {
             "python": platform.python_version(),
             "processor": platform.machine(),
