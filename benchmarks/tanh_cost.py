@@ -25,13 +25,16 @@ import ctypes
 import ctypes.util
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine, write_report  # noqa: E402
+
 LEVELS = ("default", "avx2", "avx512")
 
 
@@ -124,16 +127,9 @@ def main() -> int:
         "cost_ns_per_element": costs,
         "bit_differences": bit_differences(),
         "torch_compile_double_backward": compile_double_backward(),
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
-            "load_average_1min_at_end": os.getloadavg()[0],
-        },
+        "machine": machine(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    write_report(result, args.out)
     return 0
 
 

@@ -30,10 +30,7 @@ ones (e.g. first-order, fewer outer epochs: what the target would cost in the al
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -44,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import machine, write_report  # noqa: E402
 
 
 def measure_ours(algo: str, iterations: int, overrides: list[str]) -> dict[str, float]:
@@ -372,17 +371,9 @@ def main() -> int:
             v: {**r, "speedup_vs_sb3_cpu": r["env_steps_per_cpu_s"] / sb3["env_steps_per_cpu_s"]}
             for v, r in variants.items()
         },
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.machine(),
-            "cpus": os.cpu_count(),
-            # other processes on the machine slow all three alike; the ratios are what count
-            "load_average_1min_at_end": os.getloadavg()[0],
-        },
+        "machine": machine(),
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+    write_report(result, args.out)
     return 0
 
 
