@@ -17,7 +17,8 @@ dispatched), the machine's single-thread float32 peak (best of a few large matmu
 the fraction of that peak the iteration reaches, and where its time goes: the phases
 of the iteration, and within the outer update the share of matmuls, of the other
 (element-wise, reduction) kernels and of everything between kernels (Python, autograd
-engine, dispatch), from ``torch.profiler``. ``target_budget`` sets the 20× target
+engine, dispatch), from ``torch.profiler``; ``roofline_pooled_ppo`` the same for pooled
+PPO. ``target_budget`` (``target_budget_pooled_ppo``) sets the 20× (25×) target
 against those phases: the CPU time an iteration may take, what the phases outside the
 outer epochs already take, and what is left for the outer epochs next to what their
 matmuls alone take now. ``--variants`` times other MAML-PPO settings beside the shipped
@@ -109,6 +110,7 @@ PHASES = (
     ("envs.core", "StudentVectorEnv.reset", "env reset"),
     ("meta_rl.sampler", "Sampler.collect", "rollout policy and buffers"),
     ("meta_rl.algorithms.maml_ppo", "rollout_step_data", "advantages (baseline fit, GAE)"),
+    ("meta_rl.algorithms.base", "rollout_step_data", "advantages (baseline fit, GAE)"),  # pooled PPO
     ("meta_rl.algorithms.maml_ppo", "inner_step", "inner step on the rollouts"),
     ("meta_rl.algorithms.maml_ppo", "adaptation_kl", "adaptation KL (log column)"),
     ("meta_rl.algorithms.base", "Algorithm.optimise", "outer PPO epochs"),
@@ -208,14 +210,14 @@ def _inside(e: Any, spans: Sequence[Any]) -> bool:
     return any(s.time_range.start <= start <= s.time_range.end for s in spans)
 
 
-def roofline(iterations: int, maml: dict[str, float]) -> dict[str, object]:
-    """One MAML-PPO iteration (``maml``: its timed run) against its matmul FLOPs and the
+def roofline(iterations: int, timed: dict[str, float], algo: str = "maml_ppo") -> dict[str, object]:
+    """One iteration of ``algo`` (``timed``: its timed run) against its matmul FLOPs and the
     single-thread peak; where its time goes."""
     from torch.utils.flop_counter import FlopCounterMode
 
     tmp = Path(tempfile.mkdtemp())
     try:
-        trainer = trainer_for("maml_ppo", tmp)
+        trainer = trainer_for(algo, tmp)
         trainer.train(1)  # warm-up
         with FlopCounterMode(display=False) as counter:
             trainer.train(1)
@@ -228,8 +230,8 @@ def roofline(iterations: int, maml: dict[str, float]) -> dict[str, object]:
         shutil.rmtree(tmp)
     peak = peak_gflops()
     at_peak = flops / (peak * 1e9)
-    cpu = maml["cpu_seconds"] / maml["iterations"]
-    wall = maml["seconds"] / maml["iterations"]
+    cpu = timed["cpu_seconds"] / timed["iterations"]
+    wall = timed["seconds"] / timed["iterations"]
     return {
         "matmul_gflop_per_iteration": flops / 1e9,
         "matmul_gflop_by_op": {k: v / 1e9 for k, v in by_op.items()},
@@ -280,13 +282,14 @@ def measure_sb3(total_steps: int, env_kwargs: dict) -> dict[str, float]:
     }
 
 
-def target_budget(maml: dict, sb3: dict, roof: dict, speedup: float) -> dict[str, float]:
-    """What a ``speedup`` × SB3 target (per CPU second) leaves a MAML-PPO iteration: its CPU
-    seconds, those of every phase but the outer PPO epochs (as measured), the rest for the
-    outer epochs, against what the outer epochs take now and (an estimate: the profiled
-    matmul share of the outer update times their CPU seconds) their matmul kernels alone."""
+def target_budget(timed: dict, sb3: dict, roof: dict, speedup: float) -> dict[str, float]:
+    """What a ``speedup`` × SB3 target (per CPU second) leaves an iteration (``timed``: its
+    timed run, ``roof``: its :func:`roofline`): its CPU seconds, those of every phase but the
+    outer PPO epochs (as measured), the rest for the outer epochs, against what the outer
+    epochs take now and (an estimate: the profiled matmul share of the outer update times
+    their CPU seconds) their matmul kernels alone."""
     phases = roof["phase_cpu_seconds_per_iteration"]
-    steps = maml["env_steps"] / maml["iterations"]
+    steps = timed["env_steps"] / timed["iterations"]
     per_iteration = steps / (speedup * sb3["env_steps_per_cpu_s"])
     outer = phases["outer PPO epochs"]
     rest = sum(phases.values()) - outer
@@ -329,6 +332,7 @@ def main() -> int:
     variants = {v: measure_ours("maml_ppo", args.iterations, v.split(",")) for v in args.variants}
     sb3 = measure_sb3(args.sb3_steps, cfg.env_kwargs)
     roof = roofline(args.iterations, maml)
+    roof_ppo = roofline(args.iterations, ppo, "ppo")
     result = {
         "command": "python benchmarks/trainer_throughput.py " + " ".join(sys.argv[1:]),
         "env": cfg.env,
@@ -367,6 +371,8 @@ def main() -> int:
         "speedup_mamlpp_vs_maml": mamlpp["env_steps_per_s"] / maml["env_steps_per_s"],
         "roofline": roof,
         "target_budget": target_budget(maml, sb3, roof, 20.0),
+        "roofline_pooled_ppo": roof_ppo,
+        "target_budget_pooled_ppo": target_budget(ppo, sb3, roof_ppo, 25.0),
         "maml_ppo_variants": {
             v: {**r, "speedup_vs_sb3_cpu": r["env_steps_per_cpu_s"] / sb3["env_steps_per_cpu_s"]}
             for v, r in variants.items()

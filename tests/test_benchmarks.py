@@ -28,21 +28,33 @@ def _load(name: str):
     return module
 
 
-def test_every_phase_of_the_trainer_benchmark_is_timed(tmp_path: Path) -> None:
+def _phase_times(algo: str, tmp_path: Path) -> tuple[list[str], dict[str, float]]:
+    """The benchmark's phase names and its phase times of two tiny iterations of ``algo``."""
     bench = _load("trainer_throughput")
     # tiny sizes; the benchmark's own settings otherwise (no validation, no iteration limit)
     tiny = [o for o in TINY_TRAIN if not o.startswith(("eval_every=", "n_iterations="))]
-    trainer = bench.trainer_for("maml_ppo", tmp_path, tiny)
+    trainer = bench.trainer_for(algo, tmp_path, tiny)
     try:
         trainer.train(1)
-        times = bench.phase_times(trainer, 2)
+        return [name for _, _, name in bench.PHASES], bench.phase_times(trainer, 2)
     finally:
         trainer.close()
-    names = [name for _, _, name in bench.PHASES]
+
+
+def test_every_phase_of_the_trainer_benchmark_is_timed(tmp_path: Path) -> None:
+    names, times = _phase_times("maml_ppo", tmp_path)
     assert set(names) <= set(times)
     # every phase of an iteration is hit
     for name in names:
         assert times[name] > 0, f"phase {name!r} was never timed: does its hook still name a called function?"
+
+
+def test_the_phases_of_a_pooled_ppo_iteration_are_timed(tmp_path: Path) -> None:
+    _, times = _phase_times("ppo", tmp_path)
+    hit = ("env step", "rollout policy and buffers", "advantages (baseline fit, GAE)", "outer PPO epochs")
+    for name in hit:
+        assert times[name] > 0, name
+    assert times["inner step on the rollouts"] == 0  # pooled PPO takes no inner step
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
