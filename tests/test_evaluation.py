@@ -617,3 +617,79 @@ def test_encoder_ppo_is_evaluated_end_to_end_and_a_stale_cache_is_refused(run_di
     assert cli_main([*args, "--out", str(tmp_path / "e2")]) == 2
     err = capsys.readouterr().err
     assert "z_dim" in err and f"delete {out}" in err
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_sb3_curve_measured_in_parts_equals_the_whole_curve(recurrent) -> None:
+    """Each student's SB3 fine-tuning is seeded by itself alone, so the curve measured in
+    parts (in any order, part 0 with the joint k = 0 column) merges to exactly the whole."""
+    if recurrent:
+        pytest.importorskip("sb3_contrib")
+    from meta_rl.evaluation import sb3_baseline
+    from meta_rl.evaluation.methods import Curve, part_rows
+
+    profs = envs.sample_profiles(ENV_ID, 5, "test", 0, **KW)
+    model = sb3_baseline.train_pooled(ENV_ID, KW, 256, seed=0, n_envs=8, hidden=(16,), recurrent=recurrent)
+    args = (model, ENV_ID, KW, profs, 2, 2, 2, 7)
+    whole = Curve(*sb3_baseline.adaptation_curve(*args))
+    assert not np.isnan(whole.returns).any()
+    parts = {}
+    for j in (2, 0, 1):  # not in order: nothing of one part reaches the next
+        rows = part_rows(len(profs), j, 3).tolist()
+        parts[j] = Curve(*sb3_baseline.adaptation_curve(*args, students=rows, initial=j == 0))
+        assert np.isnan(parts[j].returns[[i for i in range(5) if i not in rows], 1:]).all()
+    merged = Curve.merge_parts([parts[j] for j in range(3)])
+    np.testing.assert_array_equal(merged.returns, whole.returns)
+    assert set(merged.metrics) == set(whole.metrics)
+    for m in whole.metrics:
+        np.testing.assert_array_equal(merged.metrics[m], whole.metrics[m])
+
+
+def test_curve_parts_partition_the_students_and_merge_only_their_cells() -> None:
+    from meta_rl.evaluation.methods import Curve, part_rows
+
+    for n, parts in ((8, 4), (5, 3), (3, 4)):
+        rows = [part_rows(n, j, parts) for j in range(parts)]
+        assert sorted(np.concatenate(rows).tolist()) == list(range(n))
+        assert max(map(len, rows)) - min(map(len, rows)) <= 1
+    with pytest.raises(ValueError, match="need 0 <= part < parts"):
+        part_rows(5, 3, 3)
+    # part j's other cells are not read: fill them with garbage
+    truth = np.arange(15.0).reshape(5, 3)
+    parts = []
+    for j in range(2):
+        r = np.full_like(truth, -1.0)
+        rows = part_rows(5, j, 2)
+        r[rows, 1:] = truth[rows, 1:]
+        if j == 0:
+            r[:, 0] = truth[:, 0]
+        parts.append(Curve(r, {"m": r * 2}, env_steps=10 + j, step_size=0.1 * (j + 1)))
+    merged = Curve.merge_parts(parts)
+    np.testing.assert_array_equal(merged.returns, truth)
+    np.testing.assert_array_equal(merged.metrics["m"], truth * 2)
+    assert (merged.env_steps, merged.step_size) == (10, 0.1)
+    with pytest.raises(ValueError, match="does not match part 0"):
+        Curve.merge_parts([parts[0], Curve(truth[:4], {"m": truth[:4]})])
+
+
+def test_sb3_curve_split_over_two_workers_gives_the_one_worker_results(run_dir, tmp_path) -> None:
+    import shutil
+
+    from meta_rl.evaluation import runner
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    results = {}
+    for workers in (1, 2):
+        s = runner.EvaluationSettings(
+            split="test", n_profiles=5, adapt_steps=2, rollouts_per_step=2, eval_episodes=2,
+            val_profiles=2, workers=workers, methods=["sb3_ppo"], log=lambda _: None,
+        )  # fmt: skip
+        results[workers] = runner.evaluate([run], s)
+    labels = [j["label"] for j in results[2]["details"]["jobs"]]
+    assert f"prepare sb3_ppo ({run.parent.name}/run)" in labels
+    assert sum(label.startswith("curve sb3_ppo") for label in labels) == 4
+    assert sum(j["label"].startswith("curve sb3_ppo") for j in results[1]["details"]["jobs"]) == 1
+    one, two = results[1]["methods"]["sb3_ppo"], results[2]["methods"]["sb3_ppo"]
+    assert one["per_profile"] == two["per_profile"] and one["metrics"] == two["metrics"]
+    assert results[1]["details"]["inner_lr"] == results[2]["details"]["inner_lr"]

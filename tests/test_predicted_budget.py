@@ -85,7 +85,7 @@ def test_with_a_trainer_sb3_pretrains_while_the_run_trains_where_the_budget_is_k
     methods = methods_for(env_id)
     learned = [methods[n] for n in ("maml_ppo", "pooled_ppo", "sb3_ppo")]
     ctx = EvalContext(env_id, env_kwargs, [], [], 3, EvaluationSettings())
-    jobs = _jobs(learned, [run], [cfg.to_dict()], ctx, trainer)
+    jobs, _ = _jobs(learned, [run], [cfg.to_dict()], ctx, trainer)
     labels = [j.label for j in jobs]
     name = f"{run.parent.name}/run"
     sb3 = labels.index(f"train sb3_ppo ({name})")
@@ -99,7 +99,7 @@ def test_with_a_trainer_sb3_pretrains_while_the_run_trains_where_the_budget_is_k
     # a finished run (rerun of the demo) or none at all: SB3 gets the run's measured steps
     finished = SimpleNamespace(train=lambda: None, out=run, iteration=cfg.n_iterations, cfg=cfg)
     for t in (finished, None):
-        jobs = _jobs(learned, [Path(run)], [cfg.to_dict()], ctx, t)
+        jobs, _ = _jobs(learned, [Path(run)], [cfg.to_dict()], ctx, t)
         assert all(j.args[-1] is None for j in jobs if j.label.startswith("train sb3"))
 
 

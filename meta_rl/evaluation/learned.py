@@ -31,7 +31,7 @@ from meta_rl.adaptation import AdaptationResult, adaptation_curve
 from meta_rl.algorithms.derive import predicted_env_steps
 from meta_rl.checkpoint import load_checkpoint
 from meta_rl.evaluation import baselines, sb3_baseline, step_sizes
-from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run, StepRecord
+from meta_rl.evaluation.methods import Curve, EvalContext, Method, Run, StepRecord, part_rows
 from meta_rl.policy import init_params
 from meta_rl.tutor import TutorPolicy
 
@@ -178,6 +178,10 @@ class SB3Baseline(Method):
 
     recurrent: bool = False
 
+    #: SB3 fine-tunes one student at a time, each seeded by itself: four parts let the
+    #: evaluation's cores share the longest curve (the demo's last jobs)
+    CURVE_PARTS = 4
+
     def needs_training(self, run: Path) -> bool:
         return not baselines.sb3_path(run, self.name).is_file()
 
@@ -208,8 +212,9 @@ class SB3Baseline(Method):
             run, env_id, env_kwargs, log, self.name, recurrent=self.recurrent, training_config=run_config
         )
 
-    def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
-        assert run is not None
+    def _model_and_lr(self, ctx: EvalContext, run: Run) -> tuple[Any, int, float]:
+        """The cached pre-trained model, its env steps and the fine-tuning learning rate
+        chosen on val students (cached in the run: chosen once, by the first caller)."""
         s, env = ctx.settings, (ctx.env_id, ctx.env_kwargs)
         model, budget = baselines.train_sb3(run.path, *env, ctx.log, self.name, recurrent=self.recurrent)
         lr = step_sizes.cached_step(
@@ -217,14 +222,31 @@ class SB3Baseline(Method):
             ctx.val, s, ctx.rollouts,
             partial(step_sizes.choose_sb3_lr, model, *env, ctx.val, s, ctx.rollouts),
         )  # fmt: skip
+        return model, budget, lr
+
+    def _curve(self, ctx: EvalContext, run: Run, students: Sequence[int] | None, initial: bool) -> Curve:
+        model, budget, lr = self._model_and_lr(ctx, run)
         ret, met = sb3_baseline.adaptation_curve(
             model,
-            *env,
+            ctx.env_id,
+            ctx.env_kwargs,
             ctx.profiles,
             ctx.adapt_steps,
             ctx.rollouts,
-            s.eval_episodes,
-            s.seed,
+            ctx.settings.eval_episodes,
+            ctx.settings.seed,
             learning_rate=lr,
+            students=students,
+            initial=initial,
         )
         return Curve(ret, met, env_steps=budget, step_size=lr)
+
+    def prepare(self, ctx: EvalContext, run: Run) -> None:
+        self._model_and_lr(ctx, run)  # the learning-rate search, cached for the parts
+
+    def curve_part(self, ctx: EvalContext, run: Run, part: int, parts: int) -> Curve:
+        return self._curve(ctx, run, part_rows(len(ctx.profiles), part, parts).tolist(), part == 0)
+
+    def curve(self, ctx: EvalContext, run: Run | None) -> Curve:
+        assert run is not None
+        return self._curve(ctx, run, None, True)

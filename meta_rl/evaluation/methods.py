@@ -15,7 +15,9 @@ Every method of ``meta-tutor evaluate`` is a :class:`Method` held in the registr
 * how it produces an adaptation curve on the held-out students: :meth:`Method.curve`
   returns a :class:`Curve`, returns and metrics of shape ``(students, K + 1)``, where column
   ``k`` is measured after ``k`` adaptation steps (a method that does not adapt repeats its
-  column ``K + 1`` times).
+  column ``K + 1`` times); a method whose students adapt independently of each other may
+  also measure it in parts (``CURVE_PARTS``, :meth:`Method.prepare`,
+  :meth:`Method.curve_part`), which the evaluation spreads over its cores.
 
 The evaluation protocol itself (students, episodes, seeds) is in :class:`EvalContext`, the
 same for every method, so that all of them see the same students and the same env seeds.
@@ -106,6 +108,32 @@ class Curve:
 
         return cls(repeat(returns), {m: repeat(v) for m, v in metrics.items()}, **kw)
 
+    @classmethod
+    def merge_parts(cls, parts: Sequence[Curve]) -> Curve:
+        """The curve measured in ``parts`` (:meth:`Method.curve_part`): part ``j`` of ``P``
+        holds the rows :func:`part_rows` ``(n, j, P)`` at ``k ≥ 1``, part 0 also column
+        ``k = 0`` of every row; no other cell of a part is read. Step size and env steps are
+        part 0's."""
+        first = parts[0]
+        returns = first.returns.copy()
+        metrics = {m: v.copy() for m, v in first.metrics.items()}
+        for j, c in enumerate(parts[1:], start=1):
+            if c.returns.shape != returns.shape or set(c.metrics) != set(metrics):
+                raise ValueError(f"curve part {j} does not match part 0 (shape or metrics)")
+            rows = part_rows(len(returns), j, len(parts))
+            returns[rows, 1:] = c.returns[rows, 1:]
+            for m, v in c.metrics.items():
+                metrics[m][rows, 1:] = v[rows, 1:]
+        return cls(returns, metrics, env_steps=first.env_steps, step_size=first.step_size)
+
+
+def part_rows(n: int, part: int, parts: int) -> np.ndarray:
+    """The students (rows) that part ``part`` of ``parts`` of a split curve adapts to:
+    contiguous blocks of sizes as equal as they can be."""
+    if not 0 <= part < parts:
+        raise ValueError(f"part {part} of {parts}: need 0 <= part < parts")
+    return np.array_split(np.arange(n), parts)[part]
+
 
 @dataclass(frozen=True)
 class Method(ABC):
@@ -122,6 +150,10 @@ class Method(ABC):
 
     #: evaluated once per meta-training run (``True``) or once per evaluation (``False``)
     needs_run: ClassVar[bool] = True
+
+    #: into how many jobs the evaluation may split its curve when it has several cores
+    #: (students partitioned by :func:`part_rows`; see :meth:`curve_part`); 1: never split
+    CURVE_PARTS: ClassVar[int] = 1
 
     def kind(self, env_id: str) -> str:
         """``"adaptive"``, ``"heuristic"``, ``"oracle"`` or ``"omniscient"`` on ``env_id``."""
@@ -175,6 +207,20 @@ class Method(ABC):
         step-size search and curve is the longest). Only the order depends on it, never a
         result."""
         return 1.0
+
+    def prepare(self, ctx: EvalContext, run: Run) -> None:
+        """What every part of a split curve needs first, done once before the parts (for
+        example a step-size search on val students, cached in the run directory). Called
+        only when the curve is split (``CURVE_PARTS > 1``); nothing by default."""
+        return None  # an optional hook (not abstract): most methods need nothing first
+
+    def curve_part(self, ctx: EvalContext, run: Run, part: int, parts: int) -> Curve:
+        """Part ``part`` of ``parts`` of :meth:`curve`: the rows :func:`part_rows` at every
+        ``k ≥ 1`` and, for part 0, column ``k = 0`` of every row (what a method measures for
+        all students at once); other cells are not read (:meth:`Curve.merge_parts`). The
+        merged parts must equal :meth:`curve` exactly: each student's adaptation seeded by
+        itself alone. Only for ``CURVE_PARTS > 1``."""
+        raise NotImplementedError(f"method {self.name!r} does not split its curve")
 
     @abstractmethod
     def curve(self, ctx: EvalContext, run: Run | None) -> Curve:

@@ -189,9 +189,9 @@ def evaluate(
         evaluation_memory(spec, env, len(ctx.profiles), s.adapt_steps, ctx.rollouts, s.eval_episodes)
     )
     learned = [m for m in methods if m.needs_run]
-    jobs = _jobs(learned, paths, configs, ctx, trainer)
+    jobs, curve_jobs = _jobs(learned, paths, configs, ctx, trainer, s.workers)
     timeline: list[dict[str, Any]] = []
-    curves = run_jobs(jobs, s.workers, timeline)[len(jobs) - len(learned) * len(paths) :]  # curves last
+    outputs = run_jobs(jobs, s.workers, timeline)
     per_run: dict[str, list[Curve]] = {}
     info: dict[str, Any] = {"runs": [str(r) for r in paths], "env_steps": {}, "inner_lr": {}, "seconds": {}}
     # where the time went: one record per job (label, slot, start/end seconds, CPU seconds)
@@ -210,7 +210,7 @@ def evaluate(
                 info[key].setdefault(m.name, []).append(value)
         info["seconds"][m.name] = info["seconds"].get(m.name, 0.0) + seconds
 
-    by_job = dict(zip(_curve_order(learned, paths), curves))
+    by_job = {key: _merged([outputs[i] for i in at]) for key, at in curve_jobs.items()}
     for path in paths:
         for m in learned:
             c, seconds = by_job[m, path]
@@ -259,13 +259,18 @@ def _jobs(
     configs: Sequence[Mapping[str, Any]],
     ctx: EvalContext,
     trainer: Trainer | None,
-) -> list[Job]:
-    """The evaluation as jobs: the run's training (with ``trainer``), the missing baselines,
-    then one curve per method and run, each after what it needs; the curves come last, in
-    :func:`_curve_order`. A free worker takes the first job it can start, so the list order
-    is the priority: the run, the baselines that wait for it, then those that can train
-    while it runs (:meth:`Method.can_train_before_run`), most expensive first (SB3, whose
-    pre-training, step-size search and curve are the longest chain)."""
+    workers: int = 1,
+) -> tuple[list[Job], dict[tuple[Method, Path], list[int]]]:
+    """The evaluation as jobs, and where each (method, run)'s curve jobs are in the list.
+
+    The run's training (with ``trainer``), the missing baselines, then one curve per method
+    and run, each after what it needs; the curves come last, in :func:`_curve_order`. On
+    several ``workers`` a method with ``CURVE_PARTS > 1`` gets a :meth:`Method.prepare` job
+    and that many part jobs after it instead (merged by :func:`_merged`). A free worker
+    takes the first job it can start, so the list order is the priority: the run, the
+    baselines that wait for it, then those that can train while it runs
+    (:meth:`Method.can_train_before_run`), most expensive first (SB3, whose pre-training,
+    step-size search and curve are the longest chain)."""
     jobs = (
         [Job(trainer.train, local=True, label=f"meta-train {_short(trainer.out)}")]
         if trainer is not None
@@ -297,11 +302,22 @@ def _jobs(
                 label=f"train {m.name} ({_short(p)})",
             )
         )
+    curve_jobs: dict[tuple[Method, Path], list[int]] = {}
     for m, p in _curve_order(learned, paths):
         key = (m.baseline_name(), p)
         after = first + ((trained_at[key],) if key in trained_at else ())
-        jobs.append(Job(method_curve, (m, p, ctx), after, label=f"curve {m.name} ({_short(p)})"))
-    return jobs
+        label, parts = f"{m.name} ({_short(p)})", m.CURVE_PARTS if workers > 1 else 1
+        if parts == 1:
+            curve_jobs[m, p] = [len(jobs)]
+            jobs.append(Job(method_curve, (m, p, ctx), after, label=f"curve {label}"))
+            continue
+        jobs.append(Job(method_prepare, (m, p, ctx), after, label=f"prepare {label}"))
+        prepared = (len(jobs) - 1,)
+        curve_jobs[m, p] = list(range(len(jobs), len(jobs) + parts))
+        for j in range(parts):
+            part = f"curve {label} part {j + 1}/{parts}"
+            jobs.append(Job(method_curve_part, (m, p, ctx, j, parts), prepared, label=part))
+    return jobs, curve_jobs
 
 
 def _short(run: Path) -> str:
@@ -339,6 +355,28 @@ def method_curve(m: Method, path: Path, ctx: EvalContext) -> tuple[Curve, float]
     run = load_run(path)  # its baseline was trained by an earlier job (see _jobs)
     t0 = time.time()
     return m.curve(ctx, run), time.time() - t0
+
+
+def method_prepare(m: Method, path: Path, ctx: EvalContext) -> None:
+    """One evaluation job: what every part of ``m``'s split curve on ``path`` needs first."""
+    torch.set_num_threads(1)
+    m.prepare(ctx, load_run(path))
+
+
+def method_curve_part(m: Method, path: Path, ctx: EvalContext, part: int, parts: int) -> tuple[Curve, float]:
+    """One evaluation job: part ``part`` of ``parts`` of ``m``'s curve on ``path``
+    (:meth:`Method.curve_part`, after :func:`method_prepare`) and its seconds."""
+    torch.set_num_threads(1)
+    run = load_run(path)
+    t0 = time.time()
+    return m.curve_part(ctx, run, part, parts), time.time() - t0
+
+
+def _merged(outputs: Sequence[tuple[Curve, float]]) -> tuple[Curve, float]:
+    """A curve and its seconds from its one job, or merged from its parts' jobs."""
+    if len(outputs) == 1:
+        return outputs[0]
+    return Curve.merge_parts([c for c, _ in outputs]), sum(t for _, t in outputs)
 
 
 def _mean_over_runs(name: str, kind: str, curves: Sequence[Curve]) -> MethodCurve:

@@ -165,10 +165,19 @@ def adaptation_curve(
     seed: int,
     learning_rate: float = 3e-4,
     n_epochs: int = 10,
+    students: Sequence[int] | None = None,
+    initial: bool = True,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Returns ``(n, steps + 1)`` mean returns and metrics ``name -> (n, steps + 1)``."""
+    """Returns ``(n, steps + 1)`` mean returns and metrics ``name -> (n, steps + 1)``.
+
+    Column ``k = 0`` is measured for all students at once (``initial``), then each student
+    is fine-tuned by itself: ``students`` (indices into ``profiles``; default all) fine-tunes
+    only those, leaving the other rows' later columns NaN, and gives them exactly the values
+    of a full run — every student's fine-tuning is seeded by its index alone, which lets the
+    evaluation split the students over its cores.
+    """
     n, horizon = len(profiles), _horizon(env_id, env_kwargs)
-    returns = np.zeros((n, steps + 1))
+    returns = np.full((n, steps + 1), np.nan)
     metrics: dict[str, np.ndarray] = {}
 
     def record(col: int, rows: slice | int, r: np.ndarray, m: dict[str, np.ndarray], n_tasks: int) -> None:
@@ -182,14 +191,18 @@ def adaptation_curve(
     # after step k uses seeds[2k] and the adaptation rollouts of step k seeds[2k + 1], with
     # student i's sub-envs at offsets i * episodes, as in the task-major sampler.
     seeds = adaptation_seeds(seed, steps)
-    torch.manual_seed(seed)
-    venv = make_task_env(env_id, env_kwargs, profiles, eval_episodes)
-    r, m = run_episodes(venv, _act(model), seed=int(seeds[0]))
-    record(0, slice(None), r, m, n)
+    if initial:
+        torch.manual_seed(seed)
+        venv = make_task_env(env_id, env_kwargs, profiles, eval_episodes)
+        r, m = run_episodes(venv, _act(model), seed=int(seeds[0]))
+        record(0, slice(None), r, m, n)
 
     state = {k: v.clone() for k, v in model.policy.state_dict().items()}
     recurrent = is_recurrent(model)
-    for i, prof in enumerate(profiles):
+    for i in map(int, range(n) if students is None else students):
+        prof = profiles[i]
+        # PPO's constructor seeds torch, NumPy and Python's random with seed + i: nothing of
+        # an earlier student carries over
         ft_env = SB3VectorEnv(
             env_id, rollouts_per_step, profiles=[prof] * rollouts_per_step, **dict(env_kwargs)
         )
