@@ -20,7 +20,7 @@ Every adaptation uses ``ctx.settings.seed``: all methods see the same students a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -212,10 +212,13 @@ class SB3Baseline(Method):
             run, env_id, env_kwargs, log, self.name, recurrent=self.recurrent, training_config=run_config
         )
 
-    def _model_and_lr(self, ctx: EvalContext, run: Run) -> tuple[Any, int, float]:
+    def _model_and_lr(self, ctx: EvalContext, run: Run, quiet: bool = False) -> tuple[Any, int, float]:
         """The cached pre-trained model, its env steps and the fine-tuning learning rate
-        chosen on val students (cached in the run: chosen once, by the first caller)."""
+        chosen on val students (cached in the run: chosen once, by the first caller;
+        ``quiet``: without saying so again, as each part of a split curve would)."""
         s, env = ctx.settings, (ctx.env_id, ctx.env_kwargs)
+        if quiet:
+            s = replace(s, log=lambda _: None)
         model, budget = baselines.train_sb3(run.path, *env, ctx.log, self.name, recurrent=self.recurrent)
         lr = step_sizes.cached_step(
             run.path, self.name, [baselines.sb3_path(run.path, self.name)], env, step_sizes.SB3_LR_GRID,
@@ -225,7 +228,7 @@ class SB3Baseline(Method):
         return model, budget, lr
 
     def _curve(self, ctx: EvalContext, run: Run, students: Sequence[int] | None, initial: bool) -> Curve:
-        model, budget, lr = self._model_and_lr(ctx, run)
+        model, budget, lr = self._model_and_lr(ctx, run, quiet=students is not None)
         ret, met = sb3_baseline.adaptation_curve(
             model,
             ctx.env_id,
