@@ -654,22 +654,33 @@ def test_curve_parts_partition_the_students_and_merge_only_their_cells() -> None
         assert max(map(len, rows)) - min(map(len, rows)) <= 1
     with pytest.raises(ValueError, match="need 0 <= part < parts"):
         part_rows(5, 3, 3)
-    # part j's other cells are not read: fill them with garbage
     truth = np.arange(15.0).reshape(5, 3)
-    parts = []
-    for j in range(2):
-        r = np.full_like(truth, -1.0)
-        rows = part_rows(5, j, 2)
+
+    def part(j: int, of: int, n: int = 5, **kw) -> Curve:
+        """Part j: its cells from ``truth``, every other cell garbage (never read)."""
+        r = np.full((n, 3), -1.0)
+        rows = part_rows(n, j, of)
         r[rows, 1:] = truth[rows, 1:]
         if j == 0:
-            r[:, 0] = truth[:, 0]
-        parts.append(Curve(r, {"m": r * 2}, env_steps=10 + j, step_size=0.1 * (j + 1)))
-    merged = Curve.merge_parts(parts)
+            r[:, 0] = truth[:n, 0]
+        return Curve(r, {"m": r * 2}, **{"env_steps": 10, "step_size": 0.1, **kw})
+
+    merged = Curve.merge_parts([part(0, 2), part(1, 2)])
     np.testing.assert_array_equal(merged.returns, truth)
     np.testing.assert_array_equal(merged.metrics["m"], truth * 2)
     assert (merged.env_steps, merged.step_size) == (10, 0.1)
+    with pytest.raises(ValueError, match="another step size or budget"):
+        Curve.merge_parts([part(0, 2), part(1, 2, step_size=0.2)])
     with pytest.raises(ValueError, match="does not match part 0"):
-        Curve.merge_parts([parts[0], Curve(truth[:4], {"m": truth[:4]})])
+        Curve.merge_parts([part(0, 2), Curve(truth[:4], {"m": truth[:4]}, env_steps=10, step_size=0.1)])
+    hole = part(1, 2)
+    hole.returns[4, 2] = np.nan
+    with pytest.raises(ValueError, match="leave 1 returns unmeasured"):
+        Curve.merge_parts([part(0, 2), hole])
+    # a part with no students (3 students in 4 parts) adds nothing, even without metrics
+    empty = Curve(np.full((3, 3), np.nan), {}, env_steps=10, step_size=0.1)
+    merged = Curve.merge_parts([part(0, 4, n=3), part(1, 4, n=3), part(2, 4, n=3), empty])
+    np.testing.assert_array_equal(merged.returns, truth[:3])
 
 
 def test_sb3_curve_split_over_two_workers_gives_the_one_worker_results(run_dir, tmp_path) -> None:
@@ -677,19 +688,58 @@ def test_sb3_curve_split_over_two_workers_gives_the_one_worker_results(run_dir, 
 
     from meta_rl.evaluation import runner
 
-    run = tmp_path / "run"
-    shutil.copytree(run_dir, run)
     results = {}
-    for workers in (1, 2):
+    for workers in (2, 1):  # each on its own copy without a cached learning rate: both search
+        run = tmp_path / f"w{workers}" / "run"
+        shutil.copytree(run_dir, run)
+        (run / "baselines" / "step_sizes.json").unlink(missing_ok=True)
         s = runner.EvaluationSettings(
             split="test", n_profiles=5, adapt_steps=2, rollouts_per_step=2, eval_episodes=2,
             val_profiles=2, workers=workers, methods=["sb3_ppo"], log=lambda _: None,
         )  # fmt: skip
         results[workers] = runner.evaluate([run], s)
     labels = [j["label"] for j in results[2]["details"]["jobs"]]
-    assert f"prepare sb3_ppo ({run.parent.name}/run)" in labels
+    assert "prepare sb3_ppo (w2/run)" in labels
     assert sum(label.startswith("curve sb3_ppo") for label in labels) == 4
     assert sum(j["label"].startswith("curve sb3_ppo") for j in results[1]["details"]["jobs"]) == 1
     one, two = results[1]["methods"]["sb3_ppo"], results[2]["methods"]["sb3_ppo"]
     assert one["per_profile"] == two["per_profile"] and one["metrics"] == two["metrics"]
     assert results[1]["details"]["inner_lr"] == results[2]["details"]["inner_lr"]
+
+
+def test_split_curves_wait_for_their_prepare_job_and_split_only_what_can_be_split(tmp_path) -> None:
+    from pathlib import Path
+
+    from meta_rl.evaluation.methods import EvalContext
+    from meta_rl.evaluation.registry import methods_for
+    from meta_rl.evaluation.runner import _jobs
+    from meta_rl.evaluation.settings import EvaluationSettings
+
+    methods = methods_for(ENV_ID)
+    learned = [methods["sb3_ppo"], methods["pooled_ppo"]]
+    paths = [Path(tmp_path / "a"), Path(tmp_path / "b")]
+    configs = [MAMLPPOConfig(env_kwargs=KW).to_dict()] * 2
+
+    def jobs_for(n_students: int, adapt_steps: int, workers: int):
+        ctx = EvalContext(ENV_ID, KW, [{}] * n_students, [], 2, EvaluationSettings(adapt_steps=adapt_steps))
+        return _jobs(learned, paths, configs, ctx, None, workers)
+
+    jobs, curve_jobs = jobs_for(8, 2, 2)
+    assert set(curve_jobs) == {(m, p) for m in learned for p in paths}
+    for p in paths:
+        prepare, *parts = curve_jobs[methods["sb3_ppo"], p]
+        assert jobs[prepare].label == f"prepare sb3_ppo ({p.parent.name}/{p.name})"
+        assert [jobs[i].args[-2:] for i in parts] == [(j, 4) for j in range(4)]
+        assert all(jobs[i].after == (prepare,) for i in parts)
+        # the prepare job waits for the baseline's training job, like an unsplit curve
+        name = f"{p.parent.name}/{p.name}"
+        trained = next(i for i, j in enumerate(jobs) if j.label == f"train sb3_ppo ({name})")
+        assert jobs[prepare].after == (trained,)
+        (pooled,) = curve_jobs[methods["pooled_ppo"], p]
+        assert jobs[pooled].label.startswith("curve pooled_ppo")
+    # fewer students than parts: one part per student; no step or one worker: not split
+    assert len(jobs_for(3, 2, 2)[1][methods["sb3_ppo"], paths[0]]) == 1 + 3
+    for n, k, w in ((1, 2, 2), (8, 0, 2), (8, 2, 1)):
+        jobs, curve_jobs = jobs_for(n, k, w)
+        (i,) = curve_jobs[methods["sb3_ppo"], paths[0]]
+        assert jobs[i].label.startswith("curve sb3_ppo") and "part" not in jobs[i].label

@@ -112,18 +112,25 @@ class Curve:
     def merge_parts(cls, parts: Sequence[Curve]) -> Curve:
         """The curve measured in ``parts`` (:meth:`Method.curve_part`): part ``j`` of ``P``
         holds the rows :func:`part_rows` ``(n, j, P)`` at ``k ≥ 1``, part 0 also column
-        ``k = 0`` of every row; no other cell of a part is read. Step size and env steps are
-        part 0's."""
+        ``k = 0`` of every row; no other cell of a part is read. The parts must agree on the
+        step size and env steps, and together fill every return (a part that measured
+        nothing — no students, or no step after ``k = 0`` — adds nothing)."""
         first = parts[0]
         returns = first.returns.copy()
         metrics = {m: v.copy() for m, v in first.metrics.items()}
         for j, c in enumerate(parts[1:], start=1):
+            if (c.env_steps, c.step_size) != (first.env_steps, first.step_size):
+                raise ValueError(f"curve part {j} was measured with another step size or budget than part 0")
+            rows = part_rows(len(returns), j, len(parts))
+            if len(rows) == 0 or returns.shape[1] == 1:
+                continue
             if c.returns.shape != returns.shape or set(c.metrics) != set(metrics):
                 raise ValueError(f"curve part {j} does not match part 0 (shape or metrics)")
-            rows = part_rows(len(returns), j, len(parts))
             returns[rows, 1:] = c.returns[rows, 1:]
             for m, v in c.metrics.items():
                 metrics[m][rows, 1:] = v[rows, 1:]
+        if np.isnan(returns).any():
+            raise ValueError(f"curve parts leave {int(np.isnan(returns).sum())} returns unmeasured")
         return cls(returns, metrics, env_steps=first.env_steps, step_size=first.step_size)
 
 
@@ -211,7 +218,8 @@ class Method(ABC):
     def prepare(self, ctx: EvalContext, run: Run) -> None:
         """What every part of a split curve needs first, done once before the parts (for
         example a step-size search on val students, cached in the run directory). Called
-        only when the curve is split (``CURVE_PARTS > 1``); nothing by default."""
+        only when the curve is split (``CURVE_PARTS > 1``, on two or more workers, with at
+        least two students and one adaptation step); nothing by default."""
         return None  # an optional hook (not abstract): most methods need nothing first
 
     def curve_part(self, ctx: EvalContext, run: Run, part: int, parts: int) -> Curve:
@@ -219,7 +227,8 @@ class Method(ABC):
         ``k ≥ 1`` and, for part 0, column ``k = 0`` of every row (what a method measures for
         all students at once); other cells are not read (:meth:`Curve.merge_parts`). The
         merged parts must equal :meth:`curve` exactly: each student's adaptation seeded by
-        itself alone. Only for ``CURVE_PARTS > 1``."""
+        itself alone. Only for ``CURVE_PARTS > 1`` (the evaluation uses at most one part
+        per student)."""
         raise NotImplementedError(f"method {self.name!r} does not split its curve")
 
     @abstractmethod

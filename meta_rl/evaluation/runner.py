@@ -266,7 +266,8 @@ def _jobs(
     The run's training (with ``trainer``), the missing baselines, then one curve per method
     and run, each after what it needs; the curves come last, in :func:`_curve_order`. On
     several ``workers`` a method with ``CURVE_PARTS > 1`` gets a :meth:`Method.prepare` job
-    and that many part jobs after it instead (merged by :func:`_merged`). A free worker
+    and that many part jobs after it instead (at most one per student; none without an
+    adaptation step), listed prepare job first and merged by :func:`_merged`. A free worker
     takes the first job it can start, so the list order is the priority: the run, the
     baselines that wait for it, then those that can train while it runs
     (:meth:`Method.can_train_before_run`), most expensive first (SB3, whose pre-training,
@@ -306,14 +307,17 @@ def _jobs(
     for m, p in _curve_order(learned, paths):
         key = (m.baseline_name(), p)
         after = first + ((trained_at[key],) if key in trained_at else ())
-        label, parts = f"{m.name} ({_short(p)})", m.CURVE_PARTS if workers > 1 else 1
-        if parts == 1:
+        label = f"{m.name} ({_short(p)})"
+        # split only where there is a second core to share it and something to split
+        split = workers > 1 and ctx.adapt_steps > 0
+        parts = min(m.CURVE_PARTS, len(ctx.profiles)) if split else 1
+        if parts <= 1:
             curve_jobs[m, p] = [len(jobs)]
             jobs.append(Job(method_curve, (m, p, ctx), after, label=f"curve {label}"))
             continue
         jobs.append(Job(method_prepare, (m, p, ctx), after, label=f"prepare {label}"))
         prepared = (len(jobs) - 1,)
-        curve_jobs[m, p] = list(range(len(jobs), len(jobs) + parts))
+        curve_jobs[m, p] = list(range(len(jobs) - 1, len(jobs) + parts))  # prepare, then the parts
         for j in range(parts):
             part = f"curve {label} part {j + 1}/{parts}"
             jobs.append(Job(method_curve_part, (m, p, ctx, j, parts), prepared, label=part))
@@ -357,10 +361,14 @@ def method_curve(m: Method, path: Path, ctx: EvalContext) -> tuple[Curve, float]
     return m.curve(ctx, run), time.time() - t0
 
 
-def method_prepare(m: Method, path: Path, ctx: EvalContext) -> None:
-    """One evaluation job: what every part of ``m``'s split curve on ``path`` needs first."""
+def method_prepare(m: Method, path: Path, ctx: EvalContext) -> tuple[None, float]:
+    """One evaluation job: what every part of ``m``'s split curve on ``path`` needs first
+    (:meth:`Method.prepare`), and its seconds."""
     torch.set_num_threads(1)
-    m.prepare(ctx, load_run(path))
+    run = load_run(path)
+    t0 = time.time()
+    m.prepare(ctx, run)
+    return None, time.time() - t0
 
 
 def method_curve_part(m: Method, path: Path, ctx: EvalContext, part: int, parts: int) -> tuple[Curve, float]:
@@ -372,11 +380,12 @@ def method_curve_part(m: Method, path: Path, ctx: EvalContext, part: int, parts:
     return m.curve_part(ctx, run, part, parts), time.time() - t0
 
 
-def _merged(outputs: Sequence[tuple[Curve, float]]) -> tuple[Curve, float]:
-    """A curve and its seconds from its one job, or merged from its parts' jobs."""
-    if len(outputs) == 1:
-        return outputs[0]
-    return Curve.merge_parts([c for c, _ in outputs]), sum(t for _, t in outputs)
+def _merged(outputs: Sequence[tuple[Curve | None, float]]) -> tuple[Curve, float]:
+    """A curve and its seconds from its one job, or from its prepare job and its parts'
+    (merged; the seconds of all, as one job's would include its step-size search)."""
+    curves = [c for c, _ in outputs if c is not None]
+    merged = curves[0] if len(curves) == 1 else Curve.merge_parts(curves)
+    return merged, sum(t for _, t in outputs)
 
 
 def _mean_over_runs(name: str, kind: str, curves: Sequence[Curve]) -> MethodCurve:
