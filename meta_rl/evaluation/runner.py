@@ -48,9 +48,9 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -72,6 +72,9 @@ from meta_rl.evaluation.report import MethodCurve, build_results, write_report
 from meta_rl.evaluation.settings import EvaluationSettings
 from meta_rl.resources import check_memory, evaluation_memory
 from meta_rl.trainer import Trainer
+
+#: what a job computes on a run (see :func:`_timed_on_run`)
+T = TypeVar("T")
 
 __all__ = [
     "EvaluationSettings",
@@ -304,12 +307,12 @@ def _jobs(
             )
         )
     curve_jobs: dict[tuple[Method, Path], list[int]] = {}
+    # split curves only where there is a second core to share them and something to split
+    split = workers > 1 and ctx.adapt_steps > 0
     for m, p in _curve_order(learned, paths):
         key = (m.baseline_name(), p)
         after = first + ((trained_at[key],) if key in trained_at else ())
         label = f"{m.name} ({_short(p)})"
-        # split only where there is a second core to share it and something to split
-        split = workers > 1 and ctx.adapt_steps > 0
         parts = min(m.CURVE_PARTS, len(ctx.profiles)) if split else 1
         if parts <= 1:
             curve_jobs[m, p] = [len(jobs)]
@@ -351,33 +354,32 @@ def load_run(path: Path) -> Run:
     return Run(path, load_checkpoint(path / "checkpoint.pt")["config"], load_policy(path))
 
 
-def method_curve(m: Method, path: Path, ctx: EvalContext) -> tuple[Curve, float]:
-    """One evaluation job (in this process or a worker): ``m``'s curve on run ``path``, whose
-    baseline an earlier job trained; returns the curve and its seconds."""
+def _timed_on_run(call: Callable[[Run], T], path: Path) -> tuple[T, float]:
+    """``call(run)`` on the run at ``path`` (whose baseline an earlier job trained, see
+    :func:`_jobs`) and its seconds, the run's loading excluded."""
     # these networks are tiny: one thread is fastest, and more threads thrash on a shared 2-core machine
     torch.set_num_threads(1)
-    run = load_run(path)  # its baseline was trained by an earlier job (see _jobs)
+    run = load_run(path)
     t0 = time.time()
-    return m.curve(ctx, run), time.time() - t0
+    return call(run), time.time() - t0
+
+
+def method_curve(m: Method, path: Path, ctx: EvalContext) -> tuple[Curve, float]:
+    """One evaluation job (in this process or a worker): ``m``'s curve on run ``path`` and
+    its seconds."""
+    return _timed_on_run(lambda run: m.curve(ctx, run), path)
 
 
 def method_prepare(m: Method, path: Path, ctx: EvalContext) -> tuple[None, float]:
     """One evaluation job: what every part of ``m``'s split curve on ``path`` needs first
     (:meth:`Method.prepare`), and its seconds."""
-    torch.set_num_threads(1)
-    run = load_run(path)
-    t0 = time.time()
-    m.prepare(ctx, run)
-    return None, time.time() - t0
+    return _timed_on_run(lambda run: m.prepare(ctx, run), path)
 
 
 def method_curve_part(m: Method, path: Path, ctx: EvalContext, part: int, parts: int) -> tuple[Curve, float]:
     """One evaluation job: part ``part`` of ``parts`` of ``m``'s curve on ``path``
     (:meth:`Method.curve_part`, after :func:`method_prepare`) and its seconds."""
-    torch.set_num_threads(1)
-    run = load_run(path)
-    t0 = time.time()
-    return m.curve_part(ctx, run, part, parts), time.time() - t0
+    return _timed_on_run(lambda run: m.curve_part(ctx, run, part, parts), path)
 
 
 def _merged(outputs: Sequence[tuple[Curve | None, float]]) -> tuple[Curve, float]:
